@@ -1,0 +1,126 @@
+"""The one place that decides where array math runs.
+
+Layers never import NumPy or CuPy for array math. They ask this module:
+
+* :func:`get_array_module(x)` returns ``numpy`` for a NumPy array and
+  ``cupy`` for a CuPy array (the Chainer/DeZero pattern), so one layer code
+  path serves both devices;
+* :func:`kernels(x)` returns the kernel module for that array: the numba
+  kernels (:mod:`nncore.kernels.cpu`) or the plain-NumPy reference kernels
+  (:mod:`nncore.kernels.reference`) on the CPU, the CuPy kernels
+  (:mod:`nncore.kernels.gpu`) on a GPU.
+
+CuPy is imported lazily, only when a GPU is asked for, so a CPU-only install
+never touches it. Asking for a GPU that is not there raises
+:class:`~nncore.errors.DeviceError` carrying the real import or driver error.
+"""
+
+import importlib
+import os
+
+import numpy as np
+
+from .errors import DeviceError, UsageError
+
+GPU_INSTALL_HINT = 'pip install -e ".[gpu]"  (CuPy for CUDA 12)'
+
+_CPU_KERNELS = {"numba": "nncore.kernels.cpu", "reference": "nncore.kernels.reference"}
+_state = {"cpu_kernels": os.environ.get("NNCORE_KERNELS", "numba"), "cupy": None}
+
+
+def set_cpu_kernels(name):
+    """Choose the CPU kernels: ``"numba"`` (fast, default) or ``"reference"`` (plain NumPy).
+
+    The environment variable ``NNCORE_KERNELS`` sets the default.
+    """
+    if name not in _CPU_KERNELS:
+        raise UsageError(f"unknown CPU kernels {name!r}; choose one of {sorted(_CPU_KERNELS)}")
+    _state["cpu_kernels"] = name
+
+
+def cpu_kernels_name():
+    """Name of the CPU kernels in use: ``"numba"`` or ``"reference"``."""
+    name = _state["cpu_kernels"]
+    if name not in _CPU_KERNELS:
+        raise UsageError(f"NNCORE_KERNELS={name!r} is not valid; choose one of {sorted(_CPU_KERNELS)}")
+    return name
+
+
+def import_cupy():
+    """Import CuPy and check that a CUDA device answers; raise DeviceError otherwise.
+
+    The message repeats the real error (missing module, missing driver, no
+    device) and gives the install command.
+    """
+    if _state["cupy"] is not None:
+        return _state["cupy"]
+    try:
+        cp = importlib.import_module("cupy")
+    except Exception as exc:  # ImportError, or a broken CUDA toolkit raising at import
+        raise DeviceError(
+            f"the GPU needs CuPy, which could not be imported ({type(exc).__name__}: {exc}); "
+            f"install it with: {GPU_INSTALL_HINT}"
+        ) from None
+    try:
+        count = cp.cuda.runtime.getDeviceCount()
+        if count < 1:
+            raise RuntimeError("no CUDA device found")
+        cp.cuda.Device(0).compute_capability
+    except Exception as exc:
+        raise DeviceError(
+            f"CuPy is installed but no CUDA GPU is usable ({type(exc).__name__}: {exc}); "
+            f"check the NVIDIA driver with nvidia-smi, or run with --device cpu"
+        ) from None
+    _state["cupy"] = cp
+    return cp
+
+
+def is_gpu_array(x):
+    """True when ``x`` is a CuPy array (checked without importing CuPy)."""
+    return type(x).__module__.startswith("cupy")
+
+
+def get_array_module(*arrays):
+    """``numpy`` or ``cupy``: the module that owns the given arrays."""
+    for a in arrays:
+        if is_gpu_array(a):
+            return import_cupy()
+    return np
+
+
+def kernels(x):
+    """The kernel module for array ``x``: numba or reference on CPU, CuPy kernels on GPU."""
+    if is_gpu_array(x):
+        return importlib.import_module("nncore.kernels.gpu")
+    return importlib.import_module(_CPU_KERNELS[cpu_kernels_name()])
+
+
+def normalize_device(device):
+    """Map user spellings to ``"cpu"`` or ``"gpu"``; anything else is a UsageError."""
+    d = str(device).lower()
+    if d in ("cpu", "numpy"):
+        return "cpu"
+    if d in ("gpu", "cuda", "cupy") or d.startswith("cuda:"):
+        return "gpu"
+    raise UsageError(f"unknown device {device!r}; use 'cpu' or 'gpu'")
+
+
+def to_device(x, device):
+    """Copy array ``x`` to ``"cpu"`` (NumPy) or ``"gpu"`` (CuPy); no copy if already there."""
+    device = normalize_device(device)
+    if device == "gpu":
+        cp = import_cupy()
+        return x if is_gpu_array(x) else cp.asarray(x)
+    return to_numpy(x)
+
+
+def to_numpy(x):
+    """A NumPy array for ``x`` (copies from the GPU when needed)."""
+    if is_gpu_array(x):
+        return x.get()
+    return np.asarray(x)
+
+
+def device_of(x):
+    """``"gpu"`` for a CuPy array, else ``"cpu"``."""
+    return "gpu" if is_gpu_array(x) else "cpu"

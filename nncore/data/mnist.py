@@ -1,0 +1,236 @@
+"""MNIST: read the original IDX files, check them, and download them if absent.
+
+The four files (``train-images-idx3-ubyte.gz`` and friends) live in
+``<data root>/mnist/`` (see :mod:`nncore.data.paths`). The IDX format is a
+big-endian header followed by raw unsigned bytes:
+
+- images: int32 magic 2051, int32 count N, int32 rows, int32 cols, then
+  N*rows*cols uint8 pixels, row-major; 0 = background, 255 = full ink.
+- labels: int32 magic 2049, int32 count N, then N uint8 labels 0-9.
+
+:func:`load_mnist` verifies each .gz file against the md5 sums published with
+MNIST, so a truncated or tampered download is caught before training on it.
+"""
+
+import gzip
+import hashlib
+import os
+import struct
+import urllib.request
+import zlib
+
+import numpy as np
+
+from ..atomic import atomic_write
+from ..errors import CorruptInputError, MissingInputError
+from .paths import dataset_dir
+
+IMAGES_MAGIC = 2051
+LABELS_MAGIC = 2049
+
+# file name -> md5 of the .gz file, as published on the MNIST home page.
+MNIST_FILES = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+
+# Tried in order; each URL is the folder holding the four files.
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+
+_REFETCH = "delete it and run `python experiments/extract_data.py mnist` to download it again"
+
+
+def read_idx(path):
+    """Read one IDX file (gzip-compressed or raw) into a numpy array.
+
+    Inputs:
+    - path: a ``.gz`` or uncompressed IDX file (images or labels).
+
+    Returns:
+    - images file: uint8 array of shape (N, rows, cols), e.g. (60000, 28, 28);
+    - labels file: uint8 array of shape (N,).
+
+    Raises MissingInputError if the file is absent, CorruptInputError if the
+    gzip stream is damaged or truncated, the magic number is unknown, or the
+    number of bytes does not match the header.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise MissingInputError(f"MNIST file {path} not found; check --data-dir / NNCORE_DATA_DIR")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as exc:
+        reason = "truncated gzip" if isinstance(exc, EOFError) else "damaged gzip"
+        raise CorruptInputError(f"cannot read {path}: {reason} ({exc}); {_REFETCH}") from None
+    if len(raw) < 8:
+        raise CorruptInputError(f"{path} is too short to be an IDX file ({len(raw)} bytes); {_REFETCH}")
+    magic, count = struct.unpack(">ii", raw[:8])
+    if magic == IMAGES_MAGIC:
+        if len(raw) < 16:
+            raise CorruptInputError(f"{path}: IDX image header is truncated; {_REFETCH}")
+        rows, cols = struct.unpack(">ii", raw[8:16])
+        shape, offset = (count, rows, cols), 16
+    elif magic == LABELS_MAGIC:
+        shape, offset = (count,), 8
+    else:
+        raise CorruptInputError(
+            f"{path} is not an MNIST IDX file (magic number {magic}, expected "
+            f"{IMAGES_MAGIC} or {LABELS_MAGIC}); {_REFETCH}"
+        )
+    if min(shape) < 0:
+        raise CorruptInputError(f"{path}: IDX header has a negative size {shape}; {_REFETCH}")
+    expected = int(np.prod(shape, dtype=np.int64))
+    if len(raw) - offset != expected:
+        raise CorruptInputError(
+            f"{path}: header says {'x'.join(map(str, shape))} = {expected} bytes of data "
+            f"but the file holds {len(raw) - offset}; {_REFETCH}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(shape).copy()
+
+
+def md5_file(path, chunk=1 << 20):
+    """Return the hex md5 digest of a file, read in chunks."""
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_mnist(folder):
+    """Check the md5 of the four .gz files in ``folder``; raise CorruptInputError on mismatch."""
+    for name, expected in MNIST_FILES.items():
+        path = os.path.join(folder, name)
+        got = md5_file(path)
+        if got != expected:
+            raise CorruptInputError(
+                f"{path} has md5 {got}, expected {expected} (corrupt or incomplete download); {_REFETCH}"
+            )
+
+
+def _missing(folder):
+    return [n for n in MNIST_FILES if not os.path.isfile(os.path.join(folder, n))]
+
+
+def load_mnist(root=None, download=True, verify=True):
+    """Load MNIST as numpy arrays.
+
+    Inputs:
+    - root: the data root (a folder holding ``mnist/``), or None for
+      ``$NNCORE_DATA_DIR`` / ``data/`` (see :func:`nncore.data.paths.data_root`).
+      A folder that itself holds the .gz files is accepted too.
+    - download: if the files are missing, fetch them into ``<root>/mnist/``.
+    - verify: check the md5 of each .gz file against the published sums.
+
+    Returns a dict:
+    - x_train: uint8 (60000, 28, 28), y_train: uint8 (60000,)
+    - x_test:  uint8 (10000, 28, 28), y_test:  uint8 (10000,)
+    """
+    folder = dataset_dir("mnist", root)
+    if root is not None and not _missing(os.fspath(root)):
+        folder = os.fspath(root)  # the user pointed straight at the mnist folder
+    missing = _missing(folder)
+    if missing:
+        if not download:
+            raise MissingInputError(
+                f"MNIST files missing in {folder}: {', '.join(missing)}; "
+                "set NNCORE_DATA_DIR (or --data-dir) to the folder holding mnist/, or allow the download"
+            )
+        download_mnist(folder, names=missing)
+    if verify:
+        verify_mnist(folder)
+    out = {}
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        x = read_idx(os.path.join(folder, f"{prefix}-images-idx3-ubyte.gz"))
+        y = read_idx(os.path.join(folder, f"{prefix}-labels-idx1-ubyte.gz"))
+        if x.ndim != 3 or y.ndim != 1:
+            raise CorruptInputError(f"MNIST {split} files in {folder} are swapped (images vs labels); {_REFETCH}")
+        if len(x) != len(y):
+            raise CorruptInputError(
+                f"MNIST {split} set in {folder} has {len(x)} images but {len(y)} labels; {_REFETCH}"
+            )
+        if y.size and y.max() > 9:
+            raise CorruptInputError(f"MNIST {split} labels in {folder} contain {int(y.max())} (expected 0-9); {_REFETCH}")
+        out[f"x_{split}"], out[f"y_{split}"] = x, y
+    return out
+
+
+def _fetch(url, opener, timeout, progress):
+    """Return the bytes at ``url``, updating a tqdm bar; any failure raises OSError/ValueError."""
+    with opener(url, timeout=timeout) as resp:
+        total = resp.headers.get("Content-Length") if getattr(resp, "headers", None) else None
+        total = int(total) if total else None
+        chunks = []
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="B", unit_scale=True, desc=url.rsplit("/", 1)[-1], leave=False)
+        try:
+            while True:
+                block = resp.read(1 << 16)
+                if not block:
+                    break
+                chunks.append(block)
+                if bar is not None:
+                    bar.update(len(block))
+        finally:
+            if bar is not None:
+                bar.close()
+    data = b"".join(chunks)
+    if total is not None and len(data) != total:
+        raise OSError(f"connection closed after {len(data)} of {total} bytes")
+    return data
+
+
+def download_mnist(dest, names=None, mirrors=MIRRORS, opener=None, timeout=60, progress=True):
+    """Download the MNIST .gz files into ``dest``, trying each mirror in order.
+
+    Inputs:
+    - dest: folder to write into (created if needed).
+    - names: which files to fetch (default: all four in MNIST_FILES).
+    - mirrors: base URLs tried in order for each file.
+    - opener: ``urlopen``-like callable ``opener(url, timeout=...)`` returning
+      a context manager with ``.read(n)`` (injectable for tests; default
+      ``urllib.request.urlopen``).
+
+    A file is written (atomically) only after its md5 matches the published
+    sum, so an interrupted or corrupt download never leaves a file behind.
+    Raises MissingInputError listing every mirror and its failure if no
+    mirror serves a good copy; OutputError if ``dest`` is not writable.
+    """
+    opener = opener or urllib.request.urlopen
+    names = list(MNIST_FILES) if names is None else list(names)
+    dest = os.fspath(dest)
+    for name in names:
+        expected = MNIST_FILES[name]
+        failures = []
+        for base in mirrors:
+            url = base + name
+            try:
+                data = _fetch(url, opener, timeout, progress)
+            except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
+                failures.append(f"{url} ({exc})")
+                continue
+            got = hashlib.md5(data).hexdigest()
+            if got != expected:
+                failures.append(f"{url} (md5 {got} != {expected})")
+                continue
+            with atomic_write(os.path.join(dest, name), "wb") as f:
+                f.write(data)
+            break
+        else:
+            raise MissingInputError(
+                f"could not download {name}; tried: {'; '.join(failures)}; "
+                f"copy the MNIST files into {dest} by hand or set NNCORE_DATA_DIR"
+            )
+    return dest

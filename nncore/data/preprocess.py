@@ -1,0 +1,458 @@
+"""Turn any picture of one handwritten character into a 28x28 MNIST-style image.
+
+The same function, :func:`preprocess_image`, prepares the training data
+(image folders such as the math-symbols set) and the photos users ask the
+model to classify, so both go through identical steps. The output follows
+the MNIST recipe: white ink (255) on black (0), keeping grey anti-aliased
+edges, the character scaled (aspect ratio kept) to fit a 20x20 box and
+placed in a 28x28 field so that its centre of mass is at pixel (14, 14).
+
+Pipeline (shapes for an input of H x W pixels)
+-----------------------------------------------
+1. Decode (:func:`load_image`): EXIF rotation applied; refuses files over
+   ``MAX_PIXELS`` before decoding, and unreadable or truncated files.
+2. Grey level (H, W) float32 in [0, 1] from any PIL mode or numpy dtype.
+   Transparent images: if everything drawn has one colour, the alpha channel
+   is the ink; otherwise the image is composited on white.
+   Large images are first shrunk so that the longer side is <= 512.
+3. Background: a smooth quadratic surface b(y, x) is fitted by iteratively
+   trimmed least squares to the pixels that are not ink (outliers on either
+   side are excluded). This removes uneven lighting (gradients, vignetting)
+   and, unlike a blur or morphological filter, is never biased by thick
+   strokes. The residual r = g - b gives the polarity: ink is the side with
+   more outlier mass, so light or dark backgrounds both work.
+4. Ink strength: ink = max(+-r, 0); an Otsu threshold separates ink from
+   paper; ink is rescaled so that the noise floor maps to 0 and the 90th
+   percentile of ink pixels maps to 1 (grey edges are kept, as in MNIST).
+   No ink (a blank or pure-noise picture) -> an all-zero image is returned.
+5. Crop to the ink bounding box (tiny specks separated from the character
+   by empty rows/columns are ignored).
+6. Stroke width: measured as 2 * area / perimeter of the Otsu mask with
+   the character scaled so its longer side is 80 px (4x the 20 px box).
+   Strokes thinner than MNIST's (e.g. 1 px pen traces) are thickened by grey
+   dilation, much thicker ones thinned by grey erosion, to MNIST's typical
+   width. Strokes in MNIST's normal range are left alone.
+7. Resize (antialiased) to fit 20x20 and paste into 28x28 at the integer
+   shift that brings the centre of mass closest to (14, 14).
+
+MNIST digits themselves already follow this recipe and come out (almost)
+unchanged.
+"""
+
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import CorruptInputError, MissingInputError, UsageError
+
+MAX_PIXELS = 50_000_000  # refuse images larger than this (decompression bombs)
+WORK_SIZE = 512  # longer side of the working image
+CANON = 80  # longer side of the character while measuring/normalising strokes
+BOX = 20  # MNIST: the character fits in a 20x20 box ...
+SIZE = 28  # ... centred by mass in a 28x28 field
+# Stroke width (2*area/perimeter at CANON scale) of MNIST test digits: 5th, 50th, 99th percentiles are 4.9, 7.4, 13.8;
+# thinner strokes are thickened to the median, much thicker ones thinned.
+WIDTH_LOW, WIDTH_TARGET, WIDTH_HIGH = 3.5, 7.5, 20.0
+
+
+class ImageReadError(CorruptInputError):
+    """A file exists but cannot be decoded as an image (or is too large)."""
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def load_image(path):
+    """Open an image file, decode it fully and apply its EXIF orientation.
+
+    Inputs:
+    - path: str or os.PathLike.
+
+    Returns a PIL.Image (any mode). Raises MissingInputError if there is no
+    such file, ImageReadError if it is not a decodable image, is truncated,
+    or has more than MAX_PIXELS pixels (checked from the header, before
+    decoding, so decompression bombs are refused at once).
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise MissingInputError(f"image {path} not found; check the path")
+    if os.path.isdir(path):
+        raise ImageReadError(f"cannot read {path}: it is a folder, not an image file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                _check_size(img.size, path)
+                if img.format == "JPEG":
+                    img.draft(None, (2 * WORK_SIZE, 2 * WORK_SIZE))  # decode big JPEGs at reduced scale
+                img.load()
+                try:
+                    img = ImageOps.exif_transpose(img)
+                except Exception:  # a broken EXIF block should not make the picture unusable
+                    img = img.copy()
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageReadError(f"cannot read {path}: image is too large (over {MAX_PIXELS // 1_000_000} megapixels); resize it first") from None
+    except (UnidentifiedImageError, SyntaxError):
+        raise ImageReadError(f"cannot read {path}: not an image file or an unsupported format") from None
+    except (OSError, ValueError, EOFError, MemoryError) as exc:
+        raise ImageReadError(f"cannot read {path}: damaged or truncated image ({_short(exc)}); re-save or replace it") from None
+    return img
+
+
+def _short(exc):
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _check_size(size, name):
+    w, h = size
+    if w * h > MAX_PIXELS:
+        raise ImageReadError(
+            f"cannot read {name}: image is {w}x{h} = {w * h / 1e6:.0f} megapixels, over the "
+            f"{MAX_PIXELS // 1_000_000} megapixel limit; resize it first"
+        )
+    if w < 1 or h < 1:
+        raise ImageReadError(f"cannot read {name}: image has no pixels ({w}x{h})")
+
+
+# --------------------------------------------------------------------------- grey level
+
+
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def _with_alpha(lum, alpha):
+    """Grey (H, W) from luminance and alpha (H, W), both in [0, 1]."""
+    if alpha.min() > 0.98:
+        return lum
+    drawn = alpha > 0.5
+    if not drawn.any():
+        return np.zeros_like(lum)
+    if float(lum[drawn].std()) < 0.08:
+        return alpha  # one-colour drawing on a transparent canvas: alpha is the ink
+    return lum * alpha + (1.0 - alpha)  # composite on white
+
+
+def _pil_to_gray(img):
+    """PIL.Image of any mode -> float32 (H, W) grey level in [0, 1]."""
+    mode = img.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
+        return _with_alpha(rgba[..., :3] @ _LUMA, rgba[..., 3])
+    if mode == "L":
+        return np.asarray(img, dtype=np.float32) / 255.0
+    if mode == "1":
+        return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    if mode.startswith("I;16"):
+        return np.asarray(img).astype(np.float32) / 65535.0
+    if mode in ("I", "F") or mode.startswith("I;"):
+        a = np.asarray(img).astype(np.float32)
+        a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+        return _scale_by_range(a)
+    return np.asarray(img.convert("RGB"), dtype=np.float32) @ _LUMA / 255.0
+
+
+def _scale_by_range(a):
+    """Non-negative numbers -> [0, 1]: [0, 1] kept, [0, 255] and [0, 65535] divided; else by the max."""
+    lo, hi = float(a.min()), float(a.max())
+    if lo < 0:
+        a, hi = a - lo, hi - lo
+    for top in (1.0, 255.0, 65535.0):
+        if hi <= top:
+            return a / top
+    return a / hi
+
+
+def _array_to_gray(a):
+    """Validated numpy image -> float32 (H, W) grey in [0, 1].
+
+    Accepts (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) arrays of dtype bool,
+    uint8 (0-255), uint16 (0-65535), other integers in 0-255, or floats in
+    [0, 1] or [0, 255]. Anything else raises UsageError.
+    """
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
+        raise UsageError(f"image array must have shape (H, W) or (H, W, C) with C in 1, 3, 4; got {a.shape}")
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise UsageError(f"image array has no pixels (shape {a.shape})")
+    _check_size((a.shape[1], a.shape[0]), "image array")
+    if a.dtype == np.bool_:
+        f = a.astype(np.float32)
+    elif a.dtype == np.uint8:
+        f = a.astype(np.float32) / 255.0
+    elif a.dtype == np.uint16:
+        f = a.astype(np.float32) / 65535.0
+    elif np.issubdtype(a.dtype, np.integer):
+        if a.size and (a.min() < 0 or a.max() > 255):
+            raise UsageError(f"integer image array of dtype {a.dtype} must hold values 0-255; use uint16 for 16-bit images")
+        f = a.astype(np.float32) / 255.0
+    elif np.issubdtype(a.dtype, np.floating):
+        if not np.isfinite(a).all():
+            raise UsageError("image array contains NaN or infinite values; replace them before preprocessing")
+        lo, hi = float(a.min()), float(a.max())
+        if lo < 0 or hi > 255:
+            raise UsageError(f"float image array must hold values in [0, 1] or [0, 255]; got range [{lo:g}, {hi:g}]")
+        f = a.astype(np.float32) / (1.0 if hi <= 1.0 else 255.0)
+    else:
+        raise UsageError(f"unsupported image array dtype {a.dtype}; use uint8, uint16, bool or float")
+    if f.ndim == 2:
+        return f
+    if f.shape[2] == 1:
+        return f[..., 0]
+    lum = f[..., :3] @ _LUMA
+    return _with_alpha(lum, f[..., 3]) if f.shape[2] == 4 else lum
+
+
+def _resize(a, size, resample):
+    """Resize float32 (H, W) to size=(w, h) with PIL in mode F."""
+    return np.asarray(Image.fromarray(np.ascontiguousarray(a, dtype=np.float32)).resize(size, resample))
+
+
+def _to_gray(image):
+    """Any accepted input -> float32 (h, w) grey, longer side <= WORK_SIZE."""
+    if isinstance(image, (str, os.PathLike)):
+        image = load_image(image)
+    if isinstance(image, Image.Image):
+        _check_size(image.size, "image")
+        g = _pil_to_gray(image)
+    elif isinstance(image, np.ndarray):
+        g = _array_to_gray(image)
+    else:
+        raise UsageError(f"expected an image path, PIL.Image or numpy array, got {type(image).__name__}")
+    h, w = g.shape
+    if max(h, w) > WORK_SIZE:
+        s = WORK_SIZE / max(h, w)
+        g = _resize(g, (max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BOX)
+    return g.astype(np.float32, copy=False)
+
+
+# --------------------------------------------------------------------------- background, ink
+
+
+def _design(h, w):
+    """Quadratic design matrix (h*w, 6) over coordinates scaled to [-1, 1]."""
+    v, u = np.meshgrid(np.linspace(-1, 1, h, dtype=np.float32), np.linspace(-1, 1, w, dtype=np.float32), indexing="ij")
+    u, v = u.ravel(), v.ravel()
+    return np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=1)
+
+
+def _fit_background(g):
+    """Robustly fit a smooth background to grey (H, W).
+
+    Returns (background (H, W) float32, noise sigma float).
+    """
+    h, w = g.shape
+    small = g
+    if max(h, w) > 48:
+        s = 48 / max(h, w)
+        small = _resize(g, (max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BOX)
+    sh, sw = small.shape
+    z = small.ravel()
+    A = _design(sh, sw)
+    coef = np.zeros(6, dtype=np.float32)
+    coef[0] = np.median(z)
+    sigma = 0.0
+    for _ in range(4):
+        r = z - A @ coef
+        sigma = 1.4826 * float(np.median(np.abs(r - np.median(r))))
+        keep = np.abs(r) < max(3.0 * sigma, 0.04)
+        if keep.sum() < 12:
+            break
+        new = np.linalg.lstsq(A[keep], z[keep], rcond=None)[0].astype(np.float32)
+        if np.abs(new - coef).max() < 1e-3:
+            coef = new
+            break
+        coef = new
+    if np.abs(coef[1:]).max() < 1e-3:
+        return np.full_like(g, coef[0]), sigma
+    return (_design(h, w) @ coef).reshape(h, w), sigma
+
+
+def _otsu(values):
+    """Otsu's threshold of a 1-D float array (maximises between-class variance)."""
+    hist, edges = np.histogram(values, bins=64)
+    p = hist.astype(np.float64)
+    centers = 0.5 * (edges[1:] + edges[:-1])
+    w0 = np.cumsum(p)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(p * centers)
+    mu0 = m0 / np.maximum(w0, 1e-12)
+    mu1 = (m0[-1] - m0) / np.maximum(w1, 1e-12)
+    between = w0 * w1 * (mu0 - mu1) ** 2
+    return float(edges[1:][np.argmax(between)])
+
+
+def _ink(g):
+    """Grey (H, W) -> ink strength (H, W) float32 in [0, 1] (1 = full ink), or None if blank."""
+    bg, sigma = _fit_background(g)
+    r = g - bg
+    t = max(3.0 * sigma, 0.04)
+    dark = float(-r[r < -t].sum()) > float(r[r > t].sum())
+    ink = np.maximum(-r if dark else r, 0.0)
+    top = float(ink.max())
+    if top < max(5.0 * sigma, 0.02):
+        return None
+    thr = _otsu(ink.ravel())
+    strong = ink[ink > thr]
+    hi = float(np.percentile(strong, 90)) if strong.size else top
+    lo = min(3.0 * sigma, 0.5 * hi)
+    lo = max(lo, 0.02 * hi)
+    if hi - lo < 1e-3:
+        return None
+    return np.clip((ink - lo) / (hi - lo), 0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def _span(profile, speck=0.01):
+    """First and last index of the mass in a 1-D profile, ignoring small end runs.
+
+    Runs of non-zero entries at either end that hold less than ``speck`` of
+    the total mass and are separated from the rest by a gap are dropped.
+    """
+    nz = profile > 0
+    idx = np.flatnonzero(nz)
+    if idx.size == 0:
+        return None
+    breaks = np.flatnonzero(np.diff(idx) > 1)
+    starts = np.concatenate([[idx[0]], idx[breaks + 1]])
+    ends = np.concatenate([idx[breaks], [idx[-1]]])
+    mass = np.array([profile[s : e + 1].sum() for s, e in zip(starts, ends)])
+    total = mass.sum()
+    i, j = 0, len(mass) - 1
+    while i < j and (mass[i] < speck * total or mass[j] < speck * total):
+        if mass[i] <= mass[j]:
+            i += 1
+        else:
+            j -= 1
+    return int(starts[i]), int(ends[j])
+
+
+def _crop(ink):
+    """Crop (H, W) to the bounding box of its ink; returns (h, w) or None if empty."""
+    rows = _span(ink.sum(1))
+    if rows is None:
+        return None
+    ink = ink[rows[0] : rows[1] + 1]
+    cols = _span(ink.sum(0))
+    ink = ink[:, cols[0] : cols[1] + 1]
+    rows = _span(ink.sum(1))
+    return ink[rows[0] : rows[1] + 1]
+
+
+def _fit_size(h, w, box):
+    s = box / max(h, w)
+    return max(1, round(w * s)), max(1, round(h * s))
+
+
+def stroke_width(mask):
+    """Mean stroke width of a binary mask (H, W): 2 * area / perimeter (4-neighbour edges)."""
+    m = np.pad(mask, 1)
+    area = int(m.sum())
+    if area == 0:
+        return 0.0
+    perim = int((m[1:] != m[:-1]).sum() + (m[:, 1:] != m[:, :-1]).sum())
+    return 2.0 * area / perim
+
+
+def _morph(a, radius, grow):
+    """Grey dilation (grow=True) or erosion of (H, W) by an octagon of the given radius."""
+    op = np.maximum if grow else np.minimum
+    for i in range(radius):
+        p = np.pad(a, 1)
+        out = op(op(p[1:-1, 1:-1], p[:-2, 1:-1]), op(p[2:, 1:-1], op(p[1:-1, :-2], p[1:-1, 2:])))
+        if i % 2:  # alternate cross and square neighbourhoods -> round-ish pen
+            out = op(out, op(op(p[:-2, :-2], p[:-2, 2:]), op(p[2:, :-2], p[2:, 2:])))
+        a = out
+    return a
+
+
+def _normalise_strokes(crop):
+    """Cropped ink (h, w) -> ink with MNIST-like stroke width, or the input unchanged.
+
+    Returns (image, changed): ``image`` is at CANON scale when changed.
+    """
+    h, w = crop.shape
+    canon = _resize(crop, _fit_size(h, w, CANON), Image.Resampling.BILINEAR)
+    width = stroke_width(canon > 0.5)
+    if WIDTH_LOW <= width <= WIDTH_HIGH or width == 0:
+        return crop, False
+    if width < WIDTH_LOW:
+        radius = int(round((WIDTH_TARGET - width) / 2))
+        canon = _morph(np.pad(canon, radius), radius, grow=True)
+    else:
+        radius = int(round(min(width - WIDTH_TARGET, width - 4) / 2))
+        canon = _morph(canon, radius, grow=False)
+    if radius == 0:
+        return crop, False
+    return canon, True
+
+
+def _centre(box_img):
+    """Paste (h, w) (h, w <= 20) into 28x28 with its centre of mass nearest (14, 14)."""
+    h, w = box_img.shape
+    out = np.zeros((SIZE, SIZE), dtype=np.float32)
+    total = float(box_img.sum())
+    cy = float(box_img.sum(1) @ np.arange(h)) / total
+    cx = float(box_img.sum(0) @ np.arange(w)) / total
+    top = min(max(int(round(SIZE / 2 - cy)), 0), SIZE - h)
+    left = min(max(int(round(SIZE / 2 - cx)), 0), SIZE - w)
+    out[top : top + h, left : left + w] = box_img
+    return out
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def preprocess_image(image):
+    """Convert one picture of a handwritten character into an MNIST-style image.
+
+    Inputs:
+    - image: a file path (str / PathLike), a PIL.Image of any mode (L, RGB,
+      RGBA, P, LA, 1, I, I;16, F, CMYK, ...), or a numpy array of shape
+      (H, W) or (H, W, C) with C in {1, 3, 4} and dtype uint8, uint16, bool
+      or float (values in [0, 1] or [0, 255]). Any size; ink may be dark on
+      light or light on dark.
+
+    Returns:
+    - uint8 array of shape (28, 28): white ink (up to 255) on black (0),
+      the character fitted into a 20x20 box and centred by mass.
+      A picture with no detectable ink gives an all-zero array (check
+      ``out.any()``); this is not an error, so one blank image does not stop
+      a batch.
+
+    Raises MissingInputError (no such file), ImageReadError (not an image,
+    damaged, over MAX_PIXELS), UsageError (bad array shape/dtype/NaN).
+    """
+    g = _to_gray(image)
+    ink = _ink(g)
+    if ink is None:
+        return np.zeros((SIZE, SIZE), dtype=np.uint8)
+    crop = _crop(ink)
+    if crop is None:
+        return np.zeros((SIZE, SIZE), dtype=np.uint8)
+    norm, changed = _normalise_strokes(crop)
+    if changed:
+        norm = _crop(norm)
+        if norm is None:
+            return np.zeros((SIZE, SIZE), dtype=np.uint8)
+    h, w = norm.shape
+    size = _fit_size(h, w, BOX)
+    small = norm if size == (w, h) else _resize(norm, size, Image.Resampling.BILINEAR)
+    small = np.clip(small, 0.0, None)
+    top = float(small.max())
+    if top <= 0:
+        return np.zeros((SIZE, SIZE), dtype=np.uint8)
+    small = np.minimum(small / max(top, 1e-6) if top < 1 else small, 1.0)
+    return np.round(_centre(small) * 255.0).astype(np.uint8)
+
+
+def preprocess_images(images):
+    """Apply :func:`preprocess_image` to a sequence; returns uint8 (N, 28, 28)."""
+    out = np.zeros((len(images), SIZE, SIZE), dtype=np.uint8)
+    for i, image in enumerate(images):
+        out[i] = preprocess_image(image)
+    return out

@@ -1,0 +1,105 @@
+"""BatchNorm for dense (N, D) and convolutional (N, C, H, W) activations."""
+
+import numpy as np
+
+from .. import backend
+from ..errors import UsageError
+from .base import Layer, check_dtype
+
+
+class BatchNorm(Layer):
+    """Batch normalisation over the batch (and, for 4-D inputs, spatial) axes.
+
+    Shapes: x (N, D) or (N, C, H, W); gamma, beta, running_mean, running_var
+    have shape (D,) or (C,). Statistics are taken per feature / channel over
+    the M = N (or N*H*W) values that share it.
+
+    Training forward::
+
+        mu = mean(x),  var = mean((x - mu)**2)        (biased, over M values)
+        xhat = (x - mu) / sqrt(var + eps)
+        out = gamma * xhat + beta
+        running_mean = momentum * running_mean + (1 - momentum) * mu
+        running_var  = momentum * running_var  + (1 - momentum) * var * M / (M - 1)
+
+    Inference uses the running statistics instead of mu and var.
+
+    Training backward (the compact form, derived from the chain rule through
+    mu and var)::
+
+        dbeta  = sum(dout),  dgamma = sum(dout * xhat)
+        dx = gamma / sqrt(var + eps) * (dout - dbeta / M - xhat * dgamma / M)
+
+    A batch with a single value per feature (M = 1) has no variance to
+    normalise by: training on it raises a UsageError (use a larger batch, or
+    evaluation mode, where the running statistics are used).
+    """
+
+    def __init__(self, num_features, momentum=0.9, eps=1e-5, dtype=np.float32):
+        super().__init__()
+        self.num_features = int(num_features)
+        if self.num_features < 1:
+            raise UsageError(f"BatchNorm num_features must be positive, got {num_features!r}")
+        if not 0.0 <= float(momentum) < 1.0:
+            raise UsageError(f"BatchNorm momentum must be in [0, 1), got {momentum!r}")
+        if not float(eps) > 0:
+            raise UsageError(f"BatchNorm eps must be positive, got {eps!r}")
+        self.momentum, self.eps = float(momentum), float(eps)
+        dt = check_dtype(dtype)
+        self.params["gamma"] = np.ones(self.num_features, dtype=dt)
+        self.params["beta"] = np.zeros(self.num_features, dtype=dt)
+        self.buffers["running_mean"] = np.zeros(self.num_features, dtype=dt)
+        self.buffers["running_var"] = np.ones(self.num_features, dtype=dt)
+        self.cache = None
+
+    def config(self):
+        return {"num_features": self.num_features, "momentum": self.momentum, "eps": self.eps}
+
+    def output_shape(self, input_shape):
+        if input_shape[0] != self.num_features:
+            raise UsageError(f"BatchNorm expects {self.num_features} features/channels, got shape {tuple(input_shape)}")
+        return tuple(input_shape)
+
+    @staticmethod
+    def _axes_and_shape(x):
+        if x.ndim == 2:
+            return (0,), (1, -1)
+        return (0, 2, 3), (1, -1, 1, 1)
+
+    def forward(self, x, training=False):
+        self._check_input(x, (2, 4))
+        self.output_shape(x.shape[1:])
+        xp = backend.get_array_module(x)
+        axes, bshape = self._axes_and_shape(x)
+        gamma = self.params["gamma"].reshape(bshape)
+        beta = self.params["beta"].reshape(bshape)
+        if not training:
+            mu = self.buffers["running_mean"].reshape(bshape)
+            var = self.buffers["running_var"].reshape(bshape)
+            return (x - mu) * (gamma / xp.sqrt(var + x.dtype.type(self.eps))) + beta
+        m = x.size // self.num_features
+        if m < 2:
+            raise UsageError("BatchNorm in training mode needs at least 2 values per feature; "
+                             "use a batch larger than 1 (or evaluation mode)")
+        mu = x.mean(axis=axes, keepdims=True)
+        xc = x - mu
+        var = (xc * xc).mean(axis=axes, keepdims=True)
+        inv_std = 1.0 / xp.sqrt(var + x.dtype.type(self.eps))
+        xhat = xc * inv_std
+        mom = x.dtype.type(self.momentum)
+        self.buffers["running_mean"] = mom * self.buffers["running_mean"] + (1 - mom) * mu.reshape(-1)
+        unbiased = var.reshape(-1) * x.dtype.type(m / (m - 1))
+        self.buffers["running_var"] = mom * self.buffers["running_var"] + (1 - mom) * unbiased
+        self.cache = (xhat, inv_std, axes, bshape, m)
+        return gamma * xhat + beta
+
+    def backward(self, dout):
+        xhat, inv_std, axes, bshape, m = self.cache
+        dbeta = dout.sum(axis=axes)
+        dgamma = (dout * xhat).sum(axis=axes)
+        self.grads["beta"], self.grads["gamma"] = dbeta, dgamma
+        if not self.needs_input_grad:
+            return None
+        gamma = self.params["gamma"].reshape(bshape)
+        mt = dout.dtype.type(m)
+        return (gamma * inv_std) * (dout - dbeta.reshape(bshape) / mt - xhat * (dgamma.reshape(bshape) / mt))

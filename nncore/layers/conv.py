@@ -1,0 +1,125 @@
+"""Conv2D: 2-D convolution by im2col and one matrix product (GEMM)."""
+
+import numpy as np
+
+from .. import backend
+from ..errors import UsageError
+from ..kernels.reference import conv_output_size
+from .base import Layer, check_dtype, make_rng
+
+
+def _pair(v, what):
+    if isinstance(v, (int, np.integer)):
+        v = (int(v), int(v))
+    v = tuple(int(a) for a in v)
+    if len(v) != 2 or min(v) < 1:
+        raise UsageError(f"Conv2D {what} must be a positive integer or a pair of them, got {v!r}")
+    return v
+
+
+class Conv2D(Layer):
+    """2-D convolution (cross-correlation, as in every deep-learning library).
+
+    Shapes:
+    - x: (N, C, H, W)
+    - W: (F, C, KH, KW), b: (F,)
+    - out: (N, F, OH, OW) with OH = (H + 2P - KH) // S + 1 (likewise OW)
+
+    Forward::
+
+        out[n, f, oh, ow] = b[f] + sum_{c,i,j} W[f, c, i, j] * xpad[n, c, oh*S + i, ow*S + j]
+
+    computed as ``W2 @ cols`` where ``W2 = W.reshape(F, C*KH*KW)`` and
+    ``cols = im2col(x)`` has shape (C*KH*KW, N*OH*OW).
+
+    Backward, with ``d2`` = dout reordered to (F, N*OH*OW)::
+
+        dW = d2 @ cols.T            (F, C*KH*KW) -> reshaped to (F, C, KH, KW)
+        db = d2.sum(axis=1)         (F,)
+        dx = col2im(W2.T @ d2)      (N, C, H, W)
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size : int or (KH, KW)
+    stride : int >= 1
+    padding : int >= 0, or ``"same"`` (odd kernels only): pad (K-1)//2, so the
+        output is ceil(H / stride) by ceil(W / stride)
+    bias : bool
+    dtype : float32 (default) or float64
+    rng : seed or numpy Generator for the He initialisation
+        ``W ~ N(0, 2 / (C*KH*KW))``, b = 0.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
+                 dtype=np.float32, rng=None):
+        super().__init__()
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        if self.in_channels < 1 or self.out_channels < 1:
+            raise UsageError(f"Conv2D channels must be positive, got {in_channels} -> {out_channels}")
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        if not isinstance(stride, (int, np.integer)) or stride < 1:
+            raise UsageError(f"Conv2D stride must be a positive integer, got {stride!r}")
+        self.stride = int(stride)
+        if padding == "same":
+            if self.kernel_size[0] % 2 == 0 or self.kernel_size[1] % 2 == 0:
+                raise UsageError("Conv2D padding='same' needs an odd kernel size; give an integer padding instead")
+            self.padding_arg = "same"
+            self.pad = (self.kernel_size[0] - 1) // 2, (self.kernel_size[1] - 1) // 2
+        elif isinstance(padding, (int, np.integer)) and padding >= 0:
+            self.padding_arg = int(padding)
+            self.pad = (int(padding), int(padding))
+        else:
+            raise UsageError(f"Conv2D padding must be an integer >= 0 or 'same', got {padding!r}")
+        if self.pad[0] != self.pad[1]:
+            raise UsageError("Conv2D supports equal padding on both axes; use a square kernel with padding='same'")
+        self.use_bias = bool(bias)
+        dt = check_dtype(dtype)
+        kh, kw = self.kernel_size
+        fan_in = self.in_channels * kh * kw
+        w = make_rng(rng).standard_normal((self.out_channels, self.in_channels, kh, kw)) * np.sqrt(2.0 / fan_in)
+        self.params["W"] = w.astype(dt)
+        if self.use_bias:
+            self.params["b"] = np.zeros(self.out_channels, dtype=dt)
+        self.cache = None
+
+    def config(self):
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": list(self.kernel_size), "stride": self.stride,
+                "padding": self.padding_arg, "bias": self.use_bias}
+
+    def output_shape(self, input_shape):
+        c, h, w = input_shape
+        if c != self.in_channels:
+            raise UsageError(f"Conv2D expects {self.in_channels} input channels, got {c}")
+        oh = conv_output_size(h, self.kernel_size[0], self.stride, self.pad[0])
+        ow = conv_output_size(w, self.kernel_size[1], self.stride, self.pad[0])
+        if oh < 1 or ow < 1:
+            raise UsageError(f"Conv2D input {h}x{w} is smaller than its kernel {self.kernel_size} (with padding)")
+        return (self.out_channels, oh, ow)
+
+    def forward(self, x, training=False):
+        self._check_input(x, 4)
+        _, oh, ow = self.output_shape(x.shape[1:])
+        kern = backend.kernels(x)
+        kh, kw = self.kernel_size
+        w2 = self.params["W"].reshape(self.out_channels, -1)            # (F, C*KH*KW)
+        cols = kern.im2col(x, kh, kw, self.stride, self.pad[0])          # (C*KH*KW, N*OH*OW)
+        y = w2 @ cols                                                    # (F, N*OH*OW)
+        out = kern.rows_to_nchw(y, self.params.get("b"), x.shape[0], oh, ow)
+        self.cache = (x.shape, cols)
+        return out
+
+    def backward(self, dout):
+        x_shape, cols = self.cache
+        kern = backend.kernels(dout)
+        w = self.params["W"]
+        d2, db = kern.nchw_to_rows(dout)                                 # (F, N*OH*OW), (F,)
+        self.grads["W"] = (d2 @ cols.T).reshape(w.shape)
+        if self.use_bias:
+            self.grads["b"] = db
+        if not self.needs_input_grad:
+            return None
+        dcols = w.reshape(self.out_channels, -1).T @ d2                  # (C*KH*KW, N*OH*OW)
+        kh, kw = self.kernel_size
+        return kern.col2im(dcols, x_shape, kh, kw, self.stride, self.pad[0])

@@ -1,0 +1,62 @@
+"""Model builders: the reference CNN and the configurable CNN that train.py uses."""
+
+import numpy as np
+
+from .errors import UsageError
+from .layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from .model import Sequential
+
+#: MNIST's pixel mean and standard deviation on the [0, 1] scale.
+MNIST_SCALING = {"mean": 0.1307, "std": 0.3081}
+
+
+def cnn(input_shape=(1, 28, 28), conv_channels=(32, 64), dense=(128,), num_classes=10, kernel_size=3,
+        batchnorm=False, dropout=0.0, class_names=None, symbols=None, input_scaling=None, seed=0,
+        dtype=np.float32):
+    """A VGG-style CNN: for each entry of ``conv_channels`` a block
+    Conv(k x k, padding 'same') [-> BatchNorm] -> ReLU -> MaxPool 2; then Flatten,
+    for each entry of ``dense`` a block Dense [-> BatchNorm] -> ReLU [-> Dropout],
+    and a final Dense to ``num_classes`` logits.
+
+    ``seed`` fixes the initial weights.
+    """
+    conv_channels = [int(c) for c in conv_channels]
+    dense = [int(d) for d in dense]
+    if any(c < 1 for c in conv_channels + dense) or int(num_classes) < 2:
+        raise UsageError(f"layer sizes must be positive and num_classes >= 2, got conv {conv_channels}, "
+                         f"dense {dense}, classes {num_classes}")
+    if not 0.0 <= float(dropout) < 1.0:
+        raise UsageError(f"dropout must be in [0, 1), got {dropout}")
+    rng = np.random.default_rng(seed)
+    c, h, w = input_shape
+    layers = []
+    for ch in conv_channels:
+        if h < 2 or w < 2:
+            raise UsageError(f"too many conv blocks: the image is only {h}x{w} before block {len(layers)}")
+        layers.append(Conv2D(c, ch, kernel_size, padding="same", bias=not batchnorm, rng=rng, dtype=dtype))
+        if batchnorm:
+            layers.append(BatchNorm(ch, dtype=dtype))
+        layers += [ReLU(), MaxPool2D(2)]
+        c, h, w = ch, h // 2, w // 2
+    layers.append(Flatten())
+    features = c * h * w
+    for d in dense:
+        layers.append(Dense(features, d, bias=not batchnorm, rng=rng, dtype=dtype))
+        if batchnorm:
+            layers.append(BatchNorm(d, dtype=dtype))
+        layers.append(ReLU())
+        if dropout:
+            layers.append(Dropout(dropout, rng=rng.integers(2**32)))
+        features = d
+    layers.append(Dense(features, num_classes, rng=rng, dtype=dtype))
+    return Sequential(layers, input_shape, class_names=class_names, symbols=symbols,
+                      input_scaling=input_scaling or MNIST_SCALING)
+
+
+def ref_cnn(seed=0, dtype=np.float32):
+    """The reference CNN ("ref-cnn") used by the benchmarks.
+
+    Input 1x28x28; Conv 3x3 1->32 pad 1, ReLU, MaxPool 2; Conv 3x3 32->64 pad 1,
+    ReLU, MaxPool 2; Flatten (3136); Dense 3136->128, ReLU; Dense 128->10.
+    """
+    return cnn(conv_channels=(32, 64), dense=(128,), num_classes=10, seed=seed, dtype=dtype)
