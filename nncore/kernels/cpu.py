@@ -25,30 +25,39 @@ _pjit = numba.njit(cache=True, nogil=True, parallel=True)
 
 # ----------------------------------------------------------------------------- convolution
 
+@_jit
+def _valid_range(out_len, in_len, offset, stride):
+    """Output indices o in [lo, hi) for which o*stride + offset lies inside [0, in_len)."""
+    lo = 0
+    if offset < 0:
+        lo = (-offset + stride - 1) // stride
+    last = in_len - 1 - offset
+    hi = 0 if last < 0 else min(out_len, last // stride + 1)
+    return lo, max(lo, hi)
+
+
 @_pjit
-def _im2col(x, kh, kw, stride, pad, cols):
+def _im2col(x, kh, kw, stride, pad, oh, ow, cols):
     n, c, h, w = x.shape
-    oh = (h + 2 * pad - kh) // stride + 1
-    ow = (w + 2 * pad - kw) // stride + 1
     for r in prange(c * kh * kw):
         ci = r // (kh * kw)
         i = (r // kw) % kh
         j = r % kw
+        z_lo, z_hi = _valid_range(ow, w, j - pad, stride)
         for ni in range(n):
-            base = ni * oh * ow
             for y in range(oh):
                 hy = y * stride + i - pad
-                q = base + y * ow
+                q = (ni * oh + y) * ow
                 if hy < 0 or hy >= h:
                     for z in range(ow):
                         cols[r, q + z] = 0
                     continue
-                for z in range(ow):
-                    wz = z * stride + j - pad
-                    if 0 <= wz < w:
-                        cols[r, q + z] = x[ni, ci, hy, wz]
-                    else:
-                        cols[r, q + z] = 0
+                for z in range(z_lo):
+                    cols[r, q + z] = 0
+                for z in range(z_lo, z_hi):
+                    cols[r, q + z] = x[ni, ci, hy, z * stride + j - pad]
+                for z in range(z_hi, ow):
+                    cols[r, q + z] = 0
 
 
 def im2col(x, kh, kw, stride, pad):
@@ -56,15 +65,13 @@ def im2col(x, kh, kw, stride, pad):
     n, c, h, w = x.shape
     oh, ow = conv_output_size(h, kh, stride, pad), conv_output_size(w, kw, stride, pad)
     cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
-    _im2col(np.ascontiguousarray(x), kh, kw, stride, pad, cols)
+    _im2col(np.ascontiguousarray(x), kh, kw, stride, pad, oh, ow, cols)
     return cols
 
 
 @_pjit
-def _col2im(cols, kh, kw, stride, pad, dx):
+def _col2im(cols, kh, kw, stride, pad, oh, ow, dx):
     n, c, h, w = dx.shape
-    oh = (h + 2 * pad - kh) // stride + 1
-    ow = (w + 2 * pad - kw) // stride + 1
     for plane in prange(n * c):
         ni = plane // c
         ci = plane % c
@@ -72,36 +79,36 @@ def _col2im(cols, kh, kw, stride, pad, dx):
             for z in range(w):
                 dx[ni, ci, y, z] = 0
         for i in range(kh):
+            y_lo, y_hi = _valid_range(oh, h, i - pad, stride)
             for j in range(kw):
+                z_lo, z_hi = _valid_range(ow, w, j - pad, stride)
                 r = (ci * kh + i) * kw + j
-                for y in range(oh):
+                for y in range(y_lo, y_hi):
                     hy = y * stride + i - pad
-                    if hy < 0 or hy >= h:
-                        continue
                     q = (ni * oh + y) * ow
-                    for z in range(ow):
-                        wz = z * stride + j - pad
-                        if 0 <= wz < w:
-                            dx[ni, ci, hy, wz] += cols[r, q + z]
+                    for z in range(z_lo, z_hi):
+                        dx[ni, ci, hy, z * stride + j - pad] += cols[r, q + z]
 
 
 def col2im(cols, x_shape, kh, kw, stride, pad):
     """numba twin of :func:`nncore.kernels.reference.col2im`: (C*KH*KW, N*OH*OW) -> x_shape."""
+    n, c, h, w = x_shape
+    oh, ow = conv_output_size(h, kh, stride, pad), conv_output_size(w, kw, stride, pad)
     dx = np.empty(x_shape, dtype=cols.dtype)
-    _col2im(np.ascontiguousarray(cols), kh, kw, stride, pad, dx)
+    _col2im(np.ascontiguousarray(cols), kh, kw, stride, pad, oh, ow, dx)
     return dx
 
 
 @_pjit
 def _rows_to_nchw(y, b, out):
-    n, f, oh, ow = out.shape
-    p = oh * ow
+    n, f, p = out.shape
     for ni in prange(n):
         for fi in range(f):
             bias = b[fi]
-            src = ni * p
+            src = y[fi, ni * p:(ni + 1) * p]
+            dst = out[ni, fi]
             for k in range(p):
-                out[ni, fi, k // ow, k % ow] = y[fi, src + k] + bias
+                dst[k] = src[k] + bias
 
 
 def rows_to_nchw(y, b, n, oh, ow):
@@ -110,21 +117,21 @@ def rows_to_nchw(y, b, n, oh, ow):
     if b is None:
         b = np.zeros(f, dtype=y.dtype)
     out = np.empty((n, f, oh, ow), dtype=y.dtype)
-    _rows_to_nchw(np.ascontiguousarray(y), b, out)
+    _rows_to_nchw(np.ascontiguousarray(y), b, out.reshape(n, f, oh * ow))
     return out
 
 
 @_pjit
 def _nchw_to_rows(dout, d2, db):
-    n, f, oh, ow = dout.shape
-    p = oh * ow
+    n, f, p = dout.shape
     for fi in prange(f):
         acc = 0.0
         for ni in range(n):
-            dst = ni * p
+            src = dout[ni, fi]
+            dst = d2[fi, ni * p:(ni + 1) * p]
             for k in range(p):
-                v = dout[ni, fi, k // ow, k % ow]
-                d2[fi, dst + k] = v
+                v = src[k]
+                dst[k] = v
                 acc += v
         db[fi] = acc
 
@@ -134,7 +141,7 @@ def nchw_to_rows(dout):
     n, f, oh, ow = dout.shape
     d2 = np.empty((f, n * oh * ow), dtype=dout.dtype)
     db = np.empty(f, dtype=dout.dtype)
-    _nchw_to_rows(np.ascontiguousarray(dout), d2, db)
+    _nchw_to_rows(np.ascontiguousarray(dout).reshape(n, f, oh * ow), d2, db)
     return d2, db
 
 
