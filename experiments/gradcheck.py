@@ -1,0 +1,85 @@
+"""Print a gradient-check table for every nncore layer and a small CNN (lecture slide material).
+
+    python experiments/gradcheck.py [--kernels numba|reference] [--h 1e-6]
+
+Each row compares a layer's analytic gradient (its ``backward``) with central
+differences in float64; see nncore/gradcheck.py for the method.
+"""
+
+import time
+
+import numpy as np
+
+from nncore import gradcheck
+from nncore.backend import set_cpu_kernels
+from nncore.cli import ArgumentParser, positive_float, run_cli
+from nncore.layers import AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, LeakyReLU, MaxPool2D, ReLU
+from nncore.model import Sequential
+
+F64 = np.float64
+
+
+def _away_from_zero(rng, shape):
+    return rng.choice([-1.0, 1.0], size=shape) * (0.1 + rng.random(shape))
+
+
+def _distinct(rng, shape):
+    return (rng.permutation(int(np.prod(shape))) * 0.01 - 1.0).reshape(shape)
+
+
+def layer_cases(rng):
+    """(label, layer, input, training) for every layer type."""
+    drop = Dropout(0.5, rng=0)
+    drop.fixed_mask = (rng.random((4, 6)) >= 0.5) * 2.0
+    bn2 = BatchNorm(5, dtype=F64)
+    bn4 = BatchNorm(3, dtype=F64)
+    return [
+        ("Conv2D 3x3 s1 p1", Conv2D(3, 4, 3, padding=1, dtype=F64, rng=0), rng.standard_normal((2, 3, 6, 6)), True),
+        ("Conv2D 3x3 s2 p1", Conv2D(2, 3, 3, stride=2, padding=1, dtype=F64, rng=1), rng.standard_normal((2, 2, 7, 7)), True),
+        ("Conv2D 5x5 s1 'same'", Conv2D(2, 2, 5, padding="same", dtype=F64, rng=2), rng.standard_normal((1, 2, 6, 5)), True),
+        ("MaxPool2D 2 s2", MaxPool2D(2), _distinct(rng, (2, 3, 6, 6)), True),
+        ("MaxPool2D 3 s2", MaxPool2D(3, 2), _distinct(rng, (2, 2, 7, 7)), True),
+        ("AvgPool2D 2 s2", AvgPool2D(2), rng.standard_normal((2, 3, 6, 6)), True),
+        ("Dense 7->5", Dense(7, 5, dtype=F64, rng=3), rng.standard_normal((4, 7)), True),
+        ("ReLU", ReLU(), _away_from_zero(rng, (3, 8)), True),
+        ("LeakyReLU 0.1", LeakyReLU(0.1), _away_from_zero(rng, (3, 8)), True),
+        ("Flatten", Flatten(), rng.standard_normal((2, 3, 2, 2)), True),
+        ("Dropout 0.5 (fixed mask)", drop, rng.standard_normal((4, 6)), True),
+        ("BatchNorm dense (train)", bn2, rng.standard_normal((6, 5)), True),
+        ("BatchNorm conv (train)", bn4, rng.standard_normal((3, 3, 4, 4)), True),
+    ]
+
+
+def small_cnn():
+    layers = [Conv2D(1, 3, 3, padding=1, dtype=F64, rng=1), ReLU(), MaxPool2D(2),
+              Conv2D(3, 4, 3, stride=2, padding=1, bias=False, dtype=F64, rng=2), BatchNorm(4, dtype=F64),
+              LeakyReLU(0.1), Flatten(), Dense(16, 6, dtype=F64, rng=3), ReLU(), Dense(6, 3, dtype=F64, rng=4)]
+    return Sequential(layers, (1, 8, 8), class_names=["a", "b", "c"])
+
+
+def main(argv):
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kernels", choices=["numba", "reference"], default="numba", help="CPU kernels to check")
+    parser.add_argument("--h", type=positive_float, default=1e-6, help="finite-difference step")
+    args = parser.parse_args(argv)
+    set_cpu_kernels(args.kernels)
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    results = []
+    for label, layer, x, training in layer_cases(rng):
+        for r in gradcheck.check_layer(layer, x, training=training, h=args.h):
+            r.layer = label
+            results.append(r)
+    print(f"Single layers, float64, central differences h={args.h:g}, "
+          f"tolerance {gradcheck.LAYER_TOLERANCE:g} ({args.kernels} kernels)\n")
+    print(gradcheck.format_table(results))
+    net = gradcheck.check_model(small_cnn(), rng.standard_normal((3, 1, 8, 8)), np.array([0, 2, 1]), h=args.h)
+    print(f"\nWhole network (small CNN, softmax cross-entropy), tolerance {gradcheck.NETWORK_TOLERANCE:g}\n")
+    print(gradcheck.format_table(net))
+    failed = sum(not r.passed for r in results + net)
+    print(f"\n{len(results) + len(net) - failed} passed, {failed} failed in {time.perf_counter() - start:.1f} s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

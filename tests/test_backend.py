@@ -1,0 +1,52 @@
+"""Backend selection: NumPy on the CPU, CuPy only when asked, clear errors when it cannot be had."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nncore import backend
+from nncore.errors import DeviceError, UsageError
+
+
+def test_numpy_arrays_use_numpy_and_the_chosen_cpu_kernels():
+    x = np.zeros(3)
+    assert backend.get_array_module(x) is np
+    assert backend.kernels(x).__name__ == "nncore.kernels.cpu"
+    backend.set_cpu_kernels("reference")
+    try:
+        assert backend.kernels(x).__name__ == "nncore.kernels.reference"
+    finally:
+        backend.set_cpu_kernels("numba")
+
+
+def test_unknown_kernels_and_devices_are_usage_errors():
+    with pytest.raises(UsageError, match="unknown CPU kernels"):
+        backend.set_cpu_kernels("fortran")
+    with pytest.raises(UsageError, match="unknown device"):
+        backend.normalize_device("tpu")
+    assert backend.normalize_device("cuda:0") == "gpu" and backend.normalize_device("CPU") == "cpu"
+
+
+def test_importing_nncore_and_running_on_cpu_never_imports_cupy():
+    code = ("import sys, numpy as np, nncore; m = nncore.ref_cnn(); "
+            "m.predict(np.zeros((2, 28, 28), np.uint8)); print('cupy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_asking_for_a_gpu_without_cupy_repeats_the_real_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # makes "import cupy" fail, even where CuPy is installed
+    monkeypatch.setitem(backend._state, "cupy", None)
+    with pytest.raises(DeviceError) as info:
+        backend.to_device(np.zeros(2), "gpu")
+    message = str(info.value)
+    assert "ImportError" in message and "cupy" in message and 'pip install -e ".[gpu]"' in message
+    assert "\n" not in message
+
+
+def test_to_numpy_and_device_of_on_cpu():
+    x = np.arange(3)
+    assert backend.to_numpy(x) is x and backend.device_of(x) == "cpu"
+    assert backend.to_device(x, "cpu") is x

@@ -1,0 +1,200 @@
+"""Gradient checks: each layer's backward pass against central differences, in float64.
+
+How to read these tests (lecture notes)
+--------------------------------------
+``check_layer`` draws a random upstream gradient g and compares what
+``backward(g)`` returns with the numerical gradient of the scalar
+``sum(g * forward(x))``, for the input and every parameter. In float64 with
+h = 1e-6 the central difference is accurate to about h**2 plus rounding
+(~1e-10 relative), so a correct layer lands far below the tolerance
+``LAYER_TOLERANCE = 1e-6`` and a wrong one lands near 1.
+
+Inputs are chosen where the function is smooth: ReLU inputs stay at least
+0.1 away from the kink at 0, and max-pool inputs have distinct values 0.01
+apart, so no perturbation of size h can change which input is the maximum.
+"""
+
+import numpy as np
+import pytest
+
+from nncore import gradcheck
+from nncore.backend import set_cpu_kernels
+from nncore.gradcheck import LAYER_TOLERANCE, NETWORK_TOLERANCE, check_layer, check_model
+from nncore.layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, LeakyReLU, MaxPool2D,
+                           ReLU)
+from nncore.model import Sequential
+
+F64 = np.float64
+
+
+@pytest.fixture(params=["numba", "reference"])
+def kernels(request):
+    """Every check runs with both kernel sets: the fast one and the readable one."""
+    set_cpu_kernels(request.param)
+    yield request.param
+    set_cpu_kernels("numba")
+
+
+def away_from_zero(shape, seed, margin=0.1):
+    """Random values with |x| >= margin: no input sits near a ReLU kink."""
+    rng = np.random.default_rng(seed)
+    return rng.choice([-1.0, 1.0], size=shape) * (margin + rng.random(shape))
+
+
+def distinct_values(shape, seed, gap=0.01):
+    """A shuffled ramp: all values differ by at least ``gap``, so pooling has no ties."""
+    rng = np.random.default_rng(seed)
+    return (rng.permutation(int(np.prod(shape))) * gap - 1.0).reshape(shape)
+
+
+def assert_all_pass(results):
+    table = gradcheck.format_table(results)
+    assert all(r.passed for r in results), "\n" + table
+
+
+@pytest.mark.parametrize("n,c,h,w,f,k,stride,pad", [
+    (2, 3, 5, 5, 4, 3, 1, 1),    # the usual 3x3 'same' convolution
+    (2, 2, 7, 6, 3, 3, 2, 1),    # stride 2 with padding 1
+    (1, 3, 6, 6, 2, 2, 2, 0),    # batch of one, even kernel, no padding
+    (2, 1, 8, 7, 2, 5, 1, 2),    # large kernel, odd width
+    (3, 2, 5, 5, 2, 1, 1, 0),    # 1x1 convolution
+])
+def test_conv2d(kernels, n, c, h, w, f, k, stride, pad):
+    layer = Conv2D(c, f, k, stride=stride, padding=pad, dtype=F64, rng=0)
+    layer.params["b"] = np.random.default_rng(1).standard_normal(f)
+    assert_all_pass(check_layer(layer, np.random.default_rng(2).standard_normal((n, c, h, w))))
+
+
+def test_conv2d_same_padding_keeps_size_and_checks(kernels):
+    layer = Conv2D(2, 3, 5, padding="same", dtype=F64, rng=0)
+    x = np.random.default_rng(3).standard_normal((2, 2, 6, 5))
+    assert layer.forward(x).shape == (2, 3, 6, 5)
+    assert_all_pass(check_layer(layer, x))
+
+
+@pytest.mark.parametrize("shape,k,s", [((2, 3, 6, 6), 2, 2), ((1, 2, 7, 5), 3, 2), ((2, 2, 5, 5), 2, 1)])
+def test_maxpool(kernels, shape, k, s):
+    assert_all_pass(check_layer(MaxPool2D(k, s), distinct_values(shape, 4)))
+
+
+@pytest.mark.parametrize("shape,k,s", [((2, 3, 6, 6), 2, 2), ((1, 2, 7, 5), 3, 2), ((2, 2, 5, 5), 2, 1)])
+def test_avgpool(kernels, shape, k, s):
+    assert_all_pass(check_layer(AvgPool2D(k, s), np.random.default_rng(5).standard_normal(shape)))
+
+
+@pytest.mark.parametrize("n,d,m", [(4, 7, 5), (1, 3, 2), (6, 20, 10)])
+def test_dense(n, d, m):
+    layer = Dense(d, m, dtype=F64, rng=0)
+    layer.params["b"] = np.random.default_rng(1).standard_normal(m)
+    assert_all_pass(check_layer(layer, np.random.default_rng(6).standard_normal((n, d))))
+
+
+@pytest.mark.parametrize("shape", [(4, 6), (2, 3, 4, 5)])
+def test_relu(kernels, shape):
+    assert_all_pass(check_layer(ReLU(), away_from_zero(shape, 7)))
+
+
+@pytest.mark.parametrize("shape", [(4, 6), (2, 3, 4, 5)])
+def test_leaky_relu(shape):
+    assert_all_pass(check_layer(LeakyReLU(0.1), away_from_zero(shape, 8)))
+
+
+def test_flatten():
+    assert_all_pass(check_layer(Flatten(), np.random.default_rng(9).standard_normal((3, 2, 4, 5))))
+
+
+@pytest.mark.parametrize("shape", [(5, 4), (3, 2, 4, 5)])
+def test_dropout_with_fixed_mask(shape):
+    """Dropout is linear in x once the mask is fixed; a fresh mask per evaluation would make f random."""
+    layer = Dropout(0.4, rng=0)
+    keep = np.random.default_rng(10).random(shape) >= 0.4
+    layer.fixed_mask = keep / 0.6
+    assert_all_pass(check_layer(layer, np.random.default_rng(11).standard_normal(shape), training=True))
+
+
+@pytest.mark.parametrize("shape", [(6, 4), (3, 2, 4, 5), (1, 3, 3, 3)])
+def test_batchnorm_training_mode(shape):
+    """Training mode: the statistics depend on x, so this checks the full chain rule through mean and variance."""
+    layer = BatchNorm(shape[1], dtype=F64)
+    rng = np.random.default_rng(12)
+    layer.params["gamma"] = rng.uniform(0.5, 1.5, shape[1])
+    layer.params["beta"] = rng.standard_normal(shape[1])
+    assert_all_pass(check_layer(layer, rng.standard_normal(shape) * 2 + 1, training=True))
+
+
+def test_batchnorm_inference_mode():
+    layer = BatchNorm(3, dtype=F64)
+    rng = np.random.default_rng(13)
+    layer.buffers["running_mean"] = rng.standard_normal(3)
+    layer.buffers["running_var"] = rng.uniform(0.5, 2, 3)
+    layer.params["gamma"] = rng.uniform(0.5, 1.5, 3)
+    x = rng.standard_normal((4, 3, 2, 2))
+    layer.forward(x, training=False)
+    out = layer.forward(x, training=False)
+    expected = (x - layer.buffers["running_mean"].reshape(1, 3, 1, 1)) / np.sqrt(
+        layer.buffers["running_var"].reshape(1, 3, 1, 1) + layer.eps) * layer.params["gamma"].reshape(1, 3, 1, 1)
+    np.testing.assert_allclose(out, expected)
+
+
+def _smoothness_margin(model, x):
+    """Smallest distance of any ReLU input from 0 and of any max-pool window's top two values.
+
+    A window whose maximum is an exact 0 coming out of a ReLU is skipped: all of
+    its inputs are clamped, so whichever wins, the gradient through it is 0.
+    """
+    margin = np.inf
+    for layer in model.layers:
+        if isinstance(layer, ReLU):
+            margin = min(margin, np.abs(x).min())
+        if isinstance(layer, MaxPool2D):
+            n, c, h, w = x.shape
+            k = layer.k
+            win = x[:, :, :h // k * k, :w // k * k].reshape(n, c, h // k, k, w // k, k)
+            win = np.sort(win.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // k, w // k, k * k), axis=-1)
+            gaps = (win[..., -1] - win[..., -2])[win[..., -1] != 0]
+            margin = min(margin, gaps.min(initial=np.inf))
+        x = layer.forward(x, training=True)
+    return margin
+
+
+def small_cnn():
+    """Every layer type in one network. The conv before BatchNorm has no bias: BatchNorm
+    subtracts the per-channel mean, so that bias's true gradient is exactly 0 and a
+    relative error of two rounding noises would be meaningless."""
+    layers = [Conv2D(1, 3, 3, padding=1, dtype=F64, rng=1), ReLU(), MaxPool2D(2),
+              Conv2D(3, 4, 3, stride=2, padding=1, bias=False, dtype=F64, rng=2), BatchNorm(4, dtype=F64), LeakyReLU(0.1),
+              Flatten(), Dense(16, 6, dtype=F64, rng=3), ReLU(), Dense(6, 3, dtype=F64, rng=4)]
+    return Sequential(layers, (1, 8, 8), class_names=["a", "b", "c"])
+
+
+def test_small_cnn_end_to_end(kernels):
+    """The chain rule across layers: loss gradient w.r.t. every parameter and the input of a small CNN."""
+    model = small_cnn()
+    for layer in model.layers:  # non-zero biases so that no bias gradient is trivially right
+        if "b" in layer.params:
+            layer.params["b"] = np.random.default_rng(5).standard_normal(layer.params["b"].shape) * 0.1
+    x = np.random.default_rng(14).standard_normal((3, 1, 8, 8))
+    assert _smoothness_margin(model, x) > 1e-4, "pick another seed: the check point is near a kink or tie"
+    results = check_model(model, x, np.array([0, 2, 1]))
+    assert_all_pass(results)
+    assert max(r.rel_error for r in results) < NETWORK_TOLERANCE
+
+
+def test_gradcheck_catches_a_wrong_backward():
+    """A check that cannot fail proves nothing: break ReLU's backward and watch it fail."""
+    class BrokenReLU(ReLU):
+        def backward(self, dout):
+            return dout  # forgets the mask
+
+    results = check_layer(BrokenReLU(), away_from_zero((4, 5), 15))
+    assert not results[0].passed and results[0].rel_error > 0.1
+
+
+def test_gradcheck_refuses_float32():
+    from nncore.errors import UsageError
+    with pytest.raises(UsageError, match="float64"):
+        check_layer(Dense(3, 2, rng=0), np.zeros((2, 3), np.float32))
+
+
+def test_stated_tolerances():
+    assert LAYER_TOLERANCE == 1e-6 and NETWORK_TOLERANCE == 1e-5

@@ -1,0 +1,132 @@
+"""The fast kernels (numba) must return what the reference kernels (plain NumPy) return.
+
+The reference kernels are short enough to check by eye; the reference
+convolution is in turn checked against the textbook four-loop definition.
+Shapes cover odd sizes, strides above one, padding, a batch of one and both
+float dtypes, because those are where index arithmetic goes wrong.
+"""
+
+import numpy as np
+import pytest
+
+from nncore.kernels import cpu, reference as ref
+
+CONV_CASES = [
+    # (N, C, H, W, KH, KW, stride, pad)
+    (2, 3, 7, 9, 3, 3, 1, 1),
+    (1, 1, 28, 28, 3, 3, 1, 1),
+    (3, 2, 8, 8, 3, 3, 2, 1),
+    (2, 4, 11, 6, 5, 5, 2, 2),
+    (1, 2, 5, 5, 1, 1, 1, 0),
+    (2, 3, 9, 10, 4, 2, 3, 0),
+    (1, 5, 6, 7, 2, 3, 1, 2),
+]
+DTYPES = [np.float32, np.float64]
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_im2col_matches_reference(case, dtype):
+    n, c, h, w, kh, kw, s, p = case
+    x = np.random.default_rng(0).standard_normal((n, c, h, w)).astype(dtype)
+    fast, slow = cpu.im2col(x, kh, kw, s, p), ref.im2col(x, kh, kw, s, p)
+    assert fast.dtype == dtype and fast.shape == slow.shape
+    np.testing.assert_array_equal(fast, slow)  # a pure copy: bit-identical
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_col2im_matches_reference(case, dtype):
+    n, c, h, w, kh, kw, s, p = case
+    oh, ow = (h + 2 * p - kh) // s + 1, (w + 2 * p - kw) // s + 1
+    cols = np.random.default_rng(1).standard_normal((c * kh * kw, n * oh * ow)).astype(dtype)
+    fast, slow = cpu.col2im(cols, (n, c, h, w), kh, kw, s, p), ref.col2im(cols, (n, c, h, w), kh, kw, s, p)
+    assert fast.dtype == dtype
+    np.testing.assert_allclose(fast, slow, rtol=1e-6 if dtype == np.float32 else 1e-12, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_col2im_is_the_adjoint_of_im2col(case):
+    """<im2col(x), c> == <x, col2im(c)> for all x, c: the defining property of the backward pass."""
+    n, c, h, w, kh, kw, s, p = case
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((n, c, h, w))
+    cols = rng.standard_normal(ref.im2col(x, kh, kw, s, p).shape)
+    lhs = np.sum(cpu.im2col(x, kh, kw, s, p) * cols)
+    rhs = np.sum(x * cpu.col2im(cols, x.shape, kh, kw, s, p))
+    assert lhs == pytest.approx(rhs, rel=1e-12)
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_reference_convolution_equals_four_loop_definition(case):
+    n, c, h, w, kh, kw, s, p = case
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((n, c, h, w))
+    wt = rng.standard_normal((4, c, kh, kw))
+    b = rng.standard_normal(4)
+    oh, ow = (h + 2 * p - kh) // s + 1, (w + 2 * p - kw) // s + 1
+    via_gemm = ref.rows_to_nchw(wt.reshape(4, -1) @ ref.im2col(x, kh, kw, s, p), b, n, oh, ow)
+    np.testing.assert_allclose(via_gemm, ref.conv2d_naive(x, wt, b, s, p), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(2, 5, 7, 3), (1, 1, 4, 4), (3, 8, 14, 14)])
+def test_rows_nchw_reorders_match_reference(dtype, shape):
+    n, f, oh, ow = shape
+    rng = np.random.default_rng(4)
+    y = rng.standard_normal((f, n * oh * ow)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    np.testing.assert_array_equal(cpu.rows_to_nchw(y, b, n, oh, ow), ref.rows_to_nchw(y, b, n, oh, ow))
+    d = rng.standard_normal(shape).astype(dtype)
+    d2f, dbf = cpu.nchw_to_rows(d)
+    d2r, dbr = ref.nchw_to_rows(d)
+    np.testing.assert_array_equal(d2f, d2r)
+    assert dbf.dtype == dtype
+    np.testing.assert_allclose(dbf, dbr, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+POOL_CASES = [((2, 3, 8, 8), 2, 2), ((1, 2, 7, 9), 2, 2), ((2, 1, 9, 9), 3, 2), ((1, 4, 6, 5), 3, 3), ((3, 2, 5, 5), 2, 1)]
+
+
+@pytest.mark.parametrize("shape,k,s", POOL_CASES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_maxpool_matches_reference(shape, k, s, dtype):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape).astype(dtype)
+    out_f, arg_f = cpu.maxpool_forward(x, k, s)
+    out_r, arg_r = ref.maxpool_forward(x, k, s)
+    np.testing.assert_array_equal(out_f, out_r)
+    np.testing.assert_array_equal(arg_f, arg_r)
+    dout = rng.standard_normal(out_r.shape).astype(dtype)
+    np.testing.assert_allclose(cpu.maxpool_backward(dout, arg_f, shape, k, s),
+                               ref.maxpool_backward(dout, arg_r, shape, k, s), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("kernels", [cpu, ref], ids=["numba", "reference"])
+def test_maxpool_tie_sends_gradient_to_exactly_one_input(kernels):
+    x = np.ones((1, 1, 4, 4))  # every window is a four-way tie
+    out, arg = kernels.maxpool_forward(x, 2, 2)
+    dx = kernels.maxpool_backward(np.full(out.shape, 3.0), arg, x.shape, 2, 2)
+    windows = dx.reshape(2, 2, 2, 2).transpose(0, 2, 1, 3).reshape(4, 4)
+    assert (np.count_nonzero(windows, axis=1) == 1).all()
+    assert dx.sum() == pytest.approx(3.0 * out.size)
+
+
+@pytest.mark.parametrize("shape,k,s", POOL_CASES)
+def test_avgpool_backward_is_adjoint_of_forward(shape, k, s):
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal(shape)
+    d = rng.standard_normal(cpu.avgpool_forward(x, k, s).shape)
+    assert np.sum(cpu.avgpool_forward(x, k, s) * d) == pytest.approx(np.sum(x * cpu.avgpool_backward(d, shape, k, s)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_kernels_match_reference(dtype):
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 4, 5, 6)).astype(dtype)
+    out = cpu.relu_forward(x)
+    np.testing.assert_array_equal(out, ref.relu_forward(x))
+    d = rng.standard_normal(x.shape).astype(dtype)
+    d_before = d.copy()
+    np.testing.assert_array_equal(cpu.relu_backward(d, out), ref.relu_backward(d, out))
+    np.testing.assert_array_equal(d, d_before)  # the upstream gradient is never modified
