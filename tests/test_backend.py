@@ -42,7 +42,7 @@ def test_asking_for_a_gpu_without_cupy_repeats_the_real_error(monkeypatch):
     with pytest.raises(DeviceError) as info:
         backend.to_device(np.zeros(2), "gpu")
     message = str(info.value)
-    assert "ImportError" in message and "cupy" in message and 'pip install -e ".[gpu]"' in message
+    assert "import of cupy halted" in message and 'pip install -e ".[gpu]"' in message
     assert "\n" not in message
 
 
