@@ -1,0 +1,216 @@
+"""CUDA kernels through CuPy. Same names and results as :mod:`.reference`.
+
+Imported only when a CuPy array reaches a layer (see :func:`nncore.backend.kernels`),
+so a CPU-only install never loads this module.
+
+Every kernel is a CuPy ``ElementwiseKernel``: one CUDA thread per *output*
+element, which reads what it needs and writes only its own element. The
+backward kernels (``col2im``, ``maxpool_backward``, ``avgpool_backward``) are
+written in this gather form too: each input pixel's thread sums the
+contributions of the windows that cover it, so no two threads write the same
+address and no atomics are needed. The matrix products of the layers go to
+cuBLAS through CuPy's ``@``. Types follow the input (``T`` is float32 or
+float64); index arithmetic uses 64-bit integers so large batches cannot
+overflow.
+"""
+
+import functools
+
+from ..backend import import_cupy
+from .reference import conv_output_size  # noqa: F401  (shared helper, pure Python)
+
+cp = import_cupy()
+
+_IM2COL = cp.ElementwiseKernel(
+    "raw T x, int64 n, int64 c, int64 h, int64 w, int64 kh, int64 kw, int64 oh, int64 ow, int64 s, int64 p",
+    "T cols",
+    """
+    long long q_len = n * oh * ow;
+    long long r = i / q_len, q = i % q_len;
+    long long oz = q % ow, oy = (q / ow) % oh, ni = q / (ow * oh);
+    long long j = r % kw, ii = (r / kw) % kh, ci = r / (kw * kh);
+    long long y = oy * s + ii - p, z = oz * s + j - p;
+    cols = (y >= 0 && y < h && z >= 0 && z < w) ? x[((ni * c + ci) * h + y) * w + z] : (T)0;
+    """,
+    "nncore_im2col",
+)
+
+_COL2IM = cp.ElementwiseKernel(
+    "raw T cols, int64 n, int64 c, int64 h, int64 w, int64 kh, int64 kw, int64 oh, int64 ow, int64 s, int64 p",
+    "T dx",
+    """
+    long long z = i % w, y = (i / w) % h, ci = (i / (w * h)) % c, ni = i / (w * h * c);
+    long long q_len = n * oh * ow;
+    T acc = 0;
+    for (long long ii = 0; ii < kh; ++ii) {
+        long long ty = y + p - ii;
+        if (ty < 0 || ty % s != 0) continue;
+        long long oy = ty / s;
+        if (oy >= oh) continue;
+        for (long long j = 0; j < kw; ++j) {
+            long long tz = z + p - j;
+            if (tz < 0 || tz % s != 0) continue;
+            long long oz = tz / s;
+            if (oz >= ow) continue;
+            acc += cols[((ci * kh + ii) * kw + j) * q_len + (ni * oh + oy) * ow + oz];
+        }
+    }
+    dx = acc;
+    """,
+    "nncore_col2im",
+)
+
+_MAXPOOL_FWD = cp.ElementwiseKernel(
+    "raw T x, int64 h, int64 w, int64 oh, int64 ow, int64 k, int64 s",
+    "T out, int32 arg",
+    """
+    long long oz = i % ow, oy = (i / ow) % oh, plane = i / (ow * oh);
+    const T* src = &x[plane * h * w + oy * s * w + oz * s];
+    T best = src[0];
+    int where = 0;
+    for (int ii = 0; ii < k; ++ii)
+        for (int j = 0; j < k; ++j) {
+            T v = src[ii * w + j];
+            if (v > best) { best = v; where = ii * k + j; }
+        }
+    out = best;
+    arg = where;
+    """,
+    "nncore_maxpool_forward",
+)
+
+_MAXPOOL_BWD = cp.ElementwiseKernel(
+    "raw T dout, raw int32 arg, int64 h, int64 w, int64 oh, int64 ow, int64 k, int64 s",
+    "T dx",
+    """
+    long long z = i % w, y = (i / w) % h, plane = i / (w * h);
+    long long oy_lo = (y >= k) ? (y - k) / s + 1 : 0, oz_lo = (z >= k) ? (z - k) / s + 1 : 0;
+    long long oy_hi = min(y / s, oh - 1), oz_hi = min(z / s, ow - 1);
+    T acc = 0;
+    for (long long oy = oy_lo; oy <= oy_hi; ++oy)
+        for (long long oz = oz_lo; oz <= oz_hi; ++oz) {
+            long long o = (plane * oh + oy) * ow + oz;
+            if (arg[o] == (y - oy * s) * k + (z - oz * s)) acc += dout[o];
+        }
+    dx = acc;
+    """,
+    "nncore_maxpool_backward",
+)
+
+_AVGPOOL_FWD = cp.ElementwiseKernel(
+    "raw T x, int64 h, int64 w, int64 oh, int64 ow, int64 k, int64 s",
+    "T out",
+    """
+    long long oz = i % ow, oy = (i / ow) % oh, plane = i / (ow * oh);
+    const T* src = &x[plane * h * w + oy * s * w + oz * s];
+    T acc = 0;
+    for (int ii = 0; ii < k; ++ii)
+        for (int j = 0; j < k; ++j) acc += src[ii * w + j];
+    out = acc / (T)(k * k);
+    """,
+    "nncore_avgpool_forward",
+)
+
+_AVGPOOL_BWD = cp.ElementwiseKernel(
+    "raw T dout, int64 h, int64 w, int64 oh, int64 ow, int64 k, int64 s",
+    "T dx",
+    """
+    long long z = i % w, y = (i / w) % h, plane = i / (w * h);
+    long long oy_lo = (y >= k) ? (y - k) / s + 1 : 0, oz_lo = (z >= k) ? (z - k) / s + 1 : 0;
+    long long oy_hi = min(y / s, oh - 1), oz_hi = min(z / s, ow - 1);
+    T acc = 0;
+    for (long long oy = oy_lo; oy <= oy_hi; ++oy)
+        for (long long oz = oz_lo; oz <= oz_hi; ++oz) acc += dout[(plane * oh + oy) * ow + oz];
+    dx = acc / (T)(k * k);
+    """,
+    "nncore_avgpool_backward",
+)
+
+_RELU_BWD = cp.ElementwiseKernel("T dout, T out", "T dx", "dx = out > (T)0 ? dout : (T)0", "nncore_relu_backward")
+
+
+def _c(a):
+    return cp.ascontiguousarray(a)
+
+
+def im2col(x, kh, kw, stride, pad):
+    """CUDA twin of :func:`nncore.kernels.reference.im2col`: (N,C,H,W) -> (C*KH*KW, N*OH*OW)."""
+    n, c, h, w = x.shape
+    oh, ow = conv_output_size(h, kh, stride, pad), conv_output_size(w, kw, stride, pad)
+    cols = cp.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
+    _IM2COL(_c(x), n, c, h, w, kh, kw, oh, ow, stride, pad, cols)
+    return cols
+
+
+def col2im(cols, x_shape, kh, kw, stride, pad):
+    """CUDA twin of :func:`nncore.kernels.reference.col2im`, in gather form (no atomics)."""
+    n, c, h, w = x_shape
+    oh, ow = conv_output_size(h, kh, stride, pad), conv_output_size(w, kw, stride, pad)
+    dx = cp.empty(x_shape, dtype=cols.dtype)
+    _COL2IM(_c(cols), n, c, h, w, kh, kw, oh, ow, stride, pad, dx)
+    return dx
+
+
+def rows_to_nchw(y, b, n, oh, ow):
+    """CUDA twin of :func:`nncore.kernels.reference.rows_to_nchw`."""
+    f = y.shape[0]
+    out = y.reshape(f, n, oh, ow).transpose(1, 0, 2, 3)
+    return _c(out + b.reshape(1, f, 1, 1)) if b is not None else _c(out)
+
+
+def nchw_to_rows(dout):
+    """CUDA twin of :func:`nncore.kernels.reference.nchw_to_rows`: returns (d2, db)."""
+    n, f, oh, ow = dout.shape
+    d2 = _c(dout.transpose(1, 0, 2, 3)).reshape(f, n * oh * ow)
+    return d2, d2.sum(axis=1)
+
+
+@functools.lru_cache(maxsize=None)
+def _pool_shape(h, w, k, stride):
+    return (h - k) // stride + 1, (w - k) // stride + 1
+
+
+def maxpool_forward(x, k, stride):
+    """CUDA twin of :func:`nncore.kernels.reference.maxpool_forward`: returns (out, arg)."""
+    n, c, h, w = x.shape
+    oh, ow = _pool_shape(h, w, k, stride)
+    out = cp.empty((n, c, oh, ow), dtype=x.dtype)
+    arg = cp.empty((n, c, oh, ow), dtype=cp.int32)
+    _MAXPOOL_FWD(_c(x), h, w, oh, ow, k, stride, out, arg)
+    return out, arg
+
+
+def maxpool_backward(dout, arg, x_shape, k, stride):
+    """CUDA twin of :func:`nncore.kernels.reference.maxpool_backward`, in gather form."""
+    h, w = x_shape[2], x_shape[3]
+    oh, ow = dout.shape[2], dout.shape[3]
+    dx = cp.empty(x_shape, dtype=dout.dtype)
+    _MAXPOOL_BWD(_c(dout), _c(arg), h, w, oh, ow, k, stride, dx)
+    return dx
+
+
+def avgpool_forward(x, k, stride):
+    """CUDA twin of :func:`nncore.kernels.reference.avgpool_forward`."""
+    n, c, h, w = x.shape
+    oh, ow = _pool_shape(h, w, k, stride)
+    out = cp.empty((n, c, oh, ow), dtype=x.dtype)
+    _AVGPOOL_FWD(_c(x), h, w, oh, ow, k, stride, out)
+    return out
+
+
+def avgpool_backward(dout, x_shape, k, stride):
+    """CUDA twin of :func:`nncore.kernels.reference.avgpool_backward`, in gather form."""
+    h, w = x_shape[2], x_shape[3]
+    dx = cp.empty(x_shape, dtype=dout.dtype)
+    _AVGPOOL_BWD(_c(dout), h, w, dout.shape[2], dout.shape[3], k, stride, dx)
+    return dx
+
+
+def relu_forward(x):
+    """CUDA twin of :func:`nncore.kernels.reference.relu_forward`."""
+    return cp.maximum(x, x.dtype.type(0))
+
+
+def relu_backward(dout, out):
+    """CUDA twin of :func:`nncore.kernels.reference.relu_backward` (a new array)."""
+    return _RELU_BWD(dout, out)
