@@ -55,6 +55,7 @@ def atomic_write(path, mode="wb"):
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, path)
     except OSError as exc:
         _remove_quietly(tmp)
@@ -70,6 +71,12 @@ def atomic_write(path, mode="wb"):
             os.close(dir_fd)
     except OSError:
         pass
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _remove_quietly(path):

@@ -292,24 +292,49 @@ def _otsu(values):
     return float(edges[1:][np.argmax(between)])
 
 
+def _box3(a):
+    """3x3 mean filter of (H, W) (edges replicated)."""
+    p = np.pad(a, 1, mode="edge")
+    h, w = a.shape
+    return sum(p[i : i + h, j : j + w] for i in range(3) for j in range(3)) / 9.0
+
+
+def _noise(r):
+    """Robust noise level (MAD * 1.4826) of residuals r (H, W), ink being a minority."""
+    step = max(1, int(np.sqrt(r.size / 20000)))
+    sample = r[::step, ::step]
+    return 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
+
+
 def _ink(g):
-    """Grey (H, W) -> ink strength (H, W) float32 in [0, 1] (1 = full ink), or None if blank."""
-    bg, sigma = _fit_background(g)
+    """Grey (H, W) -> ink strength (H, W) float32 in [0, 1] (1 = full ink), or None if blank.
+
+    Contrast is measured relative to the local paper brightness (flat-field
+    correction): dark ink -> (b - g) / b, light ink -> (g - b) / (1 - b), so
+    a stroke in a shadow is as strong as one in full light.
+    """
+    bg, _ = _fit_background(g)
     r = g - bg
+    sigma = _noise(r)
+    if sigma > 0.01:  # visible sensor/paper noise: a light blur before thresholding
+        g = _box3(g)
+        r = g - bg
+        sigma = _noise(r)
     t = max(3.0 * sigma, 0.04)
     dark = float(-r[r < -t].sum()) > float(r[r > t].sum())
-    ink = np.maximum(-r if dark else r, 0.0)
+    scale = np.maximum(bg if dark else 1.0 - bg, 0.05)
+    ink = np.maximum(-r if dark else r, 0.0) / scale
+    noise = sigma / float(np.median(scale))
     top = float(ink.max())
-    if top < max(5.0 * sigma, 0.02):
+    if top < max(6.0 * noise, 0.02):
         return None
     thr = _otsu(ink.ravel())
     strong = ink[ink > thr]
     hi = float(np.percentile(strong, 90)) if strong.size else top
-    lo = min(3.0 * sigma, 0.5 * hi)
-    lo = max(lo, 0.02 * hi)
+    lo = max(min(5.0 * noise, 0.5 * hi), 0.02 * hi)
     if hi - lo < 1e-3:
         return None
-    return np.clip((ink - lo) / (hi - lo), 0.0, 1.0)
+    return np.clip((ink - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- geometry
@@ -381,21 +406,28 @@ def _morph(a, radius, grow):
 def _normalise_strokes(crop):
     """Cropped ink (h, w) -> ink with MNIST-like stroke width, or the input unchanged.
 
-    Returns (image, changed): ``image`` is at CANON scale when changed.
+    The width is measured on the crop itself (so strokes thinner than a
+    pixel at CANON scale are still measured right), expressed in CANON
+    pixels, and corrected at CANON scale. Returns (image, changed); the
+    image is at CANON scale (longer side 80 plus padding) when changed.
     """
     h, w = crop.shape
-    canon = _resize(crop, _fit_size(h, w, CANON), Image.Resampling.BILINEAR)
-    width = stroke_width(canon > 0.5)
+    width = stroke_width(crop > 0.5) * CANON / max(h, w)
     if WIDTH_LOW <= width <= WIDTH_HIGH or width == 0:
         return crop, False
     if width < WIDTH_LOW:
         radius = int(round((WIDTH_TARGET - width) / 2))
-        canon = _morph(np.pad(canon, radius), radius, grow=True)
     else:
         radius = int(round(min(width - WIDTH_TARGET, width - 4) / 2))
-        canon = _morph(canon, radius, grow=False)
     if radius == 0:
         return crop, False
+    size = _fit_size(h, w, CANON)
+    canon = _resize(crop, size, Image.Resampling.BILINEAR if size[0] >= w else Image.Resampling.BOX)
+    canon = canon / max(float(canon.max()), 1e-6)  # sub-pixel strokes fade when shrunk: restore full ink
+    if width < WIDTH_LOW:
+        canon = _morph(np.pad(canon, radius), radius, grow=True)
+    else:
+        canon = _morph(canon, radius, grow=False)
     return canon, True
 
 
