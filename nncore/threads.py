@@ -12,12 +12,25 @@ from the other. nncore therefore:
   one: its idle workers sleep instead of spinning, so they never compete with
   BLAS between kernels.
 
+Measured on a 2-core machine, the two pools fight badly: OpenBLAS's worker
+threads busy-wait for a long time after each product, so the numba kernel that
+follows a GEMM shares its cores with a spinning thread and a training step of
+the reference CNN took 0.2-0.8 s instead of 0.05 s. nncore therefore keeps
+BLAS single-threaded and splits the large products itself: :func:`matmul`
+cuts one into ``n`` slabs and runs them on a small pool of Python threads
+(NumPy releases the GIL inside BLAS). Those threads and numba's workqueue
+workers sleep on a lock while idle, so nothing spins.
+
 Call :func:`set_num_threads` to change the count at run time.
 """
 
 import os
+import threading
 
-_state = {"configured": False, "n": None}
+_state = {"configured": False, "n": None, "pool": None}
+
+#: products smaller than this many multiply-adds run in one call (splitting costs ~20 us)
+_SPLIT_MIN_MACS = 2_000_000
 
 
 def default_num_threads():
@@ -61,11 +74,94 @@ def set_num_threads(n):
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     try:
         from threadpoolctl import threadpool_limits
-        threadpool_limits(n, user_api="blas")
+        threadpool_limits(1, user_api="blas")      # parallelism comes from matmul() instead
     except ImportError:  # threadpoolctl is a dependency, but stay usable without it
         pass
+    _shutdown_pool()
 
 
 def get_num_threads():
     """The thread count in force (after :func:`configure`)."""
     return _state["n"] or default_num_threads()
+
+
+# ----------------------------------------------------------------------------- parallel matrix products
+
+class _Pool:
+    """n-1 sleeping worker threads; the caller runs the first slab itself."""
+
+    def __init__(self, n):
+        from concurrent.futures import ThreadPoolExecutor
+        self.n = n
+        self.executor = ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="nncore-gemm")
+
+    def run(self, jobs):
+        futures = [self.executor.submit(job) for job in jobs[1:]]
+        jobs[0]()
+        for f in futures:
+            f.result()
+
+
+_pool_lock = threading.Lock()
+
+
+def _get_pool():
+    n = get_num_threads()
+    with _pool_lock:
+        pool = _state["pool"]
+        if pool is None or pool.n != n:
+            _shutdown_pool()
+            pool = _state["pool"] = _Pool(n)
+        return pool
+
+
+def _shutdown_pool():
+    pool = _state.get("pool")
+    if pool is not None:
+        pool.executor.shutdown(wait=False)
+        _state["pool"] = None
+
+
+def _bounds(size, parts):
+    return [(size * i) // parts for i in range(parts + 1)]
+
+
+def matmul(a, b):
+    """``a @ b`` for 2-D arrays, split over :func:`get_num_threads` threads on the CPU.
+
+    The longest of the three dimensions (rows of ``a``, columns of ``b``, or
+    the shared inner one) is cut into ``n`` slabs, one BLAS call per thread;
+    cutting the inner dimension sums the ``n`` partial products at the end.
+    Small products, a single thread, or non-NumPy arrays (CuPy) take ``a @ b``.
+    """
+    import numpy as np
+    n = get_num_threads() if _state["configured"] else 1
+    if n < 2 or type(a) is not np.ndarray or type(b) is not np.ndarray or a.ndim != 2 or b.ndim != 2:
+        return a @ b
+    m, k = a.shape
+    k2, p = b.shape
+    if k != k2 or m * k * p < _SPLIT_MIN_MACS:
+        return a @ b
+    dtype = np.result_type(a, b)
+    pool = _get_pool()
+    parts = min(n, max(m, k, p))
+    if p >= m and p >= k:                       # split the columns of b and out
+        out = np.empty((m, p), dtype=dtype)
+        cut = _bounds(p, parts)
+        jobs = [lambda lo=lo, hi=hi: np.matmul(a, b[:, lo:hi], out=out[:, lo:hi]) for lo, hi in zip(cut, cut[1:])]
+    elif m >= k:                                # split the rows of a and out
+        out = np.empty((m, p), dtype=dtype)
+        cut = _bounds(m, parts)
+        jobs = [lambda lo=lo, hi=hi: np.matmul(a[lo:hi], b, out=out[lo:hi]) for lo, hi in zip(cut, cut[1:])]
+    else:                                       # split the inner dimension, sum the partial products
+        partial = np.empty((parts, m, p), dtype=dtype)
+        cut = _bounds(k, parts)
+        jobs = [lambda i=i, lo=lo, hi=hi: np.matmul(a[:, lo:hi], b[lo:hi], out=partial[i])
+                for i, (lo, hi) in enumerate(zip(cut, cut[1:]))]
+        pool.run(jobs)
+        out = partial[0]
+        for i in range(1, parts):
+            out += partial[i]
+        return out
+    pool.run(jobs)
+    return out

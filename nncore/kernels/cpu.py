@@ -38,26 +38,70 @@ def _valid_range(out_len, in_len, offset, stride):
 
 @_pjit
 def _im2col(x, kh, kw, stride, pad, oh, ow, cols):
+    # General case. Each thread owns whole (c, n) input planes and the matching
+    # 196-wide pieces of KH*KW rows of cols; planes go channel-major so that one
+    # thread writes few rows of cols at a time (hundreds of interleaved write
+    # streams thrash the TLB).
     n, c, h, w = x.shape
-    for r in prange(c * kh * kw):
-        ci = r // (kh * kw)
-        i = (r // kw) % kh
-        j = r % kw
-        z_lo, z_hi = _valid_range(ow, w, j - pad, stride)
-        for ni in range(n):
-            for y in range(oh):
-                hy = y * stride + i - pad
-                q = (ni * oh + y) * ow
-                if hy < 0 or hy >= h:
-                    for z in range(ow):
-                        cols[r, q + z] = 0
-                    continue
-                for z in range(z_lo):
-                    cols[r, q + z] = 0
-                for z in range(z_lo, z_hi):
-                    cols[r, q + z] = x[ni, ci, hy, z * stride + j - pad]
-                for z in range(z_hi, ow):
-                    cols[r, q + z] = 0
+    for plane in prange(c * n):
+        ci = plane // n
+        ni = plane - ci * n
+        for i in range(kh):
+            y_lo, y_hi = _valid_range(oh, h, i - pad, stride)
+            for j in range(kw):
+                z_lo, z_hi = _valid_range(ow, w, j - pad, stride)
+                dst = cols[(ci * kh + i) * kw + j]
+                for y in range(oh):
+                    q = (ni * oh + y) * ow
+                    if y < y_lo or y >= y_hi:
+                        for z in range(ow):
+                            dst[q + z] = 0
+                        continue
+                    hy = y * stride + i - pad
+                    for z in range(z_lo):
+                        dst[q + z] = 0
+                    for z in range(z_lo, z_hi):
+                        dst[q + z] = x[ni, ci, hy, z * stride + j - pad]
+                    for z in range(z_hi, ow):
+                        dst[q + z] = 0
+
+
+@_pjit
+def _im2col_same(x2, n, c, h, w, kh, kw, pad, cols):
+    # Stride 1 and OH == H, OW == W ("same" padding): in flat per-plane indices,
+    # kernel offset (i, j) is one shift ``off`` of the whole plane,
+    # ``dst[t] = xs[t + off]``, a long contiguous copy that the compiler
+    # vectorises (row-by-row copies of 14 pixels never reach the vector loop).
+    # The shifted copy wraps around row edges for j != pad; those columns are
+    # zeroed afterwards. x2: (N*C, H*W).
+    p = h * w
+    for plane in prange(c * n):
+        ci = plane // n
+        ni = plane - ci * n
+        xs = x2[ni * c + ci]
+        base = ni * p
+        for i in range(kh):
+            for j in range(kw):
+                off = (i - pad) * w + (j - pad)
+                lo = max(0, -off)
+                hi = max(lo, min(p, p - off))
+                dst = cols[(ci * kh + i) * kw + j, base:base + p]
+                for t in range(lo):
+                    dst[t] = 0
+                src = xs[lo + off:hi + off]
+                d = dst[lo:hi]
+                for t in range(hi - lo):
+                    d[t] = src[t]
+                for t in range(hi, p):
+                    dst[t] = 0
+                for z in range(w):
+                    if z + j - pad < 0 or z + j - pad >= w:
+                        for y in range(h):
+                            dst[y * w + z] = 0
+
+
+def _is_same_stride1(h, w, kh, kw, stride, pad):
+    return stride == 1 and h + 2 * pad - kh + 1 == h and w + 2 * pad - kw + 1 == w
 
 
 def im2col(x, kh, kw, stride, pad):
@@ -65,16 +109,22 @@ def im2col(x, kh, kw, stride, pad):
     n, c, h, w = x.shape
     oh, ow = conv_output_size(h, kh, stride, pad), conv_output_size(w, kw, stride, pad)
     cols = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
-    _im2col(np.ascontiguousarray(x), kh, kw, stride, pad, oh, ow, cols)
+    x = np.ascontiguousarray(x)
+    if _is_same_stride1(h, w, kh, kw, stride, pad):
+        _im2col_same(x.reshape(n * c, h * w), n, c, h, w, kh, kw, pad, cols)
+    else:
+        _im2col(x, kh, kw, stride, pad, oh, ow, cols)
     return cols
 
 
 @_pjit
 def _col2im(cols, kh, kw, stride, pad, oh, ow, dx):
+    # General case: each thread owns whole output planes and adds the KH*KW
+    # shifted (strided) pieces of cols into them in (i, j) order.
     n, c, h, w = dx.shape
-    for plane in prange(n * c):
-        ni = plane // c
-        ci = plane % c
+    for plane in prange(c * n):
+        ci = plane // n
+        ni = plane - ci * n
         for y in range(h):
             for z in range(w):
                 dx[ni, ci, y, z] = 0
@@ -82,12 +132,47 @@ def _col2im(cols, kh, kw, stride, pad, oh, ow, dx):
             y_lo, y_hi = _valid_range(oh, h, i - pad, stride)
             for j in range(kw):
                 z_lo, z_hi = _valid_range(ow, w, j - pad, stride)
-                r = (ci * kh + i) * kw + j
+                src = cols[(ci * kh + i) * kw + j]
                 for y in range(y_lo, y_hi):
                     hy = y * stride + i - pad
                     q = (ni * oh + y) * ow
                     for z in range(z_lo, z_hi):
-                        dx[ni, ci, hy, z * stride + j - pad] += cols[r, q + z]
+                        dx[ni, ci, hy, z * stride + j - pad] += src[q + z]
+
+
+@_pjit
+def _col2im_same(cols, n, c, h, w, kh, kw, pad, dx2):
+    # Adjoint of _im2col_same: ``acc[t + off] += src[t]`` over one contiguous
+    # range per kernel offset. Entries that wrapped around a row edge must not
+    # be added; multiplying by a 0/1 column mask keeps the loop branch-free (and
+    # vectorised) and is exact for finite values (x*1 == x, acc + 0 == acc).
+    p = h * w
+    keep = np.zeros((kw, p), dtype=cols.dtype)
+    for j in range(kw):
+        for t in range(p):
+            z = t % w + j - pad
+            keep[j, t] = 1 if (z >= 0 and z < w) else 0
+    for plane in prange(c * n):
+        ci = plane // n
+        ni = plane - ci * n
+        acc = dx2[ni * c + ci]
+        for t in range(p):
+            acc[t] = 0
+        base = ni * p
+        for i in range(kh):
+            for j in range(kw):
+                off = (i - pad) * w + (j - pad)      # cols index t lands on dx index t + off
+                lo = max(0, -off)
+                hi = max(lo, min(p, p - off))
+                src = cols[(ci * kh + i) * kw + j, base + lo:base + hi]
+                a = acc[lo + off:hi + off]
+                if j == pad:                         # no shift along the row: nothing wraps
+                    for t in range(hi - lo):
+                        a[t] += src[t]
+                else:
+                    m = keep[j, lo:hi]
+                    for t in range(hi - lo):
+                        a[t] += src[t] * m[t]
 
 
 def col2im(cols, x_shape, kh, kw, stride, pad):
@@ -95,7 +180,11 @@ def col2im(cols, x_shape, kh, kw, stride, pad):
     n, c, h, w = x_shape
     oh, ow = conv_output_size(h, kh, stride, pad), conv_output_size(w, kw, stride, pad)
     dx = np.empty(x_shape, dtype=cols.dtype)
-    _col2im(np.ascontiguousarray(cols), kh, kw, stride, pad, oh, ow, dx)
+    cols = np.ascontiguousarray(cols)
+    if _is_same_stride1(h, w, kh, kw, stride, pad):
+        _col2im_same(cols, n, c, h, w, kh, kw, pad, dx.reshape(n * c, h * w))
+    else:
+        _col2im(cols, kh, kw, stride, pad, oh, ow, dx)
     return dx
 
 
@@ -167,13 +256,48 @@ def _maxpool_forward(x, k, stride, out, arg):
                 arg[ni, ci, y, z] = where
 
 
+@_pjit
+def _maxpool2_forward(x3, out3, arg3):
+    # 2x2 windows, stride 2: the four candidates of each window spelled out.
+    # x3: (N*C, H, W); out3, arg3: (N*C, OH, OW).
+    planes, oh, ow = out3.shape
+    for plane in prange(planes):
+        xs = x3[plane]
+        for y in range(oh):
+            r0 = xs[2 * y]
+            r1 = xs[2 * y + 1]
+            o = out3[plane, y]
+            a = arg3[plane, y]
+            for z in range(ow):
+                best = r0[2 * z]
+                where = 0
+                v = r0[2 * z + 1]
+                if v > best:
+                    best = v
+                    where = 1
+                v = r1[2 * z]
+                if v > best:
+                    best = v
+                    where = 2
+                v = r1[2 * z + 1]
+                if v > best:
+                    best = v
+                    where = 3
+                o[z] = best
+                a[z] = where
+
+
 def maxpool_forward(x, k, stride):
     """numba twin of :func:`nncore.kernels.reference.maxpool_forward`: returns (out, arg)."""
     n, c, h, w = x.shape
     oh, ow = (h - k) // stride + 1, (w - k) // stride + 1
     out = np.empty((n, c, oh, ow), dtype=x.dtype)
     arg = np.empty((n, c, oh, ow), dtype=np.int32)
-    _maxpool_forward(np.ascontiguousarray(x), k, stride, out, arg)
+    x = np.ascontiguousarray(x)
+    if k == 2 and stride == 2:
+        _maxpool2_forward(x.reshape(n * c, h, w), out.reshape(n * c, oh, ow), arg.reshape(n * c, oh, ow))
+    else:
+        _maxpool_forward(x, k, stride, out, arg)
     return out, arg
 
 
@@ -193,10 +317,43 @@ def _maxpool_backward(dout, arg, k, stride, dx):
                 dx[ni, ci, y * stride + a // k, z * stride + a % k] += dout[ni, ci, y, z]
 
 
+@_pjit
+def _maxpool2_backward(dout3, arg3, dx3):
+    # 2x2 windows, stride 2 tile the input without overlap, so every input
+    # pixel of a window is written exactly once (dout or 0): no zero-fill pass.
+    planes, oh, ow = dout3.shape
+    h, w = dx3.shape[1], dx3.shape[2]
+    for plane in prange(planes):
+        for y in range(oh):
+            d = dout3[plane, y]
+            a = arg3[plane, y]
+            r0 = dx3[plane, 2 * y]
+            r1 = dx3[plane, 2 * y + 1]
+            for z in range(ow):
+                g = d[z]
+                q = a[z]
+                r0[2 * z] = g if q == 0 else 0
+                r0[2 * z + 1] = g if q == 1 else 0
+                r1[2 * z] = g if q == 2 else 0
+                r1[2 * z + 1] = g if q == 3 else 0
+            if w > 2 * ow:                      # odd width: last column is in no window
+                r0[w - 1] = 0
+                r1[w - 1] = 0
+        if h > 2 * oh:                          # odd height: last row is in no window
+            for z in range(w):
+                dx3[plane, h - 1, z] = 0
+
+
 def maxpool_backward(dout, arg, x_shape, k, stride):
     """numba twin of :func:`nncore.kernels.reference.maxpool_backward`."""
+    n, c, h, w = x_shape
     dx = np.empty(x_shape, dtype=dout.dtype)
-    _maxpool_backward(np.ascontiguousarray(dout), np.ascontiguousarray(arg), k, stride, dx)
+    dout, arg = np.ascontiguousarray(dout), np.ascontiguousarray(arg)
+    if k == 2 and stride == 2:
+        oh, ow = dout.shape[2], dout.shape[3]
+        _maxpool2_backward(dout.reshape(n * c, oh, ow), arg.reshape(n * c, oh, ow), dx.reshape(n * c, h, w))
+    else:
+        _maxpool_backward(dout, arg, k, stride, dx)
     return dx
 
 

@@ -1,0 +1,477 @@
+"""Benchmark: train and run the reference CNN with nncore and with PyTorch, side by side.
+
+One run times, interleaved round by round (so that load from other processes
+hits every framework alike):
+
+* a training step (forward, softmax cross-entropy, backward, SGD momentum
+  update) at ``--batch`` (128) in float32, and
+* inference (forward only) at ``--infer-batch`` (1000),
+
+for nncore with its numba kernels, nncore with the plain-NumPy reference
+kernels (``--skip-reference`` leaves them out) and PyTorch CPU in its default
+NCHW layout and channels-last, all with the same ``--threads``.
+
+It then reports, for nncore (numba): a per-layer breakdown of a training step,
+the share of the step spent inside matrix products (the GEMMs are timed
+separately with the same shapes and memory layouts), the peak resident memory
+of training at ``--batch`` (one fresh subprocess per framework), the start-up
+time with numba's on-disk cache cold (a fresh ``NUMBA_CACHE_DIR``) and warm,
+and the estimated time of one MNIST epoch (60000 images).
+
+Usage::
+
+    python experiments/benchmark.py                      # full run, table
+    python experiments/benchmark.py --steps 30 --json    # + one JSON line at the end
+    python experiments/benchmark.py --no-torch           # nncore only
+
+Timings are wall-clock medians with the interquartile range. Run on an idle
+machine (check ``uptime``); other processes distort every figure.
+"""
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+import nncore
+from nncore import backend, threads
+from nncore.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
+from nncore.errors import UsageError
+from nncore.layers import Conv2D, Dense
+from nncore.losses import SoftmaxCrossEntropy
+from nncore.models import ref_cnn
+from nncore.optim import SGD
+
+MNIST_TRAIN_IMAGES = 60000
+LR, MOMENTUM = 0.01, 0.9
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def stats(seconds, images):
+    """Median and IQR of images/s (and the median time) from per-iteration times."""
+    rates = sorted(images / t for t in seconds)
+    q = statistics.quantiles(rates, n=4) if len(rates) >= 2 else [rates[0]] * 3
+    return {"img_s": statistics.median(rates), "q1": q[0], "q3": q[2],
+            "min": rates[0], "max": rates[-1], "ms": 1e3 * statistics.median(seconds)}
+
+
+def batch_data(batch, rng):
+    x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    return x, y
+
+
+def import_torch(args):
+    """(torch, None) or (None, reason)."""
+    if args.no_torch:
+        return None, "--no-torch given"
+    try:
+        import torch
+    except Exception as exc:  # ImportError, or a broken install
+        return None, f"torch cannot be imported ({type(exc).__name__}: {exc})"
+    return torch, None
+
+
+def torch_ref_cnn(torch):
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+# ----------------------------------------------------------------------------- the contenders
+
+class NncoreRunner:
+    """nncore's ref-cnn with a given CPU kernel set ("numba" or "reference")."""
+
+    def __init__(self, kernels, args, rng):
+        self.kernels = kernels
+        self.model = ref_cnn(seed=0).train()
+        self.opt = SGD(self.model, lr=LR, momentum=MOMENTUM)
+        self.loss = SoftmaxCrossEntropy()
+        self.x, self.y = batch_data(args.batch, rng)
+        self.xi = rng.standard_normal((args.infer_batch, 1, 28, 28)).astype(np.float32)
+
+    def train_step(self):
+        backend.set_cpu_kernels(self.kernels)
+        t = time.perf_counter()
+        self.model.train_step(self.x, self.y, self.loss, self.opt)
+        return time.perf_counter() - t
+
+    def infer(self):
+        backend.set_cpu_kernels(self.kernels)
+        t = time.perf_counter()
+        self.model.forward(self.xi, training=False)
+        return time.perf_counter() - t
+
+
+class TorchRunner:
+    """PyTorch's ref-cnn, NCHW (default) or channels-last."""
+
+    def __init__(self, torch, channels_last, args, rng):
+        self.torch = torch
+        torch.manual_seed(0)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = torch_ref_cnn(torch).to(memory_format=fmt)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=LR, momentum=MOMENTUM)
+        self.loss = torch.nn.CrossEntropyLoss()
+        x, y = batch_data(args.batch, rng)
+        self.x = torch.from_numpy(x).contiguous(memory_format=fmt)
+        self.y = torch.from_numpy(y)
+        xi = rng.standard_normal((args.infer_batch, 1, 28, 28)).astype(np.float32)
+        self.xi = torch.from_numpy(xi).contiguous(memory_format=fmt)
+
+    def train_step(self):
+        t = time.perf_counter()
+        self.model.train()
+        self.opt.zero_grad(set_to_none=True)
+        loss = self.loss(self.model(self.x), self.y)
+        loss.backward()
+        self.opt.step()
+        return time.perf_counter() - t
+
+    def infer(self):
+        t = time.perf_counter()
+        self.model.eval()
+        with self.torch.inference_mode():
+            self.model(self.xi)
+        return time.perf_counter() - t
+
+
+# ----------------------------------------------------------------------------- nncore details
+
+def layer_breakdown(args, rng):
+    """Median forward and backward milliseconds of each layer in nncore's training step (numba)."""
+    backend.set_cpu_kernels("numba")
+    model = ref_cnn(seed=0).train()
+    opt, loss_fn = SGD(model, lr=LR, momentum=MOMENTUM), SoftmaxCrossEntropy()
+    x, y = batch_data(args.batch, rng)
+    fwd = [[] for _ in model.layers]
+    bwd = [[] for _ in model.layers]
+    rest, total = [], []
+    for it in range(args.warmup + args.steps):
+        t_start = time.perf_counter()
+        h = x
+        tf = []
+        for layer in model.layers:
+            t = time.perf_counter()
+            h = layer.forward(h, training=True)
+            tf.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        loss_fn.forward(h, y)
+        d = loss_fn.backward()
+        t_loss = time.perf_counter() - t
+        tb = [0.0] * len(model.layers)
+        for i in reversed(range(len(model.layers))):
+            t = time.perf_counter()
+            d = model.layers[i].backward(d)
+            tb[i] = time.perf_counter() - t
+        t = time.perf_counter()
+        opt.step()
+        t_opt = time.perf_counter() - t
+        if it >= args.warmup:
+            for i in range(len(model.layers)):
+                fwd[i].append(tf[i])
+                bwd[i].append(tb[i])
+            rest.append(t_loss + t_opt)
+            total.append(time.perf_counter() - t_start)
+    rows = [{"layer": repr(layer), "fwd_ms": 1e3 * statistics.median(f), "bwd_ms": 1e3 * statistics.median(b)}
+            for layer, f, b in zip(model.layers, fwd, bwd)]
+    rows.append({"layer": "loss + SGD update", "fwd_ms": 1e3 * statistics.median(rest), "bwd_ms": 0.0})
+    return rows, 1e3 * statistics.median(total)
+
+
+def gemm_shapes(model, batch):
+    """The matrix products of one training step: (name, A shape, B shape, transpose flags, function).
+
+    The function is the one the layer calls: Conv2D uses nncore.threads.matmul, Dense the @ operator.
+    """
+    shapes = [model.input_shape]
+    for layer in model.layers:
+        shapes.append(layer.output_shape(shapes[-1]))
+    out = []
+    for layer, s_in, s_out in zip(model.layers, shapes, shapes[1:]):
+        if isinstance(layer, Conv2D):
+            f, c, kh, kw = layer.params["W"].shape
+            k, m = c * kh * kw, batch * s_out[1] * s_out[2]
+            out.append((f"{layer!r} fwd  W2 @ cols", (f, k), (k, m), False, False, threads.matmul))
+            out.append((f"{layer!r} dW   d2 @ cols.T", (f, m), (k, m), False, True, threads.matmul))
+            if layer.needs_input_grad:
+                out.append((f"{layer!r} dcols W2.T @ d2", (f, k), (f, m), True, False, threads.matmul))
+        elif isinstance(layer, Dense):
+            d, m = layer.params["W"].shape
+            out.append((f"{layer!r} fwd  x @ W", (batch, d), (d, m), False, False, np.matmul))
+            out.append((f"{layer!r} dW   x.T @ dout", (batch, d), (batch, m), True, False, np.matmul))
+            if layer.needs_input_grad:
+                out.append((f"{layer!r} dx   dout @ W.T", (batch, m), (d, m), False, True, np.matmul))
+    return out
+
+
+def gemm_times(args, rng):
+    """Median milliseconds of each GEMM of a training step, same shapes and layouts as the layers use."""
+    model = ref_cnn(seed=0).train()
+    rows = []
+    for name, sa, sb, ta, tb, fn in gemm_shapes(model, args.batch):
+        a = rng.standard_normal(sa).astype(np.float32)
+        b = rng.standard_normal(sb).astype(np.float32)
+        a_, b_ = (a.T if ta else a), (b.T if tb else b)
+        times = []
+        for it in range(args.warmup + args.steps):
+            t = time.perf_counter()
+            fn(a_, b_)
+            if it >= args.warmup:
+                times.append(time.perf_counter() - t)
+        rows.append({"gemm": name, "ms": 1e3 * statistics.median(times)})
+    return rows
+
+
+# ----------------------------------------------------------------------------- subprocesses
+
+def child_main(args):
+    """Hidden modes run in a fresh interpreter: peak RSS and start-up times. Prints one JSON line."""
+    rng = np.random.default_rng(0)
+    if args.child == "start":
+        t0 = time.perf_counter()
+        import nncore.kernels.cpu  # noqa: F401  (numba, compiled kernels' cache index)
+        backend.set_cpu_kernels("numba")
+        threads.set_num_threads(args.threads)
+        t_import = time.perf_counter() - t0
+        runner = NncoreRunner("numba", args, rng)
+        first = runner.train_step()
+        steady = statistics.median(runner.train_step() for _ in range(3))
+        t = runner.infer()  # compiles anything inference alone needs (nothing new today)
+        steady_inf = min(runner.infer() for _ in range(2))
+        print(json.dumps({"import_s": t_import, "first_step_s": first, "steady_step_s": steady,
+                          "first_infer_extra_s": max(0.0, t - steady_inf)}))
+        return 0
+    if args.child == "rss-nncore":
+        threads.set_num_threads(args.threads)
+        runner = NncoreRunner("numba", args, rng)
+        for _ in range(args.steps):
+            runner.train_step()
+    elif args.child == "rss-torch":
+        torch, why = import_torch(args)
+        if torch is None:
+            raise UsageError(why)
+        torch.set_num_threads(args.threads)
+        runner = TorchRunner(torch, False, args, rng)
+        for _ in range(args.steps):
+            runner.train_step()
+    else:
+        raise UsageError(f"unknown --child {args.child!r}")
+    print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
+    return 0
+
+
+def peak_rss_mb():
+    """This process's peak resident memory in MB: VmHWM (ru_maxrss survives exec, so it can show the parent's)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_child(mode, args, env=None, steps=None):
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", mode, "--threads", str(args.threads),
+           "--batch", str(args.batch), "--infer-batch", str(args.infer_batch),
+           "--steps", str(steps if steps is not None else max(3, min(args.steps, 10)))]
+    if args.no_torch:
+        cmd.append("--no-torch")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return {"error": f"subprocess {mode} failed: {tail}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def start_times(args):
+    """Cold (empty numba cache) and warm start-up, each in a fresh subprocess."""
+    with tempfile.TemporaryDirectory(prefix="nncore-numba-cache-") as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        cold = run_child("start", args, env=env)
+        warm = run_child("start", args, env=env)
+    out = {}
+    for name, r in (("cold", cold), ("warm", warm)):
+        if "error" in r:
+            out[name] = r
+            continue
+        added = r["import_s"] + r["first_step_s"] - r["steady_step_s"]
+        out[name] = dict(r, added_s=added)
+    return out
+
+
+# ----------------------------------------------------------------------------- main
+
+def build_parser():
+    p = ArgumentParser(description="Benchmark nncore against PyTorch CPU on the reference CNN.")
+    p.add_argument("--steps", type=positive_int, default=30, help="timed iterations per contender")
+    p.add_argument("--warmup", type=nonnegative_int, default=5, help="untimed iterations first")
+    p.add_argument("--threads", type=positive_int, default=2, help="threads for every framework")
+    p.add_argument("--batch", type=positive_int, default=128, help="training batch size")
+    p.add_argument("--infer-batch", type=positive_int, default=1000, help="inference batch size")
+    p.add_argument("--skip-reference", action="store_true", help="leave out nncore's plain-NumPy kernels")
+    p.add_argument("--no-torch", action="store_true", help="leave out PyTorch (also automatic when absent)")
+    p.add_argument("--skip-subprocess", action="store_true",
+                   help="skip the peak-memory and start-up measurements (they start fresh interpreters)")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument("--device", default="cpu", help="cpu (gpu: not yet)")
+    p.add_argument("--child", default=None, help=argparse_suppress())
+    return p
+
+
+def argparse_suppress():
+    import argparse
+    return argparse.SUPPRESS
+
+
+def fmt_rate(s):
+    return f"{s['img_s']:>9,.0f}  [{s['q1']:>9,.0f} {s['q3']:>9,.0f}]  {s['ms']:8.2f} ms"
+
+
+def main(argv):
+    args = build_parser().parse_args(argv)
+    device = backend.normalize_device(args.device)
+    if device == "gpu":
+        raise UsageError("--device gpu is not supported by this benchmark yet; use --device cpu")
+    if args.child:
+        return child_main(args)
+
+    threads.set_num_threads(args.threads)
+    import nncore.kernels.cpu  # noqa: F401  (configures numba's and BLAS's thread pools)
+    torch, torch_note = import_torch(args)
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+    else:
+        print(f"PyTorch left out: {torch_note}", file=sys.stderr)
+
+    rng = np.random.default_rng(0)
+    runners = {"nncore": NncoreRunner("numba", args, rng)}
+    if not args.skip_reference:
+        runners["nncore-reference"] = NncoreRunner("reference", args, rng)
+    if torch is not None:
+        runners["torch"] = TorchRunner(torch, False, args, rng)
+        runners["torch-channels-last"] = TorchRunner(torch, True, args, rng)
+
+    # interleaved: every round runs each contender once, training then inference
+    train = {k: [] for k in runners}
+    infer = {k: [] for k in runners}
+    for it in range(args.warmup + args.steps):
+        for name, r in runners.items():
+            t = r.train_step()
+            if it >= args.warmup:
+                train[name].append(t)
+        for name, r in runners.items():
+            t = r.infer()
+            if it >= args.warmup:
+                infer[name].append(t)
+    backend.set_cpu_kernels("numba")
+    train_s = {k: stats(v, args.batch) for k, v in train.items()}
+    infer_s = {k: stats(v, args.infer_batch) for k, v in infer.items()}
+
+    layers, step_ms = layer_breakdown(args, rng)
+    gemms = gemm_times(args, rng)
+    gemm_ms = sum(g["ms"] for g in gemms)
+    sub = {}
+    if not args.skip_subprocess:
+        sub["rss_nncore"] = run_child("rss-nncore", args)
+        if torch is not None:
+            sub["rss_torch"] = run_child("rss-torch", args)
+        sub["start"] = start_times(args)
+
+    # ------------------------------------------------------------------ report
+    from threadpoolctl import threadpool_info
+    import numba
+    blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, {i.get('num_threads')} threads)"
+            for i in threadpool_info() if i.get("user_api") == "blas"]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"ref-cnn, float32, {args.threads} threads, train batch {args.batch}, inference batch {args.infer_batch}, "
+          f"{args.steps} timed rounds after {args.warmup} warm-up rounds, interleaved")
+    print(f"numba {numba.__version__} ({numba.threading_layer()} layer, {numba.get_num_threads()} threads), "
+          f"BLAS: {'; '.join(blas) or '?'} (nncore splits its conv GEMMs over {threads.get_num_threads()} threads)"
+          + (f", torch {torch.__version__}" if torch is not None else ", torch: absent")
+          + f", load average {load:.2f}")
+    print()
+    print(f"{'contender':<22} {'train img/s  [IQR]':>40}   {'infer img/s  [IQR]':>40}")
+    for k in runners:
+        print(f"{k:<22} {fmt_rate(train_s[k]):>40}   {fmt_rate(infer_s[k]):>40}")
+    ratios = {}
+    if torch is not None:
+        ratios = {
+            "train_vs_torch": train_s["nncore"]["img_s"] / train_s["torch"]["img_s"],
+            "train_vs_torch_channels_last": train_s["nncore"]["img_s"] / train_s["torch-channels-last"]["img_s"],
+            "infer_vs_torch": infer_s["nncore"]["img_s"] / infer_s["torch"]["img_s"],
+            "infer_vs_torch_channels_last": infer_s["nncore"]["img_s"] / infer_s["torch-channels-last"]["img_s"],
+        }
+        print()
+        print(f"nncore / torch:               train {ratios['train_vs_torch']:.2f}x   "
+              f"infer {ratios['infer_vs_torch']:.2f}x")
+        print(f"nncore / torch channels-last: train {ratios['train_vs_torch_channels_last']:.2f}x   "
+              f"infer {ratios['infer_vs_torch_channels_last']:.2f}x")
+    print()
+    print(f"nncore (numba) training step by layer, ms (median of {args.steps}; step {step_ms:.2f} ms in this loop):")
+    for row in layers:
+        print(f"  {row['layer']:<58} fwd {row['fwd_ms']:7.2f}   bwd {row['bwd_ms']:7.2f}")
+    print()
+    print("GEMMs of one step, timed alone with the same shapes and layouts, ms:")
+    for g in gemms:
+        print(f"  {g['gemm']:<70} {g['ms']:7.2f}")
+    share = gemm_ms / step_ms
+    print(f"  total {gemm_ms:.2f} ms = {100 * share:.0f}% of the step; outside the GEMMs "
+          f"{step_ms - gemm_ms:.2f} ms = {100 * (1 - share):.0f}%")
+    if sub:
+        print()
+        for key, label in (("rss_nncore", "nncore"), ("rss_torch", "torch")):
+            if key in sub:
+                r = sub[key]
+                print(f"peak RSS training at batch {args.batch}, {label:<7}: "
+                      + (f"{r['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in r else r["error"]))
+        for name in ("cold", "warm"):
+            r = sub["start"][name]
+            if "error" in r:
+                print(f"{name} start: {r['error']}")
+            else:
+                print(f"{name} start (numba cache {'empty' if name == 'cold' else 'populated'}): "
+                      f"import {r['import_s']:.2f} s + first step {r['first_step_s']:.2f} s "
+                      f"(steady step {1e3 * r['steady_step_s']:.1f} ms) -> {r['added_s']:.2f} s added at start")
+    epoch_s = MNIST_TRAIN_IMAGES / train_s["nncore"]["img_s"]
+    print()
+    print(f"estimated MNIST epoch (60000 images) with nncore: {epoch_s:.1f} s"
+          + (f"  (torch {MNIST_TRAIN_IMAGES / train_s['torch']['img_s']:.1f} s, "
+             f"channels-last {MNIST_TRAIN_IMAGES / train_s['torch-channels-last']['img_s']:.1f} s)"
+             if torch is not None else ""))
+
+    if args.json:
+        def rate(d, k, field="img_s"):
+            return d[k][field] if k in d else None
+        result = {
+            "threads": args.threads, "batch": args.batch, "infer_batch": args.infer_batch, "steps": args.steps,
+            "load_average": load, "torch_available": torch is not None, "torch_note": torch_note,
+            "nncore_train_img_s": rate(train_s, "nncore"), "nncore_infer_img_s": rate(infer_s, "nncore"),
+            "torch_train_img_s": rate(train_s, "torch"), "torch_infer_img_s": rate(infer_s, "torch"),
+            "torch_channels_last_train_img_s": rate(train_s, "torch-channels-last"),
+            "torch_channels_last_infer_img_s": rate(infer_s, "torch-channels-last"),
+            "reference_train_img_s": rate(train_s, "nncore-reference"),
+            "reference_infer_img_s": rate(infer_s, "nncore-reference"),
+            "train": train_s, "infer": infer_s, "ratios": ratios,
+            "layers": layers, "step_ms": step_ms, "gemms": gemms, "gemm_ms": gemm_ms, "gemm_share": share,
+            "peak_rss_mb": {k[4:]: v.get("peak_rss_mb") for k, v in sub.items() if k.startswith("rss_")},
+            "start": sub.get("start"), "mnist_epoch_s": epoch_s, "blas": blas,
+        }
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,64 @@
+"""experiments/benchmark.py runs end to end with tiny settings and prints its JSON line.
+
+No timing is asserted here: the figures depend on the machine and its load.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "benchmark.py"
+TINY = ["--steps", "2", "--warmup", "1", "--batch", "8", "--infer-batch", "16", "--threads", "1", "--json"]
+KEYS = {"nncore_train_img_s", "nncore_infer_img_s", "torch_train_img_s", "torch_infer_img_s",
+        "layers", "gemms", "gemm_share", "mnist_epoch_s", "ratios", "peak_rss_mb", "start"}
+
+
+def run(*extra):
+    return subprocess.run([sys.executable, str(SCRIPT), *TINY, *extra], capture_output=True, text=True,
+                          timeout=600, env=dict(os.environ))
+
+
+def last_json(proc):
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_without_torch_reports_nncore_and_says_torch_is_absent():
+    proc = run("--no-torch", "--skip-subprocess")
+    out = last_json(proc)
+    assert KEYS <= set(out)
+    assert out["nncore_train_img_s"] > 0 and out["nncore_infer_img_s"] > 0
+    assert out["reference_train_img_s"] > 0
+    assert out["torch_train_img_s"] is None and out["torch_infer_img_s"] is None
+    assert out["torch_available"] is False
+    assert "PyTorch left out" in proc.stderr
+    assert 0 < out["gemm_share"] < 1.5
+    assert len(out["layers"]) == 11          # 10 layers + loss/update
+
+
+def test_subprocess_measurements_skip_reference():
+    out = last_json(run("--no-torch", "--skip-reference"))
+    assert out["reference_train_img_s"] is None
+    assert out["peak_rss_mb"]["nncore"] > 0
+    for name in ("cold", "warm"):
+        assert out["start"][name]["added_s"] >= 0
+
+
+def test_with_torch_when_installed():
+    pytest.importorskip("torch")
+    out = last_json(run("--skip-reference", "--skip-subprocess"))
+    assert out["torch_train_img_s"] > 0 and out["torch_infer_img_s"] > 0
+    assert out["torch_channels_last_train_img_s"] > 0
+    assert set(out["ratios"]) >= {"train_vs_torch", "train_vs_torch_channels_last", "infer_vs_torch"}
+
+
+def test_gpu_device_is_a_usage_error():
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "gpu"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error:") and "gpu" in proc.stderr
+    assert "Traceback" not in proc.stderr
