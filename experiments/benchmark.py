@@ -146,6 +146,92 @@ class TorchRunner:
         return time.perf_counter() - t
 
 
+# ----------------------------------------------------------------------------- GPU
+
+def _batches(text, flag):
+    try:
+        sizes = [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise UsageError(f"{flag} must be a comma-separated list of positive integers, got {text!r}")
+    return sizes
+
+
+def _gpu_rates(step, sync, images, warmup, steps):
+    """Median images/s of ``step()`` on the GPU, timed between device synchronisations."""
+    for _ in range(warmup):
+        step()
+    sync()
+    seconds = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        step()
+        sync()
+        seconds.append(time.perf_counter() - t)
+    return stats(seconds, images)
+
+
+def gpu_main(args):
+    """ref-cnn on the GPU: nncore (CuPy) and, when present, PyTorch CUDA, at several batch sizes."""
+    cp = backend.import_cupy()  # DeviceError with the real reason when there is no usable GPU
+    train_batches = _batches(args.gpu_train_batches, "--gpu-train-batches")
+    infer_batches = _batches(args.gpu_infer_batches, "--gpu-infer-batches")
+    sync = cp.cuda.Device().synchronize
+    torch, torch_note = import_torch(args)
+    if torch is not None and not torch.cuda.is_available():
+        torch, torch_note = None, "torch has no CUDA device"
+    rng = np.random.default_rng(0)
+    rows = []
+    for kind, batches in (("train", train_batches), ("infer", infer_batches)):
+        for b in batches:
+            x, y = batch_data(b, rng)
+            model = ref_cnn(seed=0).to("gpu").train()
+            opt, loss = SGD(model, lr=LR, momentum=MOMENTUM), SoftmaxCrossEntropy()
+            xg, yg = cp.asarray(x), cp.asarray(y)
+            if kind == "train":
+                r = _gpu_rates(lambda: model.train_step(xg, yg, loss, opt), sync, b, args.warmup, args.steps)
+            else:
+                r = _gpu_rates(lambda: model.forward(xg, training=False), sync, b, args.warmup, args.steps)
+            row = {"kind": kind, "batch": b, "nncore": r}
+            if torch is not None:
+                dev = torch.device("cuda")
+                tm = torch_ref_cnn(torch).to(dev)
+                topt = torch.optim.SGD(tm.parameters(), lr=LR, momentum=MOMENTUM)
+                tl = torch.nn.CrossEntropyLoss()
+                tx, ty = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
+
+                def torch_train():
+                    topt.zero_grad(set_to_none=True)
+                    tl(tm(tx), ty).backward()
+                    topt.step()
+
+                def torch_infer():
+                    with torch.inference_mode():
+                        tm(tx)
+
+                row["torch"] = _gpu_rates(torch_train if kind == "train" else torch_infer,
+                                          torch.cuda.synchronize, b, args.warmup, args.steps)
+            rows.append(row)
+    name = cp.cuda.runtime.getDeviceProperties(0)["name"]
+    name = name.decode() if isinstance(name, bytes) else name
+    print(f"ref-cnn on {name}, float32, CuPy {cp.__version__}"
+          + (f", torch {torch.__version__}" if torch is not None else f", PyTorch left out: {torch_note}"))
+    print(f"{'':6} {'batch':>6} {'nncore img/s':>14} {'torch img/s':>14} {'ratio':>7}")
+    for row in rows:
+        t = row.get("torch")
+        print(f"{row['kind']:6} {row['batch']:>6} {row['nncore']['img_s']:>14,.0f} "
+              f"{(t['img_s'] if t else float('nan')):>14,.0f} "
+              f"{(row['nncore']['img_s'] / t['img_s'] if t else float('nan')):>7.2f}")
+    for row in rows:
+        if row["kind"] == "train" and row["batch"] == 256:
+            print(f"estimated MNIST epoch at batch 256: {MNIST_TRAIN_IMAGES / row['nncore']['img_s']:.2f} s")
+    if args.json:
+        print(json.dumps({"device": name, "rows": rows, "torch_available": torch is not None,
+                          "torch_note": torch_note}))
+    return 0
+
+
 # ----------------------------------------------------------------------------- nncore details
 
 def layer_breakdown(args, rng):
@@ -326,7 +412,9 @@ def build_parser():
     p.add_argument("--skip-subprocess", action="store_true",
                    help="skip the peak-memory and start-up measurements (they start fresh interpreters)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    p.add_argument("--device", default="cpu", help="cpu (gpu: not yet)")
+    p.add_argument("--device", default="cpu", help="cpu, or gpu: nncore through CuPy beside PyTorch CUDA")
+    p.add_argument("--gpu-train-batches", default="128,256,1024", help="--device gpu: training batch sizes")
+    p.add_argument("--gpu-infer-batches", default="128,1024,4096", help="--device gpu: inference batch sizes")
     p.add_argument("--child", default=None, help=argparse_suppress())
     return p
 
@@ -344,7 +432,7 @@ def main(argv):
     args = build_parser().parse_args(argv)
     device = backend.normalize_device(args.device)
     if device == "gpu":
-        raise UsageError("--device gpu is not supported by this benchmark yet; use --device cpu")
+        return gpu_main(args)
     if args.child:
         return child_main(args)
 
