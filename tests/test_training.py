@@ -1,0 +1,179 @@
+"""The training loop (nncore.training), augmentation (nncore.augment) and plots, used in-process."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import nncore
+from nncore import training
+from nncore.augment import affine_warp, augment
+from nncore.errors import TrainingDivergedError, UsageError
+
+TINY = dict(conv=(8, 16), dense=(32,), batch_size=64, epochs=2, lr=2e-3, dropout=0.25, augment=True, seed=3)
+
+
+@pytest.fixture(scope="module")
+def mnist(mnist_dir):
+    """Real MNIST slices: 640 training and 256 validation images (uint8 (N, 28, 28), int64 (N,))."""
+    from nncore.data import load_mnist
+    d = load_mnist(os.path.dirname(mnist_dir), download=False)
+    return (d["x_train"][:640], d["y_train"][:640].astype(np.int64),
+            d["x_train"][-256:], d["y_train"][-256:].astype(np.int64))
+
+
+def make_trainer(mnist, out_dir, callbacks=(), **overrides):
+    cfg = training.TrainConfig(**{**TINY, **overrides})
+    model = training.build_model(cfg, [str(i) for i in range(10)])
+    return training.Trainer(model, cfg, *mnist, out_dir=out_dir, progress=False, log=None, callbacks=callbacks)
+
+
+class StopAt:
+    """Callback raising KeyboardInterrupt (a simulated Ctrl-C) at (epoch, step) or at an epoch's end."""
+
+    def __init__(self, epoch, step=None):
+        self.epoch, self.step = epoch, step
+
+    def on_step(self, trainer, loss):
+        if self.step is not None and (trainer.epoch, trainer.step) == (self.epoch, self.step):
+            raise KeyboardInterrupt
+
+    def on_epoch_end(self, trainer, row):
+        if self.step is None and row["epoch"] == self.epoch + 1:
+            raise KeyboardInterrupt
+
+
+# -- augmentation ---------------------------------------------------------------
+
+def test_identity_warp_is_exact():
+    x = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    out = affine_warp(x, np.zeros(5), np.ones(5), np.zeros((5, 2)))
+    assert out.dtype == np.uint8 and np.array_equal(out, x)
+
+
+def test_integer_shift_moves_pixels():
+    x = np.zeros((1, 28, 28), np.uint8)
+    x[0, 10:15, 10:12] = 200
+    out = affine_warp(x, np.zeros(1), np.ones(1), np.array([[3.0, -2.0]]))
+    assert np.array_equal(out[0, 13:18, 8:10], x[0, 10:15, 10:12]) and out.sum() == x.sum()
+
+
+def test_augment_is_seeded_and_keeps_digits(mnist):
+    x = mnist[0][:64]
+    a = augment(x, np.random.default_rng([1, 2, 3]))
+    b = augment(x, np.random.default_rng([1, 2, 3]))
+    c = augment(x, np.random.default_rng([1, 2, 4]))
+    assert a.shape == x.shape and a.dtype == np.uint8
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert not np.array_equal(a, x)
+    ink = a.reshape(64, -1).sum(1) / x.reshape(64, -1).sum(1)  # ink mass ~ scale**2 in [0.81, 1.21]
+    assert ink.min() > 0.7 and ink.max() < 1.35
+
+
+# -- configuration ------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", [dict(lr=-0.1), dict(lr=float("nan")), dict(batch_size=0), dict(optimizer="rmsprop"),
+                                 dict(conv=(32, 0)), dict(dense=(-5,)), dict(conv=()), dict(epochs=0),
+                                 dict(momentum=1.5), dict(dropout=1.0), dict(schedule="poly"), dict(seed=-1),
+                                 dict(conv=(8, 8, 8, 8, 8))])
+def test_bad_hyperparameters_raise_usage_error(bad):
+    with pytest.raises(UsageError) as err:
+        training.TrainConfig(**bad).validate()
+    assert "\n" not in str(err.value) and err.value.exit_code == 2
+
+
+def test_parse_sizes():
+    assert training.parse_sizes("32,64", "--conv") == (32, 64)
+    assert training.parse_sizes("none", "--dense", allow_empty=True) == ()
+    for bad in ("32,x", "0", "-3", ""):
+        with pytest.raises(UsageError):
+            training.parse_sizes(bad, "--conv")
+
+
+def test_batches_cover_every_sample():
+    assert training.batch_bounds(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert training.batch_bounds(9, 4) == [(0, 4), (4, 8)]  # a lone last sample cannot feed BatchNorm
+    assert training.batch_bounds(3, 8) == [(0, 3)]
+
+
+def test_evaluate_counts_the_last_partial_batch(mnist):
+    model = training.build_model(training.TrainConfig(**TINY), [str(i) for i in range(10)])
+    x, y = mnist[2][:201], mnist[3][:201]
+    ev = training.evaluate(model, x, y, batch_size=50)
+    assert ev["pred"].shape == (201,) and ev["proba"].shape == (201, 10)
+    assert np.array_equal(ev["pred"], model.predict(x))
+    assert ev["accuracy"] == pytest.approx(float((model.predict(x) == y).mean()))
+
+
+# -- resumption, interruption, divergence --------------------------------------------
+
+def _arrays(trainer):
+    return training.model_arrays(trainer.model)
+
+
+@pytest.mark.parametrize("stop", [StopAt(0), StopAt(0, 4)], ids=["epoch-boundary", "mid-epoch"])
+def test_resume_ends_where_an_uninterrupted_run_ends(mnist, tmp_path, stop):
+    straight = make_trainer(mnist, str(tmp_path / "a"))
+    straight.fit()
+    broken = make_trainer(mnist, str(tmp_path / "b"), callbacks=[stop])
+    with pytest.raises(KeyboardInterrupt):
+        broken.fit()
+    resumed = training.Trainer.resume(str(tmp_path / "b" / "checkpoint.npz"), *mnist, out_dir=str(tmp_path / "b"),
+                                      progress=False, log=None)
+    assert (resumed.epoch, resumed.step) == ((1, 0) if stop.step is None else (0, 4))
+    resumed.fit()
+    a, b = _arrays(straight), _arrays(resumed)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    keys = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
+    assert [[r[k] for k in keys] for r in straight.history] == [[r[k] for k in keys] for r in resumed.history]
+    assert straight.best["epoch"] == resumed.best["epoch"]
+
+
+def test_ctrl_c_leaves_a_loadable_checkpoint(mnist, tmp_path, capsys):
+    trainer = make_trainer(mnist, str(tmp_path), callbacks=[StopAt(1, 3)])
+    trainer.resume_hint = "python experiments/train.py --resume"
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    err = capsys.readouterr().err
+    assert "checkpoint saved" in err and "--resume" in err
+    model, header, extra = nncore.load_model(str(tmp_path / "checkpoint.npz"), return_extra=True)
+    ckpt = header["metadata"]["checkpoint"]
+    assert (ckpt["epoch"], ckpt["step"]) == (1, 3) and len(ckpt["history"]) == 1
+    assert any(k.startswith("opt.") for k in extra) and any(k.startswith("best.") for k in extra)
+    assert ckpt["config"]["seed"] == TINY["seed"]
+    assert model.predict(mnist[2][:10]).shape == (10,)
+    assert json.load(open(tmp_path / "history.json"))[0]["epoch"] == 1
+
+
+def test_huge_learning_rate_stops_with_training_diverged(mnist, tmp_path):
+    trainer = make_trainer(mnist, str(tmp_path), lr=1e8, optimizer="sgd", schedule="constant")
+    with pytest.raises(TrainingDivergedError) as err:
+        trainer.fit()
+    msg = str(err.value)
+    assert err.value.exit_code == 6 and "\n" not in msg and "lower learning rate" in msg
+
+
+def test_best_weights_are_restored(mnist, tmp_path):
+    trainer = make_trainer(mnist, None, epochs=3)
+    trainer.fit()
+    best = trainer.best
+    assert best["val_acc"] == max(r["val_acc"] for r in trainer.history)
+    trainer.restore_best()
+    now = training.model_arrays(trainer.model)
+    assert all(np.array_equal(now[k], best["arrays"][k]) for k in now)
+    assert trainer.best["val_acc"] > 0.3  # chance is 0.1
+
+
+def test_history_files_and_curves(tmp_path):
+    from nncore.plots import plot_history
+    hist = [{"epoch": 1, "lr": 0.1, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 0.9, "val_acc": 0.6, "seconds": 1},
+            {"epoch": 2, "lr": 0.05, "train_loss": 0.5, "train_acc": 0.8, "val_loss": float("nan"),
+             "val_acc": float("nan"), "seconds": 1}]
+    training.save_history(hist, str(tmp_path))
+    assert json.load(open(tmp_path / "history.json"))[1]["val_acc"] is None
+    lines = open(tmp_path / "history.csv").read().splitlines()
+    assert lines[0].startswith("epoch,lr,train_loss") and len(lines) == 3
+    plot_history(hist, str(tmp_path / "curves.png"))
+    assert open(tmp_path / "curves.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
