@@ -90,11 +90,11 @@ def torch_ref_cnn(torch):
 # ----------------------------------------------------------------------------- the contenders
 
 class NncoreRunner:
-    """nncore's ref-cnn with a given CPU kernel set ("numba" or "reference")."""
+    """nncore's ref-cnn with a given CPU kernel set ("numba" or "reference"), fused or layer by layer."""
 
-    def __init__(self, kernels, args, rng):
+    def __init__(self, kernels, args, rng, fused=True):
         self.kernels = kernels
-        self.model = ref_cnn(seed=0).train()
+        self.model = ref_cnn(seed=0, fused=fused).train()
         self.opt = SGD(self.model, lr=LR, momentum=MOMENTUM)
         self.loss = SoftmaxCrossEntropy()
         self.x, self.y = batch_data(args.batch, rng)
@@ -186,7 +186,7 @@ def gpu_main(args):
     for kind, batches in (("train", train_batches), ("infer", infer_batches)):
         for b in batches:
             x, y = batch_data(b, rng)
-            model = ref_cnn(seed=0).to("gpu").train()
+            model = ref_cnn(seed=0, fused=True).to("gpu").train()
             opt, loss = SGD(model, lr=LR, momentum=MOMENTUM), SoftmaxCrossEntropy()
             xg, yg = cp.asarray(x), cp.asarray(y)
             if kind == "train":
@@ -237,7 +237,7 @@ def gpu_main(args):
 def layer_breakdown(args, rng):
     """Median forward and backward milliseconds of each layer in nncore's training step (numba)."""
     backend.set_cpu_kernels("numba")
-    model = ref_cnn(seed=0).train()
+    model = ref_cnn(seed=0, fused=True).train()
     opt, loss_fn = SGD(model, lr=LR, momentum=MOMENTUM), SoftmaxCrossEntropy()
     x, y = batch_data(args.batch, rng)
     fwd = [[] for _ in model.layers]
@@ -404,6 +404,8 @@ def build_parser():
     p = ArgumentParser(description="Benchmark nncore against PyTorch CPU on the reference CNN.")
     p.add_argument("--steps", type=positive_int, default=30, help="timed iterations per contender")
     p.add_argument("--warmup", type=nonnegative_int, default=5, help="untimed iterations first")
+    p.add_argument("--block", type=positive_int, default=3,
+                   help="consecutive iterations per contender in each interleaved round (the first is not timed)")
     p.add_argument("--threads", type=positive_int, default=2, help="threads for every framework")
     p.add_argument("--batch", type=positive_int, default=128, help="training batch size")
     p.add_argument("--infer-batch", type=positive_int, default=1000, help="inference batch size")
@@ -445,25 +447,28 @@ def main(argv):
         print(f"PyTorch left out: {torch_note}", file=sys.stderr)
 
     rng = np.random.default_rng(0)
-    runners = {"nncore": NncoreRunner("numba", args, rng)}
+    runners = {"nncore": NncoreRunner("numba", args, rng, fused=True),
+               "nncore-layers": NncoreRunner("numba", args, rng, fused=False)}
     if not args.skip_reference:
-        runners["nncore-reference"] = NncoreRunner("reference", args, rng)
+        runners["nncore-reference"] = NncoreRunner("reference", args, rng, fused=False)
     if torch is not None:
         runners["torch"] = TorchRunner(torch, False, args, rng)
         runners["torch-channels-last"] = TorchRunner(torch, True, args, rng)
 
-    # interleaved: every round runs each contender once, training then inference
+    # Interleaved in blocks: every round runs each contender for --block consecutive
+    # iterations and keeps all but the first. The first iteration after another
+    # framework ran absorbs its leftovers (PyTorch's OpenMP workers spin-wait for a
+    # while after each op and steal the cores from whoever runs next); discarding it
+    # measures every contender in its own steady state, as a real training loop runs.
     train = {k: [] for k in runners}
     infer = {k: [] for k in runners}
-    for it in range(args.warmup + args.steps):
-        for name, r in runners.items():
-            t = r.train_step()
-            if it >= args.warmup:
-                train[name].append(t)
-        for name, r in runners.items():
-            t = r.infer()
-            if it >= args.warmup:
-                infer[name].append(t)
+    rounds = -(-args.steps // max(1, args.block - 1)) if args.block > 1 else args.steps
+    for it in range(args.warmup + rounds):
+        for kind, record in (("train", train), ("infer", infer)):
+            for name, r in runners.items():
+                times = [(r.train_step if kind == "train" else r.infer)() for _ in range(args.block)]
+                if it >= args.warmup:
+                    record[name].extend(times[1:] if args.block > 1 else times)
     backend.set_cpu_kernels("numba")
     train_s = {k: stats(v, args.batch) for k, v in train.items()}
     infer_s = {k: stats(v, args.infer_batch) for k, v in infer.items()}
@@ -485,7 +490,7 @@ def main(argv):
             for i in threadpool_info() if i.get("user_api") == "blas"]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"ref-cnn, float32, {args.threads} threads, train batch {args.batch}, inference batch {args.infer_batch}, "
-          f"{args.steps} timed rounds after {args.warmup} warm-up rounds, interleaved")
+          f"{len(train['nncore'])} timed iterations each after {args.warmup} warm-up rounds, interleaved in blocks of {args.block}")
     print(f"numba {numba.__version__} ({numba.threading_layer()} layer, {numba.get_num_threads()} threads), "
           f"BLAS: {'; '.join(blas) or '?'} (nncore splits its conv GEMMs over {threads.get_num_threads()} threads)"
           + (f", torch {torch.__version__}" if torch is not None else ", torch: absent")
@@ -550,6 +555,8 @@ def main(argv):
             "torch_train_img_s": rate(train_s, "torch"), "torch_infer_img_s": rate(infer_s, "torch"),
             "torch_channels_last_train_img_s": rate(train_s, "torch-channels-last"),
             "torch_channels_last_infer_img_s": rate(infer_s, "torch-channels-last"),
+            "nncore_layers_train_img_s": rate(train_s, "nncore-layers"),
+            "nncore_layers_infer_img_s": rate(infer_s, "nncore-layers"),
             "reference_train_img_s": rate(train_s, "nncore-reference"),
             "reference_infer_img_s": rate(infer_s, "nncore-reference"),
             "train": train_s, "infer": infer_s, "ratios": ratios,

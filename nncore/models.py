@@ -3,7 +3,7 @@
 import numpy as np
 
 from .errors import UsageError
-from .layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from .layers import BatchNorm, Conv2D, ConvReLUPool, Dense, Dropout, Flatten, MaxPool2D, ReLU
 from .model import Sequential
 
 #: MNIST's pixel mean and standard deviation on the [0, 1] scale.
@@ -12,13 +12,15 @@ MNIST_SCALING = {"mean": 0.1307, "std": 0.3081}
 
 def cnn(input_shape=(1, 28, 28), conv_channels=(32, 64), dense=(128,), num_classes=10, kernel_size=3,
         batchnorm=False, dropout=0.0, class_names=None, symbols=None, input_scaling=None, seed=0,
-        dtype=np.float32):
+        dtype=np.float32, fused=False):
     """A VGG-style CNN: for each entry of ``conv_channels`` a block
     Conv(k x k, padding 'same') [-> BatchNorm] -> ReLU -> MaxPool 2; then Flatten,
     for each entry of ``dense`` a block Dense [-> BatchNorm] -> ReLU [-> Dropout],
     and a final Dense to ``num_classes`` logits.
 
-    ``seed`` fixes the initial weights.
+    ``seed`` fixes the initial weights. ``fused=True`` (without BatchNorm) builds each
+    conv block as one :class:`~nncore.layers.ConvReLUPool` layer: the same
+    parameters and the same math, computed in one pass (faster).
     """
     conv_channels = [int(c) for c in conv_channels]
     dense = [int(d) for d in dense]
@@ -33,10 +35,13 @@ def cnn(input_shape=(1, 28, 28), conv_channels=(32, 64), dense=(128,), num_class
     for ch in conv_channels:
         if h < 2 or w < 2:
             raise UsageError(f"too many conv blocks: the image is only {h}x{w} before block {len(layers)}")
-        layers.append(Conv2D(c, ch, kernel_size, padding="same", bias=not batchnorm, rng=rng, dtype=dtype))
-        if batchnorm:
-            layers.append(BatchNorm(ch, dtype=dtype))
-        layers += [ReLU(), MaxPool2D(2)]
+        if fused and not batchnorm:
+            layers.append(ConvReLUPool(c, ch, kernel_size, padding="same", pool=2, rng=rng, dtype=dtype))
+        else:
+            layers.append(Conv2D(c, ch, kernel_size, padding="same", bias=not batchnorm, rng=rng, dtype=dtype))
+            if batchnorm:
+                layers.append(BatchNorm(ch, dtype=dtype))
+            layers += [ReLU(), MaxPool2D(2)]
         c, h, w = ch, h // 2, w // 2
     layers.append(Flatten())
     features = c * h * w
@@ -53,10 +58,12 @@ def cnn(input_shape=(1, 28, 28), conv_channels=(32, 64), dense=(128,), num_class
                       input_scaling=input_scaling or MNIST_SCALING)
 
 
-def ref_cnn(seed=0, dtype=np.float32):
+def ref_cnn(seed=0, dtype=np.float32, fused=False):
     """The reference CNN ("ref-cnn") used by the benchmarks.
 
     Input 1x28x28; Conv 3x3 1->32 pad 1, ReLU, MaxPool 2; Conv 3x3 32->64 pad 1,
     ReLU, MaxPool 2; Flatten (3136); Dense 3136->128, ReLU; Dense 128->10.
+    ``fused=True`` computes each Conv, ReLU, MaxPool triple as one ConvReLUPool
+    layer (identical parameters, outputs and gradients for the same seed).
     """
-    return cnn(conv_channels=(32, 64), dense=(128,), num_classes=10, seed=seed, dtype=dtype)
+    return cnn(conv_channels=(32, 64), dense=(128,), num_classes=10, seed=seed, dtype=dtype, fused=fused)

@@ -37,7 +37,7 @@ def test_without_torch_reports_nncore_and_says_torch_is_absent():
     assert out["torch_available"] is False
     assert "PyTorch left out" in proc.stderr
     assert 0 < out["gemm_share"] < 1.5
-    assert len(out["layers"]) == 11          # 10 layers + loss/update
+    assert len(out["layers"]) == 7           # fused ref-cnn: 6 layers + loss/update
 
 
 def test_subprocess_measurements_skip_reference():

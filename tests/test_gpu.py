@@ -66,7 +66,8 @@ def test_pooling(cp, gpu_kernels, shape, k, s):
 
 
 def _layers():
-    from nncore.layers import AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, LeakyReLU, MaxPool2D, ReLU
+    from nncore.layers import (AvgPool2D, BatchNorm, Conv2D, ConvReLUPool, Dense, Dropout, Flatten, LeakyReLU,
+                               MaxPool2D, ReLU)
     rng = np.random.default_rng(3)
     return [
         (Conv2D(3, 4, 3, padding=1, rng=0), rng.standard_normal((2, 3, 7, 7))),
@@ -80,10 +81,11 @@ def _layers():
         (BatchNorm(3), rng.standard_normal((4, 3, 4, 4))),
         (BatchNorm(5), rng.standard_normal((6, 5))),
         (Dropout(0.0), rng.standard_normal((3, 4))),
+        (ConvReLUPool(3, 4, 3, padding=1, rng=3), rng.standard_normal((2, 3, 8, 8))),
     ]
 
 
-@pytest.mark.parametrize("index", range(11))
+@pytest.mark.parametrize("index", range(12))
 def test_each_layer_forward_and_backward_match_cpu(cp, index):
     import copy
     layer_cpu, x = _layers()[index]

@@ -198,3 +198,33 @@ def test_gradcheck_refuses_float32():
 
 def test_stated_tolerances():
     assert LAYER_TOLERANCE == 1e-6 and NETWORK_TOLERANCE == 1e-5
+
+
+def test_conv_relu_pool_fused_layer(kernels):
+    """The fused layer, checked like any other (weights chosen so no conv output sits near 0 or a tie)."""
+    from nncore.layers import ConvReLUPool
+    layer = ConvReLUPool(2, 3, 3, padding=1, dtype=F64, rng=0)
+    x = np.random.default_rng(16).standard_normal((2, 2, 6, 6))
+    conv_out = Conv2D(2, 3, 3, padding=1, dtype=F64, rng=0).forward(x)   # the same weights, unfused
+    assert np.abs(conv_out).min() > 1e-4                                 # away from the ReLU kink
+    windows = np.sort(conv_out.reshape(2, 3, 3, 2, 3, 2).transpose(0, 1, 2, 4, 3, 5).reshape(2, 3, 3, 3, 4), axis=-1)
+    assert (windows[..., -1] - windows[..., -2]).min() > 1e-4           # and from pooling ties
+    assert_all_pass(check_layer(layer, x))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_ref_cnn_equals_the_unfused_one(dtype):
+    """Same seed, same parameters: identical logits and identical gradients, bit for bit."""
+    import nncore
+    rng = np.random.default_rng(17)
+    x = rng.standard_normal((8, 1, 28, 28)).astype(dtype)
+    plain, fused = nncore.ref_cnn(seed=3, dtype=dtype), nncore.ref_cnn(seed=3, dtype=dtype, fused=True)
+    out_p, out_f = plain.forward(x, training=True), fused.forward(x, training=True)
+    np.testing.assert_array_equal(out_p, out_f)
+    d = rng.standard_normal(out_p.shape).astype(dtype)
+    plain.backward(d)
+    fused.backward(d)
+    for i_plain, i_fused in ((0, 0), (3, 1), (7, 3), (9, 5)):
+        for name in ("W", "b"):
+            np.testing.assert_allclose(plain.layers[i_plain].grads[name], fused.layers[i_fused].grads[name],
+                                       rtol=1e-6, atol=1e-7)

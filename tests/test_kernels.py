@@ -130,3 +130,33 @@ def test_relu_kernels_match_reference(dtype):
     d_before = d.copy()
     np.testing.assert_array_equal(cpu.relu_backward(d, out), ref.relu_backward(d, out))
     np.testing.assert_array_equal(d, d_before)  # the upstream gradient is never modified
+
+
+FUSED_CASES = [(2, 3, 8, 8, 2, 2), (1, 4, 7, 9, 2, 2), (2, 2, 9, 9, 3, 2), (3, 2, 6, 6, 2, 1)]
+
+
+@pytest.mark.parametrize("n,f,oh,ow,k,s", FUSED_CASES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_conv_relu_pool_matches_reference(n, f, oh, ow, k, s, dtype):
+    rng = np.random.default_rng(8)
+    y = rng.standard_normal((f, n * oh * ow)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    out_f, arg_f = cpu.conv_relu_pool_forward(y, b, n, oh, ow, k, s)
+    out_r, arg_r = ref.conv_relu_pool_forward(y, b, n, oh, ow, k, s)
+    np.testing.assert_array_equal(out_f, out_r)
+    np.testing.assert_array_equal(arg_f, arg_r)
+    assert (arg_r == -1).any() and (arg_r >= 0).any()  # both branches exercised
+    dout = rng.standard_normal(out_r.shape).astype(dtype)
+    d2f, dbf = cpu.conv_relu_pool_backward(dout, arg_f, oh, ow, k, s)
+    d2r, dbr = ref.conv_relu_pool_backward(dout, arg_r, oh, ow, k, s)
+    np.testing.assert_allclose(d2f, d2r, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(dbf, dbr, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_reference_is_the_unfused_composition():
+    """The reference fused kernel is, by definition, rows_to_nchw -> relu -> maxpool."""
+    rng = np.random.default_rng(9)
+    y, b = rng.standard_normal((3, 2 * 36)), rng.standard_normal(3)
+    out, _ = ref.conv_relu_pool_forward(y, b, 2, 6, 6, 2, 2)
+    expected, _ = ref.maxpool_forward(np.maximum(ref.rows_to_nchw(y, b, 2, 6, 6), 0), 2, 2)
+    np.testing.assert_array_equal(out, expected)

@@ -384,3 +384,80 @@ def relu_backward(dout, out):
     dx = np.empty_like(dout)
     _relu_backward(np.ascontiguousarray(dout).reshape(-1), np.ascontiguousarray(out).reshape(-1), dx.reshape(-1))
     return dx
+
+
+# ----------------------------------------------------------------------------- fused conv -> ReLU -> max-pool
+
+@_pjit
+def _conv_relu_pool_forward(y, b, n, oh, ow, k, stride, out, arg):
+    f = y.shape[0]
+    ph, pw = out.shape[2], out.shape[3]
+    p = oh * ow
+    for plane in prange(n * f):
+        ni = plane // f
+        fi = plane % f
+        base = ni * p
+        bias = b[fi]
+        for py in range(ph):
+            for px in range(pw):
+                first = base + (py * stride) * ow + px * stride
+                best = y[fi, first]
+                where = 0
+                for i in range(k):
+                    row = base + (py * stride + i) * ow + px * stride
+                    for j in range(k):
+                        v = y[fi, row + j]
+                        if v > best:  # strict: the first maximum wins ties, as in maxpool_forward
+                            best = v
+                            where = i * k + j
+                v = best + bias      # rounding is monotone: max(y) + b == max(y + b)
+                if v > 0:
+                    out[ni, fi, py, px] = v
+                    arg[ni, fi, py, px] = where
+                else:
+                    out[ni, fi, py, px] = 0
+                    arg[ni, fi, py, px] = -1
+
+
+def conv_relu_pool_forward(y, b, n, oh, ow, k, stride):
+    """numba twin of :func:`nncore.kernels.reference.conv_relu_pool_forward`.
+
+    One pass over the GEMM output: the full-size conv and ReLU outputs are never written.
+    """
+    f = y.shape[0]
+    if b is None:
+        b = np.zeros(f, dtype=y.dtype)
+    ph, pw = (oh - k) // stride + 1, (ow - k) // stride + 1
+    out = np.empty((n, f, ph, pw), dtype=y.dtype)
+    arg = np.empty((n, f, ph, pw), dtype=np.int32)
+    _conv_relu_pool_forward(np.ascontiguousarray(y), b, n, oh, ow, k, stride, out, arg)
+    return out, arg
+
+
+@_pjit
+def _conv_relu_pool_backward(dout, arg, oh, ow, k, stride, d2, db):
+    n, f, ph, pw = dout.shape
+    p = oh * ow
+    for fi in prange(f):
+        acc = 0.0
+        for q in range(n * p):
+            d2[fi, q] = 0
+        for ni in range(n):
+            base = ni * p
+            for py in range(ph):
+                for px in range(pw):
+                    a = arg[ni, fi, py, px]
+                    if a >= 0:
+                        g = dout[ni, fi, py, px]
+                        d2[fi, base + (py * stride + a // k) * ow + px * stride + a % k] += g
+                        acc += g
+        db[fi] = acc
+
+
+def conv_relu_pool_backward(dout, arg, oh, ow, k, stride):
+    """numba twin of :func:`nncore.kernels.reference.conv_relu_pool_backward`: returns (d2, db)."""
+    n, f = dout.shape[:2]
+    d2 = np.empty((f, n * oh * ow), dtype=dout.dtype)
+    db = np.empty(f, dtype=dout.dtype)
+    _conv_relu_pool_backward(np.ascontiguousarray(dout), np.ascontiguousarray(arg), oh, ow, k, stride, d2, db)
+    return d2, db

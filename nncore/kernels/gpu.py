@@ -214,3 +214,17 @@ def relu_forward(x):
 def relu_backward(dout, out):
     """CUDA twin of :func:`nncore.kernels.reference.relu_backward` (a new array)."""
     return _RELU_BWD(dout, out)
+
+
+def conv_relu_pool_forward(y, b, n, oh, ow, k, stride):
+    """CUDA twin of :func:`nncore.kernels.reference.conv_relu_pool_forward` (composed of the kernels above)."""
+    out, arg = maxpool_forward(relu_forward(rows_to_nchw(y, b, n, oh, ow)), k, stride)
+    return out, cp.where(out > 0, arg, cp.int32(-1)).astype(cp.int32)
+
+
+def conv_relu_pool_backward(dout, arg, oh, ow, k, stride):
+    """CUDA twin of :func:`nncore.kernels.reference.conv_relu_pool_backward`."""
+    n, f = dout.shape[:2]
+    passed = cp.where(arg >= 0, dout, dout.dtype.type(0))
+    dconv = maxpool_backward(passed, cp.maximum(arg, 0), (n, f, oh, ow), k, stride)
+    return nchw_to_rows(dconv)

@@ -198,3 +198,35 @@ def relu_forward(x):
 def relu_backward(dout, out):
     """dx = dout where the ReLU's output is positive, else 0 (a new array)."""
     return np.where(out > 0, dout, dout.dtype.type(0))
+
+
+# ----------------------------------------------------------------------------- fused conv -> ReLU -> max-pool
+
+def conv_relu_pool_forward(y, b, n, oh, ow, k, stride):
+    """Bias, ReLU and max-pooling of a convolution's GEMM output, in one step.
+
+    Inputs: y (F, N*OH*OW) = ``w2d @ cols``; b (F,) or None; pooling window k, stride.
+    Returns (out, arg):
+    - out: (N, F, PH, PW) = maxpool(relu(rows_to_nchw(y, b)))
+    - arg: (N, F, PH, PW) int32, the window offset of the maximum, or -1 where
+      the maximum is <= 0 (the ReLU clamped the whole window: no gradient flows).
+
+    Written here as the composition of the three unfused kernels, which is
+    exactly what it computes.
+    """
+    out, arg = maxpool_forward(relu_forward(rows_to_nchw(y, b, n, oh, ow)), k, stride)
+    return out, np.where(out > 0, arg, np.int32(-1)).astype(np.int32)
+
+
+def conv_relu_pool_backward(dout, arg, oh, ow, k, stride):
+    """Adjoint of :func:`conv_relu_pool_forward` down to the GEMM output.
+
+    Inputs: dout (N, F, PH, PW); arg from the forward pass; OH, OW of the conv output.
+    Returns (d2, db): d2 (F, N*OH*OW), the gradient w.r.t. y, and db (F,).
+    Each pooled gradient goes to its window's arg-max if that maximum was
+    positive (where the ReLU passes gradient), else nowhere.
+    """
+    n, f = dout.shape[:2]
+    passed = np.where(arg >= 0, dout, dout.dtype.type(0))
+    dconv = maxpool_backward(passed, np.maximum(arg, 0), (n, f, oh, ow), k, stride)
+    return nchw_to_rows(dconv)

@@ -4,6 +4,7 @@
 layer                 input -> output            learnable / saved arrays
 ====================  =========================  ===========================
 Conv2D                (N,C,H,W) -> (N,F,OH,OW)   W (F,C,KH,KW), b (F,)
+ConvReLUPool          (N,C,H,W) -> (N,F,PH,PW)   W, b (Conv2D -> ReLU -> MaxPool2D fused)
 MaxPool2D, AvgPool2D  (N,C,H,W) -> (N,C,OH,OW)   -
 Dense                 (N,D) -> (N,M)             W (D,M), b (M,)
 ReLU, LeakyReLU       any -> same                -
@@ -21,10 +22,11 @@ from .conv import Conv2D
 from .dense import Dense
 from .dropout import Dropout
 from .flatten import Flatten
+from .fused import ConvReLUPool
 from .pool import AvgPool2D, MaxPool2D
 
 LAYERS = {cls.__name__: cls for cls in
-          (Conv2D, MaxPool2D, AvgPool2D, Dense, ReLU, LeakyReLU, Dropout, BatchNorm, Flatten)}
+          (Conv2D, ConvReLUPool, MaxPool2D, AvgPool2D, Dense, ReLU, LeakyReLU, Dropout, BatchNorm, Flatten)}
 
 
 def layer_from_config(spec):

@@ -102,22 +102,28 @@ class Conv2D(Layer):
         return (self.out_channels, oh, ow)
 
     def forward(self, x, training=False):
-        self._check_input(x, 4)
-        _, oh, ow = self.output_shape(x.shape[1:])
-        kern = backend.kernels(x)
-        kh, kw = self.kernel_size
-        w2 = self.params["W"].reshape(self.out_channels, -1)            # (F, C*KH*KW)
-        cols = kern.im2col(x, kh, kw, self.stride, self.pad[0])          # (C*KH*KW, N*OH*OW)
-        y = threads.matmul(w2, cols)                                     # (F, N*OH*OW)
-        out = kern.rows_to_nchw(y, self.params.get("b"), x.shape[0], oh, ow)
-        self.cache = (x.shape, cols)
-        return out
+        y, oh, ow = self._forward_gemm(x)
+        return backend.kernels(x).rows_to_nchw(y, self.params.get("b"), x.shape[0], oh, ow)
 
     def backward(self, dout):
-        x_shape, cols = self.cache
-        kern = backend.kernels(dout)
+        d2, db = backend.kernels(dout).nchw_to_rows(dout)               # (F, N*OH*OW), (F,)
+        return self._backward_gemm(d2, db)
+
+    # The two halves shared with the fused ConvReLUPool layer -----------------
+    def _forward_gemm(self, x):
+        """im2col and the product: returns (y, OH, OW) with y = W2 @ cols of shape (F, N*OH*OW)."""
+        self._check_input(x, 4)
+        _, oh, ow = Conv2D.output_shape(self, x.shape[1:])
+        kh, kw = self.kernel_size
+        w2 = self.params["W"].reshape(self.out_channels, -1)            # (F, C*KH*KW)
+        cols = backend.kernels(x).im2col(x, kh, kw, self.stride, self.pad[0])  # (C*KH*KW, N*OH*OW)
+        self.cache = (x.shape, cols, oh, ow)
+        return threads.matmul(w2, cols), oh, ow
+
+    def _backward_gemm(self, d2, db):
+        """Given dL/dy as d2 (F, N*OH*OW) and db (F,): fill grads, return dL/dx (or None)."""
+        x_shape, cols, _, _ = self.cache
         w = self.params["W"]
-        d2, db = kern.nchw_to_rows(dout)                                 # (F, N*OH*OW), (F,)
         self.grads["W"] = threads.matmul(d2, cols.T).reshape(w.shape)
         if self.use_bias:
             self.grads["b"] = db
@@ -125,4 +131,4 @@ class Conv2D(Layer):
             return None
         dcols = threads.matmul(w.reshape(self.out_channels, -1).T, d2)   # (C*KH*KW, N*OH*OW)
         kh, kw = self.kernel_size
-        return kern.col2im(dcols, x_shape, kh, kw, self.stride, self.pad[0])
+        return backend.kernels(d2).col2im(dcols, x_shape, kh, kw, self.stride, self.pad[0])
