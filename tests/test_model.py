@@ -119,3 +119,13 @@ def test_a_training_step_reduces_the_loss_on_a_fixed_batch():
     for _ in range(15):
         last = float(model.train_step(x, y, loss_fn, opt)[0])
     assert last < 0.5 * first
+
+
+def test_inference_on_a_large_batch_equals_slice_by_slice():
+    """Conv layers slice big inference batches internally; the result must not change."""
+    for fused in (False, True):
+        model = nncore.ref_cnn(seed=2, fused=fused)
+        x = np.random.default_rng(5).standard_normal((300, 1, 28, 28)).astype(np.float32)
+        whole = model.forward(x, training=False)
+        parts = np.concatenate([model.forward(x[i:i + 100], training=False) for i in range(0, 300, 100)])
+        np.testing.assert_allclose(whole, parts, rtol=1e-5, atol=1e-5)

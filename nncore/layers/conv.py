@@ -101,9 +101,23 @@ class Conv2D(Layer):
             raise UsageError(f"Conv2D input {h}x{w} is smaller than its kernel {self.kernel_size} (with padding)")
         return (self.out_channels, oh, ow)
 
+    #: at inference, batches larger than this are convolved in slices of this many
+    #: images, so im2col's matrix (C*KH*KW times the output pixels) stays cache-sized
+    INFERENCE_SLICE = 128
+
     def forward(self, x, training=False):
+        if not training and x.shape[0] > self.INFERENCE_SLICE:
+            return self._sliced(x)
         y, oh, ow = self._forward_gemm(x)
         return backend.kernels(x).rows_to_nchw(y, self.params.get("b"), x.shape[0], oh, ow)
+
+    def _sliced(self, x):
+        """Inference on a large batch, one slice of INFERENCE_SLICE images at a time."""
+        xp = backend.get_array_module(x)
+        step = self.INFERENCE_SLICE
+        out = xp.concatenate([self.forward(x[i:i + step], training=False) for i in range(0, x.shape[0], step)])
+        self.cache = None  # nothing to back-propagate through at inference
+        return out
 
     def backward(self, dout):
         d2, db = backend.kernels(dout).nchw_to_rows(dout)               # (F, N*OH*OW), (F,)
