@@ -216,6 +216,10 @@ def _to_gray(image):
         image = load_image(image)
     if isinstance(image, Image.Image):
         _check_size(image.size, "image")
+        try:  # a PIL image straight from Image.open has not applied its EXIF rotation yet
+            image = ImageOps.exif_transpose(image)
+        except Exception:  # a broken EXIF block should not make the picture unusable
+            pass
         g = _pil_to_gray(image)
     elif isinstance(image, np.ndarray):
         g = _array_to_gray(image)
