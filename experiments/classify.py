@@ -4,6 +4,7 @@ Usage::
 
     python experiments/classify.py digit.png photos/ --weights weights/mnist_cnn.npz --top 3
     python experiments/classify.py scans/ --json > predictions.jsonl
+    python experiments/classify.py scans/ --device gpu   # needs CuPy and a CUDA GPU, else exit 7
 
 Each picture (any size, dark-on-light or light-on-dark) goes through
 nncore.preprocess_image, the same steps as the training data, and the
@@ -22,6 +23,7 @@ import sys
 import numpy as np
 
 import nncore
+from nncore import backend
 from nncore.cli import ArgumentParser, positive_int, run_cli
 from nncore.errors import MissingInputError, NncoreError, PartialFailure, UsageError
 
@@ -34,6 +36,7 @@ def build_parser():
     p.add_argument("--weights", default=os.path.join("weights", "mnist_cnn.npz"), help="weights file")
     p.add_argument("--top", type=positive_int, default=3, help="list the N most likely classes (1: the best only)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--device", default="cpu", choices=["cpu", "gpu"], help="where to run the model")
     p.add_argument("--batch-size", type=positive_int, default=256, help="images per prediction batch")
     p.add_argument("--workers", type=positive_int, default=min(2, os.cpu_count() or 1),
                    help="processes for preprocessing (used for more than 64 files)")
@@ -98,7 +101,9 @@ def format_result(path, probs, model, top, as_json):
 
 def main(argv):
     args = build_parser().parse_args(argv)
-    model = nncore.load_model(args.weights)
+    if args.device == "gpu":
+        backend.import_cupy()  # DeviceError (exit 7) with the reason when no usable GPU
+    model = nncore.load_model(args.weights).to(args.device)
     if model.input_shape != (1, 28, 28):
         raise UsageError(f"{args.weights} expects inputs of shape {model.input_shape}, not 28x28 images")
     files, missing = expand(args.images)

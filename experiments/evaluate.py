@@ -4,6 +4,7 @@ Usage::
 
     python experiments/evaluate.py --weights weights/mnist_cnn.npz
     python experiments/evaluate.py --weights weights/symbols_cnn.npz --dataset symbols --json
+    python experiments/evaluate.py --weights weights/mnist_cnn.npz --device gpu   # needs CuPy, else exit 7
 
 Writes to --out-dir (default runs/eval_<weights name>/): confusion.png,
 misclassified.png (mistakes with true/predicted labels), samples.png (random
@@ -18,7 +19,7 @@ import time
 import numpy as np
 
 import nncore
-from nncore import training
+from nncore import backend, training
 from nncore.atomic import atomic_write
 from nncore.cli import ArgumentParser, positive_int, run_cli
 from nncore.errors import UsageError
@@ -35,6 +36,7 @@ def build_parser():
     p.add_argument("--grid", type=positive_int, default=40, help="images per grid")
     p.add_argument("--seed", type=int, default=0, help="seed for picking the random sample grid")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
+    p.add_argument("--device", default="cpu", choices=["cpu", "gpu"], help="where to run the model")
     return p
 
 
@@ -65,7 +67,10 @@ def _num(v):
 def main(argv):
     args = build_parser().parse_args(argv)
     start = time.perf_counter()
+    if args.device == "gpu":
+        backend.import_cupy()  # DeviceError (exit 7) with the reason when no usable GPU
     model, header, _ = nncore.load_model(args.weights, return_extra=True)
+    model.to(args.device)
     dataset = args.dataset or header.get("metadata", {}).get("dataset") or "mnist"
     name = os.path.splitext(os.path.basename(args.weights))[0]
     out_dir = args.out_dir or os.path.join("runs", f"eval_{name}")

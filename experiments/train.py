@@ -28,7 +28,7 @@ import time
 import nncore
 from nncore import backend, training
 from nncore.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
-from nncore.errors import MissingInputError
+from nncore.errors import CorruptInputError, MissingInputError
 
 DEFAULT_LR = {"adam": 2e-3, "sgd": 0.05}
 
@@ -120,7 +120,13 @@ def main(argv):
         if not os.path.isfile(ckpt_path):
             raise MissingInputError(f"no checkpoint at {ckpt_path} to resume; start a run without --resume "
                                     "(or give the --name/--out-dir of the interrupted run)")
-        run_info = nncore.read_header(ckpt_path).get("metadata", {}).get("checkpoint", {}).get("run") or run_info
+        ckpt = nncore.read_header(ckpt_path).get("metadata")
+        ckpt = ckpt.get("checkpoint") if isinstance(ckpt, dict) else None
+        if not isinstance(ckpt, dict):
+            raise CorruptInputError(f"{ckpt_path} is a weights file, not a training checkpoint; "
+                                    "start a run without --resume")
+        if isinstance(ckpt.get("run"), dict) and "dataset" in ckpt["run"]:
+            run_info = {**run_info, **ckpt["run"]}
     start = time.perf_counter()
     d = training.load_data(run_info["dataset"], args.data_dir, run_info["val_size"], log=say)
     subset(d, run_info["limit_train"], run_info["limit_eval"])

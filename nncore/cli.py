@@ -7,9 +7,11 @@ traceback. Pass ``--debug`` to any script to get the full traceback.
 """
 
 import argparse
+import errno
+import os
 import sys
 
-from .errors import NncoreError, UsageError
+from .errors import NncoreError, OutputError, UsageError
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -68,17 +70,73 @@ def fraction(text):
     return value
 
 
+class _GuardedStream:
+    """Wraps sys.stdout: a failed write (full disk, closed pipe) becomes an OutputError."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def _guard(self, fn, *args):
+        try:
+            return fn(*args)
+        except OSError as exc:
+            _silence_stdout(self._stream)
+            if exc.errno == errno.EPIPE:
+                hint = "the reading end of the pipe was closed"
+            elif exc.errno == errno.ENOSPC:
+                hint = "the disk is full"
+            else:
+                hint = exc.strerror or str(exc)
+            raise OutputError(f"cannot write to standard output: {hint}") from None
+
+    def write(self, text):
+        return self._guard(self._stream.write, text)
+
+    def writelines(self, lines):
+        return self._guard(self._stream.writelines, lines)
+
+    def flush(self):
+        return self._guard(self._stream.flush)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _silence_stdout(stream):
+    """Point stdout at /dev/null so that the interpreter's final flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def check_environment():
+    """Refuse bad NNCORE_* settings up front (UsageError), not when the kernels first load."""
+    from . import backend, threads
+    threads.default_num_threads()
+    backend.cpu_kernels_name()
+
+
 def run_cli(main, argv=None):
     """Call ``main(argv)`` and exit with nncore's error conventions.
 
     ``main`` returns an exit code (or None for 0). NncoreError -> one line on
-    stderr and its ``exit_code``; KeyboardInterrupt -> exit 130. With
-    ``--debug`` in argv, exceptions propagate with their traceback.
+    stderr and its ``exit_code``; KeyboardInterrupt -> exit 130; a standard
+    output that cannot be written (``> /dev/full``, a closed pipe) -> exit 5.
+    With ``--debug`` in argv, exceptions propagate with their traceback.
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
+    original = sys.stdout
+    guarded = original is not None and not isinstance(original, _GuardedStream)
+    if guarded:
+        sys.stdout = _GuardedStream(original)
     try:
+        check_environment()
         code = main(argv)
+        sys.stdout.flush()  # report a full disk now, not as an ignored error at exit
     except NncoreError as exc:
         if debug:
             raise
@@ -89,4 +147,7 @@ def run_cli(main, argv=None):
             raise
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    finally:
+        if guarded:
+            sys.stdout = original
     sys.exit(code or 0)

@@ -87,12 +87,16 @@ class TrainConfig:
             bad(f"layer sizes must be positive integers, got conv {list(self.conv)} dense {list(self.dense)}")
         if len(self.conv) > 4:
             bad(f"at most 4 conv blocks fit a 28x28 image (each halves it), got {len(self.conv)}")
-        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
-            bad(f"kernel size must be a positive odd number, got {self.kernel_size}")
+        ks = self.kernel_size
+        if not isinstance(ks, (int, np.integer)) or not 1 <= ks <= 27 or ks % 2 == 0:
+            bad(f"kernel size must be an odd number from 1 to 27 (the image is 28x28), got {self.kernel_size}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             bad(f"the learning rate must be a positive number, got {self.lr}")
         if int(self.batch_size) < 1:
             bad(f"the batch size must be a positive integer, got {self.batch_size}")
+        if self.batchnorm and int(self.batch_size) < 2:
+            bad(f"BatchNorm needs batches of at least 2 images, got --batch-size {self.batch_size}; "
+                "use a larger batch or --no-batchnorm")
         if int(self.epochs) < 1:
             bad(f"epochs must be a positive integer, got {self.epochs}")
         if str(self.optimizer).lower() not in ("sgd", "adam"):
@@ -485,7 +489,14 @@ class Trainer:
         if not isinstance(ckpt, dict):
             from .errors import CorruptInputError
             raise CorruptInputError(f"{path} is a weights file, not a training checkpoint")
-        config = TrainConfig.from_dict(ckpt["config"])
+        try:
+            config = TrainConfig.from_dict(ckpt["config"])
+            int(ckpt["epoch"]), int(ckpt["step"]), dict(ckpt["partial"]), list(ckpt["history"])
+            ckpt["optimizer"]["steps"], ckpt["optimizer"]["lr"], ckpt["best_val_acc"], ckpt["best_epoch"]
+        except (KeyError, TypeError, ValueError) as exc:
+            from .errors import CorruptInputError
+            raise CorruptInputError(f"{path} is a damaged training checkpoint ({type(exc).__name__}: {exc}); "
+                                    "start the run again without --resume") from None
         if epochs is not None:
             config.epochs = int(epochs)
             config.validate()
@@ -496,8 +507,13 @@ class Trainer:
             model.to(device)
         kwargs.setdefault("run_info", ckpt.get("run"))
         trainer = cls(model, config, x_train, y_train, x_val, y_val, **kwargs)
-        trainer.optimizer.load_state_dict({"arrays": {k[4:]: v for k, v in extra.items() if k.startswith("opt.")},
-                                           "steps": ckpt["optimizer"]["steps"], "lr": ckpt["optimizer"]["lr"]})
+        try:
+            trainer.optimizer.load_state_dict({"arrays": {k[4:]: v for k, v in extra.items() if k.startswith("opt.")},
+                                               "steps": ckpt["optimizer"]["steps"], "lr": ckpt["optimizer"]["lr"]})
+        except (KeyError, TypeError, ValueError) as exc:
+            from .errors import CorruptInputError
+            raise CorruptInputError(f"{path}: the optimizer state does not fit the model ({type(exc).__name__}: {exc}); "
+                                    "start the run again without --resume") from None
         best = {k[5:]: v for k, v in extra.items() if k.startswith("best.")}
         trainer.best = {"val_acc": ckpt["best_val_acc"], "epoch": ckpt["best_epoch"], "arrays": best or None}
         trainer.epoch, trainer.step = int(ckpt["epoch"]), int(ckpt["step"])

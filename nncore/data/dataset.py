@@ -139,6 +139,9 @@ def load_dataset(path):
     a complete nncore dataset.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise UsageError(f"dataset {path} is a folder; give the path of a .npz dataset file "
+                         "(make one from an image folder with `python experiments/extract_data.py folders PATH`)")
     if not os.path.isfile(path):
         raise MissingInputError(f"dataset {path} not found; {_REMAKE}")
     try:
@@ -155,12 +158,30 @@ def load_dataset(path):
         out["meta"] = json.loads(str(out["meta"]))
     except ValueError:
         raise CorruptInputError(f"{path} has unreadable metadata; {_REMAKE}") from None
+    if not isinstance(out["meta"], dict):
+        raise CorruptInputError(f"{path} has metadata that is not a JSON object; {_REMAKE}")
+    for key in ("class_names", "symbols"):
+        if out[key].ndim != 1 or out[key].dtype.kind not in "US":
+            raise CorruptInputError(f"{path}: {key} must be a 1-D array of strings, got {out[key].dtype} "
+                                    f"{out[key].shape}; {_REMAKE}")
     out["class_names"] = [str(c) for c in out["class_names"]]
     out["symbols"] = [str(s) for s in out["symbols"]]
+    num_classes = len(out["class_names"])
+    if num_classes < 2 or len(out["symbols"]) != num_classes:
+        raise CorruptInputError(f"{path} has {num_classes} class names and {len(out['symbols'])} symbols; "
+                                f"a dataset needs at least 2 classes, one symbol each; {_REMAKE}")
     for split in SPLITS:
         x, y = out[f"x_{split}"], out[f"y_{split}"]
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
             raise CorruptInputError(f"{path}: {split} images {x.shape} and labels {y.shape} do not match; {_REMAKE}")
+        if x.dtype != np.uint8:
+            raise CorruptInputError(f"{path}: {split} images have dtype {x.dtype}, expected uint8 (0-255); {_REMAKE}")
+        if y.dtype.kind not in "iu":
+            raise CorruptInputError(f"{path}: {split} labels have dtype {y.dtype}, expected integers; {_REMAKE}")
+        if y.size and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+            raise CorruptInputError(f"{path}: {split} labels lie in [{int(y.min())}, {int(y.max())}] but there are "
+                                    f"{num_classes} classes (expected 0-{num_classes - 1}); {_REMAKE}")
+        out[f"y_{split}"] = y.astype(np.int64)
     return out
 
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..atomic import atomic_write
 from ..errors import CorruptInputError, MissingInputError
-from .paths import dataset_dir
+from .paths import data_root, dataset_dir
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
@@ -135,7 +135,13 @@ def load_mnist(root=None, download=True, verify=True):
     - x_train: uint8 (60000, 28, 28), y_train: uint8 (60000,)
     - x_test:  uint8 (10000, 28, 28), y_test:  uint8 (10000,)
     """
+    base = data_root(root)
+    if os.path.exists(base) and not os.path.isdir(base):
+        raise MissingInputError(f"the data root {base} is a file, not a folder; point --data-dir / NNCORE_DATA_DIR "
+                                "at the folder holding mnist/")
     folder = dataset_dir("mnist", root)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise MissingInputError(f"{folder} is a file, not a folder holding the MNIST .gz files")
     if root is not None and not _missing(os.fspath(root)):
         folder = os.fspath(root)  # the user pointed straight at the mnist folder
     missing = _missing(folder)
