@@ -278,7 +278,7 @@ def layer_breakdown(args, rng):
 def gemm_shapes(model, batch):
     """The matrix products of one training step: (name, A shape, B shape, transpose flags, function).
 
-    The function is the one the layer calls: Conv2D uses nncore.threads.matmul, Dense the @ operator.
+    The function is the one the layers call: nncore.threads.matmul.
     """
     shapes = [model.input_shape]
     for layer in model.layers:
@@ -294,10 +294,10 @@ def gemm_shapes(model, batch):
                 out.append((f"{layer!r} dcols W2.T @ d2", (f, k), (f, m), True, False, threads.matmul))
         elif isinstance(layer, Dense):
             d, m = layer.params["W"].shape
-            out.append((f"{layer!r} fwd  x @ W", (batch, d), (d, m), False, False, np.matmul))
-            out.append((f"{layer!r} dW   x.T @ dout", (batch, d), (batch, m), True, False, np.matmul))
+            out.append((f"{layer!r} fwd  x @ W", (batch, d), (d, m), False, False, threads.matmul))
+            out.append((f"{layer!r} dW   x.T @ dout", (batch, d), (batch, m), True, False, threads.matmul))
             if layer.needs_input_grad:
-                out.append((f"{layer!r} dx   dout @ W.T", (batch, m), (d, m), False, True, np.matmul))
+                out.append((f"{layer!r} dx   dout @ W.T", (batch, m), (d, m), False, True, threads.matmul))
     return out
 
 

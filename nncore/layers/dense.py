@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from .. import threads
 from ..errors import UsageError
 from .base import Layer, check_dtype, make_rng
 
@@ -18,6 +19,8 @@ class Dense(Layer):
         db = dout.sum(0)    (M,)
 
     He initialisation ``W ~ N(0, 2 / D)``, b = 0 (suits a following ReLU).
+    The products go through :func:`nncore.threads.matmul` (split over nncore's
+    threads on the CPU; a plain ``@`` for small ones and on the GPU).
     """
 
     def __init__(self, in_features, out_features, bias=True, dtype=np.float32, rng=None):
@@ -45,16 +48,16 @@ class Dense(Layer):
         self._check_input(x, 2)
         self.output_shape(x.shape[1:])
         self.cache = x
-        out = x @ self.params["W"]
+        out = threads.matmul(x, self.params["W"])
         if self.use_bias:
             out += self.params["b"]  # out is a fresh array: adding in place is safe
         return out
 
     def backward(self, dout):
         x = self.cache
-        self.grads["W"] = x.T @ dout
+        self.grads["W"] = threads.matmul(x.T, dout)
         if self.use_bias:
             self.grads["b"] = dout.sum(axis=0)
         if not self.needs_input_grad:
             return None
-        return dout @ self.params["W"].T
+        return threads.matmul(dout, self.params["W"].T)
