@@ -393,9 +393,9 @@ def _conv_relu_pool_forward(y, b, n, oh, ow, k, stride, out, arg):
     f = y.shape[0]
     ph, pw = out.shape[2], out.shape[3]
     p = oh * ow
-    for plane in prange(n * f):
-        ni = plane // f
-        fi = plane % f
+    for plane in prange(n * f):  # fi outer: reads stream along each row of y
+        fi = plane // n
+        ni = plane % n
         base = ni * p
         bias = b[fi]
         for py in range(ph):
@@ -419,6 +419,43 @@ def _conv_relu_pool_forward(y, b, n, oh, ow, k, stride, out, arg):
                     arg[ni, fi, py, px] = -1
 
 
+@_pjit
+def _conv_relu_pool2_forward(y, b, n, oh, ow, out, arg):
+    """The 2x2, stride-2 case unrolled: four loads, three compares, no inner loops."""
+    f = y.shape[0]
+    ph, pw = out.shape[2], out.shape[3]
+    p = oh * ow
+    for plane in prange(n * f):  # walk y row by row (fi outer), so reads stream through memory
+        fi = plane // n
+        ni = plane % n
+        bias = b[fi]
+        for py in range(ph):
+            r0 = ni * p + 2 * py * ow
+            r1 = r0 + ow
+            for px in range(pw):
+                best = y[fi, r0 + 2 * px]
+                where = 0
+                v = y[fi, r0 + 2 * px + 1]
+                if v > best:
+                    best = v
+                    where = 1
+                v = y[fi, r1 + 2 * px]
+                if v > best:
+                    best = v
+                    where = 2
+                v = y[fi, r1 + 2 * px + 1]
+                if v > best:
+                    best = v
+                    where = 3
+                best += bias
+                if best > 0:
+                    out[ni, fi, py, px] = best
+                    arg[ni, fi, py, px] = where
+                else:
+                    out[ni, fi, py, px] = 0
+                    arg[ni, fi, py, px] = -1
+
+
 def conv_relu_pool_forward(y, b, n, oh, ow, k, stride):
     """numba twin of :func:`nncore.kernels.reference.conv_relu_pool_forward`.
 
@@ -430,7 +467,11 @@ def conv_relu_pool_forward(y, b, n, oh, ow, k, stride):
     ph, pw = (oh - k) // stride + 1, (ow - k) // stride + 1
     out = np.empty((n, f, ph, pw), dtype=y.dtype)
     arg = np.empty((n, f, ph, pw), dtype=np.int32)
-    _conv_relu_pool_forward(np.ascontiguousarray(y), b, n, oh, ow, k, stride, out, arg)
+    y = np.ascontiguousarray(y)
+    if k == 2 and stride == 2:
+        _conv_relu_pool2_forward(y, b, n, oh, ow, out, arg)
+    else:
+        _conv_relu_pool_forward(y, b, n, oh, ow, k, stride, out, arg)
     return out, arg
 
 
