@@ -53,7 +53,7 @@ class ConvReLUPool(Conv2D):
         return (f, (oh - self.pool) // self.pool_stride + 1, (ow - self.pool) // self.pool_stride + 1)
 
     def forward(self, x, training=False):
-        if not training and x.shape[0] > self.INFERENCE_SLICE:
+        if not training and x.shape[0] > self._slice_size(x):
             return self._sliced(x)
         y, oh, ow = self._forward_gemm(x)
         out, arg = backend.kernels(x).conv_relu_pool_forward(y, self.params.get("b"), x.shape[0], oh, ow,
