@@ -39,7 +39,6 @@ import time
 
 import numpy as np
 
-import nncore
 from nncore import backend, threads
 from nncore.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
 from nncore.errors import UsageError

@@ -20,10 +20,10 @@ import time
 
 import numpy as np
 
-from nncore.atomic import atomic_write
+from nncore.atomic import atomic_write, check_writable
 from nncore.cli import ArgumentParser, fraction, nonnegative_int, positive_int, run_cli
 from nncore.data import data_root, load_image_folder, mnist_dataset, save_dataset, stratified_split
-from nncore.errors import OutputError, UsageError
+from nncore.errors import UsageError
 
 
 def build_parser():
@@ -49,14 +49,7 @@ def build_parser():
 
 def check_output(path):
     """Fail early (before minutes of work) if ``path`` cannot be written."""
-    path = os.path.abspath(path)
-    if os.path.isdir(path):
-        raise OutputError(f"cannot write {path}: that path is a folder; give a file name such as {path}/data.npz")
-    parent = os.path.dirname(path)
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write {path}: {parent} is not a writable folder; choose another --out")
+    check_writable(path, hint="choose another --out")
 
 
 def chart_path(out):

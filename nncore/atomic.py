@@ -73,6 +73,23 @@ def atomic_write(path, mode="wb"):
         pass
 
 
+def check_writable(path, hint=""):
+    """Fail early, before minutes of work, when the file ``path`` could not be written.
+
+    Raises OutputError when ``path`` is a folder or its nearest existing parent
+    is not a writable folder; ``hint`` is appended to the message (e.g. which flag to change).
+    """
+    path = os.path.abspath(os.fspath(path))
+    suffix = f"; {hint}" if hint else ""
+    if os.path.isdir(path):
+        raise OutputError(f"cannot write {path}: that path is a folder; give a file name{suffix}")
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {path}: {parent} is not a writable folder{suffix}")
+
+
 def _umask():
     mask = os.umask(0)
     os.umask(mask)

@@ -588,12 +588,5 @@ def _extract_symbols(nd, data_dir, cached, log):
 
 def check_writable(path):
     """Fail early (before any training) when the file ``path`` could not be written."""
-    from .errors import OutputError
-    path = os.path.abspath(path)
-    if os.path.isdir(path):
-        raise OutputError(f"cannot write {path}: that path is a folder")
-    parent = os.path.dirname(path)
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write {path}: {parent} is not a writable folder")
+    from .atomic import check_writable as _check
+    _check(path)
