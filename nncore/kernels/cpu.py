@@ -8,6 +8,10 @@ output planes, so no two threads ever write the same element and no atomics
 or ``np.add.at`` are needed.
 
 Read :mod:`nncore.kernels.reference` first: it states the layouts and math.
+
+Average pooling is not on any shipped model's path, so its CPU twin is the
+vectorised NumPy reference itself (re-exported below); every other kernel here
+is compiled.
 """
 
 import numba
