@@ -113,7 +113,7 @@ def test_dropout_with_fixed_mask(shape):
 
 
 @pytest.mark.parametrize("shape", [(6, 4), (3, 2, 4, 5), (1, 3, 3, 3)])
-def test_batchnorm_training_mode(shape):
+def test_batchnorm_training_mode(kernels, shape):
     """Training mode: the statistics depend on x, so this checks the full chain rule through mean and variance."""
     layer = BatchNorm(shape[1], dtype=F64)
     rng = np.random.default_rng(12)

@@ -160,3 +160,25 @@ def test_fused_reference_is_the_unfused_composition():
     out, _ = ref.conv_relu_pool_forward(y, b, 2, 6, 6, 2, 2)
     expected, _ = ref.maxpool_forward(np.maximum(ref.rows_to_nchw(y, b, 2, 6, 6), 0), 2, 2)
     np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5), (1, 2, 49), (6, 5, 1), (3, 8, 196)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batchnorm_kernels_match_reference(shape, dtype):
+    rng = np.random.default_rng(10)
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    gamma, beta = rng.uniform(0.5, 1.5, shape[1]).astype(dtype), rng.standard_normal(shape[1]).astype(dtype)
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    fast, slow = cpu.batchnorm_forward(x, gamma, beta, 1e-5), ref.batchnorm_forward(x, gamma, beta, 1e-5)
+    for a, b in zip(fast, slow):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, b, **tol)
+    d = rng.standard_normal(shape).astype(dtype)
+    for need_dx in (True, False):
+        got = cpu.batchnorm_backward(d, slow[1], gamma, slow[4], need_dx)
+        want = ref.batchnorm_backward(d, slow[1], gamma, slow[4], need_dx)
+        for a, b in zip(got, want):
+            if b is None:
+                assert a is None
+            else:
+                np.testing.assert_allclose(a, b, **tol)

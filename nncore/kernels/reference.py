@@ -230,3 +230,35 @@ def conv_relu_pool_backward(dout, arg, oh, ow, k, stride):
     passed = np.where(arg >= 0, dout, dout.dtype.type(0))
     dconv = maxpool_backward(passed, np.maximum(arg, 0), (n, f, oh, ow), k, stride)
     return nchw_to_rows(dconv)
+
+
+# ----------------------------------------------------------------------------- batch normalisation
+
+def batchnorm_forward(x3, gamma, beta, eps):
+    """Training-mode batch normalisation over axes 0 and 2 of a 3-D view.
+
+    Inputs: x3 (N, C, P) (P = H*W for images, 1 for dense features); gamma, beta (C,); eps.
+    Returns (out, xhat, mean, var, inv_std): out and xhat (N, C, P), the rest (C,),
+    with mean and var taken over the M = N*P values of each channel (var biased).
+    """
+    mean = x3.mean(axis=(0, 2))
+    xc = x3 - mean[None, :, None]
+    var = (xc * xc).mean(axis=(0, 2))
+    inv_std = (1 / np.sqrt(var + x3.dtype.type(eps))).astype(x3.dtype)
+    xhat = xc * inv_std[None, :, None]
+    return gamma[None, :, None] * xhat + beta[None, :, None], xhat, mean, var, inv_std
+
+
+def batchnorm_backward(dout3, xhat, gamma, inv_std, need_dx=True):
+    """Adjoint of :func:`batchnorm_forward`. Returns (dx or None, dgamma, dbeta).
+
+    dbeta = sum dout, dgamma = sum dout*xhat (over N and P), and
+    dx = gamma*inv_std * (dout - dbeta/M - xhat*dgamma/M).
+    """
+    m = dout3.dtype.type(dout3.shape[0] * dout3.shape[2])
+    dbeta = dout3.sum(axis=(0, 2))
+    dgamma = (dout3 * xhat).sum(axis=(0, 2))
+    if not need_dx:
+        return None, dgamma, dbeta
+    k = (gamma * inv_std)[None, :, None]
+    return k * (dout3 - (dbeta / m)[None, :, None] - xhat * (dgamma / m)[None, :, None]), dgamma, dbeta

@@ -30,6 +30,10 @@ class BatchNorm(Layer):
         dbeta  = sum(dout),  dgamma = sum(dout * xhat)
         dx = gamma / sqrt(var + eps) * (dout - dbeta / M - xhat * dgamma / M)
 
+    Training mode runs through the kernels ``batchnorm_forward`` /
+    ``batchnorm_backward`` on an (N, C, P) view (P = H*W, or 1 for dense
+    inputs): one pass per channel for the statistics and one for the output.
+
     A batch with a single value per feature (M = 1) has no variance to
     normalise by: training on it raises a UsageError (use a larger batch, or
     evaluation mode, where the running statistics are used).
@@ -61,16 +65,14 @@ class BatchNorm(Layer):
         return tuple(input_shape)
 
     @staticmethod
-    def _axes_and_shape(x):
-        if x.ndim == 2:
-            return (0,), (1, -1)
-        return (0, 2, 3), (1, -1, 1, 1)
+    def _broadcast_shape(x):
+        return (1, -1) if x.ndim == 2 else (1, -1, 1, 1)
 
     def forward(self, x, training=False):
         self._check_input(x, (2, 4))
         self.output_shape(x.shape[1:])
         xp = backend.get_array_module(x)
-        axes, bshape = self._axes_and_shape(x)
+        bshape = self._broadcast_shape(x)
         gamma = self.params["gamma"].reshape(bshape)
         beta = self.params["beta"].reshape(bshape)
         if not training:
@@ -81,25 +83,20 @@ class BatchNorm(Layer):
         if m < 2:
             raise UsageError("BatchNorm in training mode needs at least 2 values per feature; "
                              "use a batch larger than 1 (or evaluation mode)")
-        mu = x.mean(axis=axes, keepdims=True)
-        xc = x - mu
-        var = (xc * xc).mean(axis=axes, keepdims=True)
-        inv_std = 1.0 / xp.sqrt(var + x.dtype.type(self.eps))
-        xhat = xc * inv_std
+        x3 = x.reshape(x.shape[0], self.num_features, -1)                  # (N, C, P): P = H*W, or 1
+        out, xhat, mu, var, inv_std = backend.kernels(x).batchnorm_forward(
+            x3, self.params["gamma"], self.params["beta"], self.eps)
         mom = x.dtype.type(self.momentum)
-        self.buffers["running_mean"] = mom * self.buffers["running_mean"] + (1 - mom) * mu.reshape(-1)
-        unbiased = var.reshape(-1) * x.dtype.type(m / (m - 1))
+        self.buffers["running_mean"] = mom * self.buffers["running_mean"] + (1 - mom) * mu
+        unbiased = var * x.dtype.type(m / (m - 1))
         self.buffers["running_var"] = mom * self.buffers["running_var"] + (1 - mom) * unbiased
-        self.cache = (xhat, inv_std, axes, bshape, m)
-        return gamma * xhat + beta
+        self.cache = (xhat, inv_std, x.shape)
+        return out.reshape(x.shape)
 
     def backward(self, dout):
-        xhat, inv_std, axes, bshape, m = self.cache
-        dbeta = dout.sum(axis=axes)
-        dgamma = (dout * xhat).sum(axis=axes)
+        xhat, inv_std, shape = self.cache
+        dout3 = dout.reshape(shape[0], self.num_features, -1)
+        dx, dgamma, dbeta = backend.kernels(dout).batchnorm_backward(
+            dout3, xhat, self.params["gamma"], inv_std, need_dx=self.needs_input_grad)
         self.grads["beta"], self.grads["gamma"] = dbeta, dgamma
-        if not self.needs_input_grad:
-            return None
-        gamma = self.params["gamma"].reshape(bshape)
-        mt = dout.dtype.type(m)
-        return (gamma * inv_std) * (dout - dbeta.reshape(bshape) / mt - xhat * (dgamma.reshape(bshape) / mt))
+        return None if dx is None else dx.reshape(shape)
