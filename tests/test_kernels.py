@@ -182,3 +182,18 @@ def test_batchnorm_kernels_match_reference(shape, dtype):
                 assert a is None
             else:
                 np.testing.assert_allclose(a, b, **tol)
+
+
+@pytest.mark.parametrize("n,f,oh,ow,k,s", FUSED_CASES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_weight_gradient_matches_reference(n, f, oh, ow, k, s, dtype):
+    rng = np.random.default_rng(11)
+    y = rng.standard_normal((f, n * oh * ow)).astype(dtype)
+    cols = rng.standard_normal((9, n * oh * ow)).astype(dtype)
+    out, arg = ref.conv_relu_pool_forward(y, rng.standard_normal(f).astype(dtype), n, oh, ow, k, s)
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    fast = cpu.conv_relu_pool_weight_grad(dout, arg, cols, oh, ow, k, s)
+    slow = ref.conv_relu_pool_weight_grad(dout, arg, cols, oh, ow, k, s)
+    for a, b in zip(fast, slow):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, b, rtol=1e-4 if dtype == np.float32 else 1e-10, atol=1e-5)

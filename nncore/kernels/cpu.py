@@ -578,3 +578,40 @@ def batchnorm_backward(dout3, xhat, gamma, inv_std, need_dx=True):
     m_t = np.array([dout3.shape[0] * dout3.shape[2]], dtype=dout3.dtype)
     _batchnorm_backward(dout3, np.ascontiguousarray(xhat), gamma, inv_std, need_dx, m_t, dx, dgamma, dbeta)
     return (dx if need_dx else None), dgamma, dbeta
+
+
+@_pjit
+def _conv_relu_pool_weight_grad(dout, arg, cols, oh, ow, k, stride, dw2, db):
+    n, f, ph, pw = dout.shape
+    r = cols.shape[0]
+    p = oh * ow
+    for fi in prange(f):
+        acc_b = 0.0
+        acc = np.zeros(r, dtype=np.float64)
+        for ni in range(n):
+            for py in range(ph):
+                for px in range(pw):
+                    a = arg[ni, fi, py, px]
+                    if a >= 0:
+                        g = dout[ni, fi, py, px]
+                        q = ni * p + (py * stride + a // k) * ow + px * stride + a % k
+                        acc_b += g
+                        for ri in range(r):
+                            acc[ri] += g * cols[ri, q]
+        db[fi] = acc_b
+        for ri in range(r):
+            dw2[fi, ri] = acc[ri]
+
+
+def conv_relu_pool_weight_grad(dout, arg, cols, oh, ow, k, stride):
+    """numba twin of :func:`nncore.kernels.reference.conv_relu_pool_weight_grad`.
+
+    Reads only the window maxima: no (F, N*OH*OW) gradient is written and no GEMM runs.
+    Worth it when C*KH*KW is small (a first layer); sums are kept in float64.
+    """
+    f = dout.shape[1]
+    dw2 = np.empty((f, cols.shape[0]), dtype=dout.dtype)
+    db = np.empty(f, dtype=dout.dtype)
+    _conv_relu_pool_weight_grad(np.ascontiguousarray(dout), np.ascontiguousarray(arg), np.ascontiguousarray(cols),
+                                oh, ow, k, stride, dw2, db)
+    return dw2, db

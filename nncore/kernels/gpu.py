@@ -249,3 +249,9 @@ def batchnorm_backward(dout3, xhat, gamma, inv_std, need_dx=True):
         return None, dgamma, dbeta
     k = (gamma * inv_std)[None, :, None]
     return k * (dout3 - (dbeta / m)[None, :, None] - xhat * (dgamma / m)[None, :, None]), dgamma, dbeta
+
+
+def conv_relu_pool_weight_grad(dout, arg, cols, oh, ow, k, stride):
+    """CUDA twin of :func:`nncore.kernels.reference.conv_relu_pool_weight_grad` (through d2 and cuBLAS)."""
+    d2, db = conv_relu_pool_backward(dout, arg, oh, ow, k, stride)
+    return d2 @ cols.T, db

@@ -262,3 +262,16 @@ def batchnorm_backward(dout3, xhat, gamma, inv_std, need_dx=True):
         return None, dgamma, dbeta
     k = (gamma * inv_std)[None, :, None]
     return k * (dout3 - (dbeta / m)[None, :, None] - xhat * (dgamma / m)[None, :, None]), dgamma, dbeta
+
+
+def conv_relu_pool_weight_grad(dout, arg, cols, oh, ow, k, stride):
+    """Weight and bias gradients of a fused conv-ReLU-pool layer, straight from the pooled gradient.
+
+    Inputs: dout (N, F, PH, PW); arg from the forward pass; cols (C*KH*KW, N*OH*OW).
+    Returns (dw2, db): dw2 (F, C*KH*KW) = d2 @ cols.T and db (F,), where d2 is
+    what :func:`conv_relu_pool_backward` returns. Only a quarter of d2 is
+    non-zero (one entry per 2x2 window at most), so for a first layer, whose
+    input gradient is not needed, the fast twin skips building d2 at all.
+    """
+    d2, db = conv_relu_pool_backward(dout, arg, oh, ow, k, stride)
+    return d2 @ cols.T, db

@@ -31,7 +31,9 @@ class ConvReLUPool(Conv2D):
 
     Backward: a pooled gradient flows to its window's arg-max if that maximum
     was positive (the ReLU passes it), and nowhere otherwise; from there on it
-    is Conv2D's backward (dW, db, col2im).
+    is Conv2D's backward (dW, db, col2im). A first layer needs no input
+    gradient; when its C*KH*KW is small, dW is summed straight from the window
+    maxima (``conv_relu_pool_weight_grad``), skipping the mostly-zero d2.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, pool=2,
@@ -61,7 +63,18 @@ class ConvReLUPool(Conv2D):
         self.arg = arg
         return out
 
+    #: a first layer (no input gradient) with at most this many C*KH*KW rows takes
+    #: its weight gradient straight from the window maxima instead of via d2 and a GEMM
+    DIRECT_WEIGHT_GRAD_ROWS = 32
+
     def backward(self, dout):
-        _, _, oh, ow = self.cache
-        d2, db = backend.kernels(dout).conv_relu_pool_backward(dout, self.arg, oh, ow, self.pool, self.pool_stride)
+        x_shape, cols, oh, ow = self.cache
+        kern = backend.kernels(dout)
+        if not self.needs_input_grad and cols.shape[0] <= self.DIRECT_WEIGHT_GRAD_ROWS:
+            dw2, db = kern.conv_relu_pool_weight_grad(dout, self.arg, cols, oh, ow, self.pool, self.pool_stride)
+            self.grads["W"] = dw2.reshape(self.params["W"].shape)
+            if self.use_bias:
+                self.grads["b"] = db
+            return None
+        d2, db = kern.conv_relu_pool_backward(dout, self.arg, oh, ow, self.pool, self.pool_stride)
         return self._backward_gemm(d2, db)
