@@ -581,26 +581,26 @@ def batchnorm_backward(dout3, xhat, gamma, inv_std, need_dx=True):
 
 
 @_pjit
-def _conv_relu_pool_weight_grad(dout, arg, cols, oh, ow, k, stride, dw2, db):
+def _conv_relu_pool_weight_grad(dout, arg, cols, offsets, oh, ow, stride, chunks, acc, acc_b):
     n, f, ph, pw = dout.shape
     r = cols.shape[0]
     p = oh * ow
-    for fi in prange(f):
-        acc_b = 0.0
-        acc = np.zeros(r, dtype=np.float64)
-        for ni in range(n):
-            for py in range(ph):
-                for px in range(pw):
-                    a = arg[ni, fi, py, px]
-                    if a >= 0:
-                        g = dout[ni, fi, py, px]
-                        q = ni * p + (py * stride + a // k) * ow + px * stride + a % k
-                        acc_b += g
-                        for ri in range(r):
-                            acc[ri] += g * cols[ri, q]
-        db[fi] = acc_b
-        for ri in range(r):
-            dw2[fi, ri] = acc[ri]
+    for c in prange(chunks):  # a slice of the images per task: its columns of cols stay in cache
+        for ni in range(c * n // chunks, (c + 1) * n // chunks):
+            for fi in range(f):
+                acc_f = acc[c, fi]
+                total = 0.0
+                for py in range(ph):
+                    row = ni * p + py * stride * ow
+                    for px in range(pw):
+                        a = arg[ni, fi, py, px]
+                        if a >= 0:
+                            g = dout[ni, fi, py, px]
+                            q = row + px * stride + offsets[a]
+                            total += g
+                            for ri in range(r):
+                                acc_f[ri] += g * cols[ri, q]
+                acc_b[c, fi] += total
 
 
 def conv_relu_pool_weight_grad(dout, arg, cols, oh, ow, k, stride):
@@ -609,9 +609,11 @@ def conv_relu_pool_weight_grad(dout, arg, cols, oh, ow, k, stride):
     Reads only the window maxima: no (F, N*OH*OW) gradient is written and no GEMM runs.
     Worth it when C*KH*KW is small (a first layer); sums are kept in float64.
     """
-    f = dout.shape[1]
-    dw2 = np.empty((f, cols.shape[0]), dtype=dout.dtype)
-    db = np.empty(f, dtype=dout.dtype)
+    n, f = dout.shape[:2]
+    chunks = max(1, min(n, 4 * threads.get_num_threads()))
+    acc = np.zeros((chunks, f, cols.shape[0]))      # float64 partial sums, one slab per task
+    acc_b = np.zeros((chunks, f))
+    offsets = np.array([(a // k) * ow + a % k for a in range(k * k)], dtype=np.int64)  # window offset -> column shift
     _conv_relu_pool_weight_grad(np.ascontiguousarray(dout), np.ascontiguousarray(arg), np.ascontiguousarray(cols),
-                                oh, ow, k, stride, dw2, db)
-    return dw2, db
+                                offsets, oh, ow, stride, chunks, acc, acc_b)
+    return acc.sum(axis=0).astype(dout.dtype), acc_b.sum(axis=0).astype(dout.dtype)
