@@ -17,7 +17,7 @@ overflow.
 import functools
 
 from ..backend import import_cupy
-from .reference import conv_output_size  # noqa: F401  (shared helper, pure Python)
+from .reference import batchnorm_backward, batchnorm_forward, conv_output_size  # noqa: F401  (array-generic)
 
 cp = import_cupy()
 
@@ -228,27 +228,6 @@ def conv_relu_pool_backward(dout, arg, oh, ow, k, stride):
     passed = cp.where(arg >= 0, dout, dout.dtype.type(0))
     dconv = maxpool_backward(passed, cp.maximum(arg, 0), (n, f, oh, ow), k, stride)
     return nchw_to_rows(dconv)
-
-
-def batchnorm_forward(x3, gamma, beta, eps):
-    """CUDA twin of :func:`nncore.kernels.reference.batchnorm_forward` (CuPy reductions)."""
-    mean = x3.mean(axis=(0, 2))
-    xc = x3 - mean[None, :, None]
-    var = (xc * xc).mean(axis=(0, 2))
-    inv_std = (1 / cp.sqrt(var + x3.dtype.type(eps))).astype(x3.dtype)
-    xhat = xc * inv_std[None, :, None]
-    return gamma[None, :, None] * xhat + beta[None, :, None], xhat, mean, var, inv_std
-
-
-def batchnorm_backward(dout3, xhat, gamma, inv_std, need_dx=True):
-    """CUDA twin of :func:`nncore.kernels.reference.batchnorm_backward`."""
-    m = dout3.dtype.type(dout3.shape[0] * dout3.shape[2])
-    dbeta = dout3.sum(axis=(0, 2))
-    dgamma = (dout3 * xhat).sum(axis=(0, 2))
-    if not need_dx:
-        return None, dgamma, dbeta
-    k = (gamma * inv_std)[None, :, None]
-    return k * (dout3 - (dbeta / m)[None, :, None] - xhat * (dgamma / m)[None, :, None]), dgamma, dbeta
 
 
 def conv_relu_pool_weight_grad(dout, arg, cols, oh, ow, k, stride):
