@@ -20,7 +20,7 @@ import numpy as np
 
 import nncore
 from nncore import backend, training
-from nncore.atomic import atomic_write
+from nncore.atomic import atomic_write, check_writable
 from nncore.cli import ArgumentParser, positive_int, run_cli
 from nncore.errors import UsageError
 
@@ -74,7 +74,7 @@ def main(argv):
     dataset = args.dataset or header.get("metadata", {}).get("dataset") or "mnist"
     name = os.path.splitext(os.path.basename(args.weights))[0]
     out_dir = args.out_dir or os.path.join("runs", f"eval_{name}")
-    training.check_writable(os.path.join(out_dir, "summary.json"))
+    check_writable(os.path.join(out_dir, "summary.json"))
     d = training.load_data(dataset, args.data_dir, log=None)
     check_classes(model, d, args.weights, dataset)
     x, y = d["x_test"], np.asarray(d["y_test"]).astype(np.int64)

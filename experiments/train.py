@@ -27,6 +27,7 @@ import time
 
 import nncore
 from nncore import backend, training
+from nncore.atomic import check_writable
 from nncore.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
 from nncore.errors import CorruptInputError, MissingInputError
 
@@ -108,8 +109,8 @@ def main(argv):
     name = args.name or f"{training.dataset_name(args.dataset)}_cnn"
     out_dir = args.out_dir or os.path.join("runs", name)
     weights_path = os.path.join(args.weights_dir, f"{name}.npz")
-    training.check_writable(weights_path)
-    training.check_writable(os.path.join(out_dir, "checkpoint.npz"))
+    check_writable(weights_path)
+    check_writable(os.path.join(out_dir, "checkpoint.npz"))
     ckpt_path = os.path.join(out_dir, "checkpoint.npz")
     command = "python experiments/train.py " + shlex.join(argv)
     resume_hint = f"python experiments/train.py --resume --name {shlex.quote(name)}" + (

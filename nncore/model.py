@@ -172,8 +172,11 @@ class Sequential:
         m, s = self.input_scaling["mean"], self.input_scaling["std"]
         return (x01 - self.dtype.type(m)) / self.dtype.type(s)
 
-    def predict_proba(self, images, batch_size=1000):
-        """Class probabilities (N, K) float32 for raw images, computed in batches in eval mode."""
+    def predict_log_proba(self, images, batch_size=1000):
+        """Log class probabilities (N, K) float32 for raw images, in batches in eval mode.
+
+        Computed through log-softmax, so they stay finite where probabilities underflow.
+        """
         if int(batch_size) < 1:
             raise UsageError(f"batch_size must be positive, got {batch_size}")
         x = self.prepare(images)
@@ -181,10 +184,12 @@ class Sequential:
         device = self.device
         for start in range(0, x.shape[0], batch_size):
             xb = backend.to_device(x[start:start + batch_size], device)
-            logits = self.forward(xb, training=False)
-            xp = backend.get_array_module(logits)
-            out[start:start + batch_size] = backend.to_numpy(xp.exp(log_softmax(logits)))
+            out[start:start + batch_size] = backend.to_numpy(log_softmax(self.forward(xb, training=False)))
         return out
+
+    def predict_proba(self, images, batch_size=1000):
+        """Class probabilities (N, K) float32 for raw images, computed in batches in eval mode."""
+        return np.exp(self.predict_log_proba(images, batch_size))
 
     def predict(self, images, batch_size=1000):
         """Predicted class indices (N,) int64 for raw images."""

@@ -41,7 +41,7 @@ from .atomic import atomic_write
 from .augment import augment
 from .errors import TrainingDivergedError, UsageError
 from .layers import Dropout
-from .losses import SoftmaxCrossEntropy, log_softmax
+from .losses import SoftmaxCrossEntropy
 from .models import MNIST_SCALING, cnn
 from .optim import make_optimizer
 from .schedules import make_schedule
@@ -176,15 +176,9 @@ def evaluate(model, images, labels, batch_size=1000):
     """
     labels = np.asarray(labels).astype(np.int64)
     n = len(labels)
-    proba = np.empty((n, model.num_classes), dtype=np.float32)
-    nll = 0.0
-    device = model.device
-    for start in range(0, n, batch_size):
-        xb = backend.to_device(model.prepare(images[start:start + batch_size]), device)
-        logp = backend.to_numpy(log_softmax(model.forward(xb, training=False))).astype(np.float64)
-        yb = labels[start:start + batch_size]
-        nll -= float(logp[np.arange(len(yb)), yb].sum())
-        proba[start:start + batch_size] = np.exp(logp)
+    logp = model.predict_log_proba(images, batch_size).astype(np.float64)
+    nll = -float(logp[np.arange(n), labels].sum())
+    proba = np.exp(logp).astype(np.float32)
     pred = proba.argmax(axis=1)
     return {"loss": nll / max(n, 1), "accuracy": float((pred == labels).mean()) if n else float("nan"),
             "pred": pred, "proba": proba}
@@ -585,8 +579,3 @@ def _extract_symbols(nd, data_dir, cached, log):
     return {"x_train": x[tr], "y_train": y[tr], "x_val": x[va], "y_val": y[va], "x_test": x[te], "y_test": y[te],
             "class_names": list(folder.class_names), "symbols": list(folder.symbols), "meta": meta}
 
-
-def check_writable(path):
-    """Fail early (before any training) when the file ``path`` could not be written."""
-    from .atomic import check_writable as _check
-    _check(path)
