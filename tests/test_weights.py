@@ -93,11 +93,16 @@ def test_npz_of_something_else(tmp_path):
         nncore.load_model(path)
 
 
-def test_object_arrays_are_refused_without_unpickling(tmp_path):
-    path = tmp_path / "evil.npz"
+def saved_arrays(tmp_path):
+    """Save a model, return (path, its arrays as a dict) for a test to tamper with and re-save."""
+    path = tmp_path / "m.npz"
     nncore.save_model(bn_model(), path)
     with np.load(path) as data:
-        arrays = {k: data[k] for k in data.files}
+        return path, {k: data[k] for k in data.files}
+
+
+def test_object_arrays_are_refused_without_unpickling(tmp_path):
+    path, arrays = saved_arrays(tmp_path)
     arrays["layers.0.W"] = np.array([{"x": 1}], dtype=object)
     np.savez(path, **arrays)
     with pytest.raises(CorruptInputError, match="cannot be loaded safely"):
@@ -105,10 +110,7 @@ def test_object_arrays_are_refused_without_unpickling(tmp_path):
 
 
 def test_weights_that_do_not_fit_the_architecture(tmp_path):
-    path = tmp_path / "m.npz"
-    nncore.save_model(bn_model(), path)
-    with np.load(path) as data:
-        arrays = {k: data[k] for k in data.files}
+    path, arrays = saved_arrays(tmp_path)
     arrays["layers.5.W"] = np.zeros((10, 3), np.float32)
     np.savez(path, **arrays)
     with pytest.raises(CorruptInputError, match="does not fit its architecture"):
@@ -116,10 +118,7 @@ def test_weights_that_do_not_fit_the_architecture(tmp_path):
 
 
 def test_unknown_layer_type_and_version(tmp_path):
-    path = tmp_path / "m.npz"
-    nncore.save_model(bn_model(), path)
-    with np.load(path) as data:
-        arrays = {k: data[k] for k in data.files}
+    path, arrays = saved_arrays(tmp_path)
     header = json.loads(str(arrays["__nncore__"]))
     header["architecture"][0]["type"] = "Transformer"
     arrays["__nncore__"] = np.array(json.dumps(header))
