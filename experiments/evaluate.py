@@ -37,7 +37,39 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0, help="seed for picking the random sample grid")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
     p.add_argument("--device", default="cpu", choices=["cpu", "gpu"], help="where to run the model")
+    p.add_argument("--merge", action="append", default=[], metavar="A,B[,...]",
+                   help="also report the accuracy with these classes counted as one (repeatable), "
+                        "e.g. --merge x,times for two symbols drawn alike")
     return p
+
+
+def merge_groups(specs, class_names):
+    """--merge values -> list of class-index lists; unknown names are a UsageError."""
+    groups = []
+    for spec in specs:
+        names = [n.strip() for n in spec.split(",") if n.strip()]
+        unknown = [n for n in names if n not in class_names]
+        if len(names) < 2 or unknown:
+            raise UsageError(f"--merge {spec!r}: give two or more class names from {list(class_names)}, "
+                             f"separated by commas" + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+        groups.append([list(class_names).index(n) for n in names])
+    return groups
+
+
+def merged_accuracy(y, pred, groups, k):
+    """Accuracy when each group of class indices counts as one class."""
+    to = np.arange(k)
+    for g in groups:
+        to[g] = g[0]
+    return float((to[y] == to[pred]).mean())
+
+
+def top_confusions(cm, names, n=5):
+    """The n largest off-diagonal cells of the confusion matrix as (true, predicted, count)."""
+    off = np.array(cm, dtype=np.int64)
+    np.fill_diagonal(off, 0)
+    order = np.argsort(-off, axis=None, kind="stable")[:n]
+    return [(names[i], names[j], int(off[i, j])) for i, j in zip(*np.unravel_index(order, off.shape)) if off[i, j]]
 
 
 def per_class(cm):
@@ -77,6 +109,7 @@ def main(argv):
     check_writable(os.path.join(out_dir, "summary.json"))
     d = training.load_data(dataset, args.data_dir, log=None)
     check_classes(model, d, args.weights, dataset)
+    groups = merge_groups(args.merge, model.class_names)
     x, y = d["x_test"], np.asarray(d["y_test"]).astype(np.int64)
     if args.limit:
         x, y = x[:args.limit], y[:args.limit]
@@ -110,6 +143,9 @@ def main(argv):
         "per_class": [{"class": c, "symbol": s, "support": int(n), "precision": _num(p), "recall": _num(r),
                        "accuracy": _num(r), "f1": _num(f)}
                       for c, s, n, p, r, f in zip(model.class_names, model.symbols, support, precision, recall, f1)],
+        "merged": [{"classes": [model.class_names[i] for i in g], "accuracy": round(merged_accuracy(y, pred, [g], k), 6)}
+                   for g in groups],
+        "top_confusions": [{"true": a, "predicted": b, "count": n} for a, b, n in top_confusions(cm, model.class_names)],
         "confusion_matrix": cm.tolist(), "class_names": list(model.class_names), "files": files,
         "seconds": round(time.perf_counter() - start, 2),
     }
@@ -125,6 +161,11 @@ def main(argv):
         print(f"{row['class']:<8} {row['symbol']:<7} {row['support']:>6} {fmt(row['precision']):>9} "
               f"{fmt(row['recall']):>7} {fmt(row['f1']):>6}")
     print("(recall = per-class accuracy: the share of that class's images classified correctly)")
+    if summary["top_confusions"]:
+        print("most frequent mistakes (true -> predicted): " +
+              ", ".join(f"{c['true']} -> {c['predicted']} {c['count']}" for c in summary["top_confusions"]))
+    for m in summary["merged"]:
+        print(f"accuracy with {' + '.join(m['classes'])} counted as one class: {100 * m['accuracy']:.2f}%")
     print(f"wrote {', '.join(files.values())}")
     return 0
 

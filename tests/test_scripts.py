@@ -124,7 +124,7 @@ def test_resume_without_checkpoint_exits_3(tmp_path):
 def test_evaluate_writes_pngs_and_json(tmp_path, weights, data_dir):
     out = tmp_path / "eval"
     proc = script("evaluate", "--weights", weights, "--limit", "1000", "--out-dir", str(out), "--json",
-                  cwd=str(tmp_path), data_dir=data_dir)
+                  "--merge", "4,9", cwd=str(tmp_path), data_dir=data_dir)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["images"] == 1000 and summary["accuracy"] >= MIN_TEST_ACCURACY
@@ -136,9 +136,22 @@ def test_evaluate_writes_pngs_and_json(tmp_path, weights, data_dir):
     for name in ("confusion.png", "misclassified.png", "samples.png"):
         assert (out / name).read_bytes()[:8] == PNG, name
     assert json.loads((out / "summary.json").read_text())["accuracy"] == summary["accuracy"]
+    cm = np.asarray(summary["confusion_matrix"])
+    merged = (np.trace(cm) + cm[4, 9] + cm[9, 4]) / cm.sum()
+    assert summary["merged"] == [{"classes": ["4", "9"], "accuracy": pytest.approx(merged, abs=1e-6)}]
+    top = summary["top_confusions"][0]
+    off = cm - np.diag(np.diag(cm))
+    assert top["count"] == off.max() and cm[summary["class_names"].index(top["true"]),
+                                              summary["class_names"].index(top["predicted"])] == off.max()
     table = script("evaluate", "--weights", weights, "--limit", "300", "--out-dir", str(out),
                    cwd=str(tmp_path), data_dir=data_dir)
     assert table.returncode == 0 and "precision" in table.stdout and "recall" in table.stdout
+
+
+def test_evaluate_unknown_merge_class_exits_2(tmp_path, weights, data_dir):
+    line = one_line_error(script("evaluate", "--weights", weights, "--limit", "10", "--merge", "4,nine",
+                                 "--out-dir", str(tmp_path / "e"), cwd=str(tmp_path), data_dir=data_dir), 2)
+    assert "nine" in line and "--merge" in line
 
 
 def test_evaluate_missing_weights_exits_3(tmp_path):
