@@ -214,13 +214,19 @@ def test_conv_relu_pool_fused_layer(kernels):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_fused_ref_cnn_equals_the_unfused_one(dtype):
-    """Same seed, same parameters: identical logits (bit for bit) and the same gradients."""
+    """Same seed, same parameters: the same logits and the same gradients.
+
+    Bit for bit with the reference kernels; with the numba kernels the fused
+    first layer convolves directly (conv3x3_relu_pool2_forward), summing the
+    nine taps in another order, so equal to rounding.
+    """
     import nncore
     rng = np.random.default_rng(17)
     x = rng.standard_normal((8, 1, 28, 28)).astype(dtype)
     plain, fused = nncore.ref_cnn(seed=3, dtype=dtype), nncore.ref_cnn(seed=3, dtype=dtype, fused=True)
     out_p, out_f = plain.forward(x, training=True), fused.forward(x, training=True)
-    np.testing.assert_array_equal(out_p, out_f)
+    np.testing.assert_allclose(out_p, out_f, **(dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else
+                                                  dict(rtol=1e-12, atol=1e-12)))
     d = rng.standard_normal(out_p.shape).astype(dtype)
     plain.backward(d)
     fused.backward(d)
@@ -233,7 +239,11 @@ def test_fused_ref_cnn_equals_the_unfused_one(dtype):
 
 
 def test_conv_relu_pool_as_a_first_layer(kernels):
-    """As a first layer (no input gradient) the fused layer sums dW straight from the window maxima."""
+    """As a first layer (no input gradient) the fused layer sums dW straight from the window maxima.
+
+    With the numba kernels this is the direct path (no im2col, no GEMM), with
+    the reference kernels the im2col one: both are checked.
+    """
     from nncore.layers import ConvReLUPool
     layer = ConvReLUPool(1, 3, 3, padding=1, dtype=F64, rng=0)
     layer.needs_input_grad = False
@@ -243,3 +253,21 @@ def test_conv_relu_pool_as_a_first_layer(kernels):
     results = check_layer(layer, x)
     assert [r.array for r in results] == ["W", "b"]
     assert_all_pass(results)
+    layer.forward(x, training=True)
+    assert (layer.cache[0] == "direct") == (kernels == "numba")
+
+
+def test_direct_first_layer_with_three_channels_and_no_padding(kernels):
+    """An RGB-like first layer (C*9 = 27 rows) without padding, odd sizes: still exact."""
+    from nncore.layers import ConvReLUPool
+    layer = ConvReLUPool(3, 2, 3, padding=0, dtype=F64, rng=1)
+    layer.needs_input_grad = False
+    x = np.random.default_rng(19).standard_normal((2, 3, 7, 9))
+    conv_out = Conv2D(3, 2, 3, padding=0, dtype=F64, rng=1).forward(x)   # 5x7: the last row and column
+    assert np.abs(conv_out).min() > 1e-4                                  # fall outside the 2x2 windows
+    windows = np.sort(conv_out[:, :, :4, :6].reshape(2, 2, 2, 2, 3, 2).transpose(0, 1, 2, 4, 3, 5)
+                      .reshape(2, 2, 2, 3, 4), axis=-1)
+    assert (windows[..., -1] - windows[..., -2]).min() > 1e-4
+    assert_all_pass(check_layer(layer, x))
+    layer.forward(x, training=True)
+    assert (layer.cache[0] == "direct") == (kernels == "numba")

@@ -197,3 +197,41 @@ def test_fused_weight_gradient_matches_reference(n, f, oh, ow, k, s, dtype):
     for a, b in zip(fast, slow):
         assert a.dtype == dtype
         np.testing.assert_allclose(a, b, rtol=1e-4 if dtype == np.float32 else 1e-10, atol=1e-5)
+
+
+DIRECT_CASES = [  # (N, C, H, W, pad): odd sizes (a conv row or column left out of the pooling), pads 0 to 2
+    (3, 1, 28, 28, 1), (1, 1, 5, 5, 1), (2, 3, 9, 7, 0), (2, 2, 6, 11, 2), (4, 1, 8, 6, 0)]
+
+
+@pytest.mark.parametrize("n,c,h,w,pad", DIRECT_CASES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_direct_first_layer_matches_reference(n, c, h, w, pad, dtype):
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((4, c, 3, 3)).astype(dtype)
+    b = rng.standard_normal(4).astype(dtype)
+    out_f, arg_f = cpu.conv3x3_relu_pool2_forward(x, wt, b, pad)
+    out_r, arg_r = ref.conv3x3_relu_pool2_forward(x, wt, b, pad)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    assert out_f.dtype == dtype and out_f.shape == out_r.shape
+    np.testing.assert_allclose(out_f, out_r, **tol)
+    np.testing.assert_array_equal(arg_f, arg_r)  # random data: no two window entries within rounding
+    assert (arg_r == -1).any() and (arg_r >= 0).any()
+    dout = rng.standard_normal(out_r.shape).astype(dtype)
+    fast = cpu.conv3x3_relu_pool2_weight_grad(dout, arg_r, x, pad)
+    slow = ref.conv3x3_relu_pool2_weight_grad(dout, arg_r, x, pad)
+    for a, r in zip(fast, slow):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, r, rtol=1e-4 if dtype == np.float32 else 1e-10, atol=1e-5)
+    np.testing.assert_allclose(cpu.conv3x3_relu_pool2_forward(x, wt, None, pad)[0],
+                               ref.conv3x3_relu_pool2_forward(x, wt, None, pad)[0], **tol)
+
+
+def test_direct_first_layer_reference_is_the_gemm_path():
+    """The reference direct kernel is, by definition, im2col -> GEMM -> the fused conv_relu_pool."""
+    rng = np.random.default_rng(13)
+    x, wt, b = rng.standard_normal((2, 1, 6, 6)), rng.standard_normal((3, 1, 3, 3)), rng.standard_normal(3)
+    out, arg = ref.conv3x3_relu_pool2_forward(x, wt, b, 1)
+    want = ref.conv_relu_pool_forward(wt.reshape(3, -1) @ ref.im2col(x, 3, 3, 1, 1), b, 2, 6, 6, 2, 2)
+    np.testing.assert_array_equal(out, want[0])
+    np.testing.assert_array_equal(arg, want[1])

@@ -23,6 +23,10 @@ from .reference import avgpool_backward, avgpool_forward, conv2d_naive, conv_out
 
 threads.configure()
 
+#: ConvReLUPool computes a thin first layer (3x3, stride 1, C*9 <= 32 rows, 2x2 pool)
+#: with :func:`conv3x3_relu_pool2_forward` instead of im2col and a GEMM (see that layer)
+DIRECT_FIRST_LAYER = True
+
 _jit = numba.njit(cache=True, nogil=True)
 _pjit = numba.njit(cache=True, nogil=True, parallel=True)
 
@@ -616,4 +620,116 @@ def conv_relu_pool_weight_grad(dout, arg, cols, oh, ow, k, stride):
     offsets = np.array([(a // k) * ow + a % k for a in range(k * k)], dtype=np.int64)  # window offset -> column shift
     _conv_relu_pool_weight_grad(np.ascontiguousarray(dout), np.ascontiguousarray(arg), np.ascontiguousarray(cols),
                                 offsets, oh, ow, stride, chunks, acc, acc_b)
+    return acc.sum(axis=0).astype(dout.dtype), acc_b.sum(axis=0).astype(dout.dtype)
+
+
+# ----------------------------------------------------------------------------- direct first-layer convolution
+
+@_pjit
+def _conv3x3_relu_pool2_forward(xpad, w, b, out, arg):
+    n, c = xpad.shape[0], xpad.shape[1]
+    f = w.shape[0]
+    ph, pw = out.shape[2], out.shape[3]
+    q2 = 2 * pw
+    for plane in prange(n * f):  # filter inner: consecutive tasks re-read the same image from cache
+        ni = plane // f
+        fi = plane % f
+        r0 = np.empty(q2, dtype=out.dtype)  # the two conv output rows of one pooled row
+        r1 = np.empty(q2, dtype=out.dtype)
+        bias = b[fi]
+        for py in range(ph):
+            for q in range(q2):
+                r0[q] = 0
+                r1[q] = 0
+            for ci in range(c):
+                w00, w01, w02 = w[fi, ci, 0, 0], w[fi, ci, 0, 1], w[fi, ci, 0, 2]
+                w10, w11, w12 = w[fi, ci, 1, 0], w[fi, ci, 1, 1], w[fi, ci, 1, 2]
+                w20, w21, w22 = w[fi, ci, 2, 0], w[fi, ci, 2, 1], w[fi, ci, 2, 2]
+                x0, x1 = xpad[ni, ci, 2 * py], xpad[ni, ci, 2 * py + 1]
+                x2, x3 = xpad[ni, ci, 2 * py + 2], xpad[ni, ci, 2 * py + 3]
+                for q in range(q2):  # nine taps written out: the loop over q vectorises
+                    r0[q] += (w00 * x0[q] + w01 * x0[q + 1] + w02 * x0[q + 2]
+                              + w10 * x1[q] + w11 * x1[q + 1] + w12 * x1[q + 2]
+                              + w20 * x2[q] + w21 * x2[q + 1] + w22 * x2[q + 2])
+                    r1[q] += (w00 * x1[q] + w01 * x1[q + 1] + w02 * x1[q + 2]
+                              + w10 * x2[q] + w11 * x2[q + 1] + w12 * x2[q + 2]
+                              + w20 * x3[q] + w21 * x3[q + 1] + w22 * x3[q + 2])
+            for px in range(pw):  # the same comparisons, in the same order, as _conv_relu_pool2_forward
+                best = r0[2 * px]
+                where = 0
+                v = r0[2 * px + 1]
+                if v > best:
+                    best = v
+                    where = 1
+                v = r1[2 * px]
+                if v > best:
+                    best = v
+                    where = 2
+                v = r1[2 * px + 1]
+                if v > best:
+                    best = v
+                    where = 3
+                best += bias
+                if best > 0:
+                    out[ni, fi, py, px] = best
+                    arg[ni, fi, py, px] = where
+                else:
+                    out[ni, fi, py, px] = 0
+                    arg[ni, fi, py, px] = -1
+
+
+def _pad(x, pad):
+    if pad == 0:
+        return np.ascontiguousarray(x)
+    return np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+
+
+def conv3x3_relu_pool2_forward(x, w, b, pad):
+    """numba twin of :func:`nncore.kernels.reference.conv3x3_relu_pool2_forward`.
+
+    Computes each pair of conv rows in registers and pools them at once: no
+    column matrix, no GEMM, no full-size conv output.
+    """
+    n, f = x.shape[0], w.shape[0]
+    oh, ow = conv_output_size(x.shape[2], 3, 1, pad), conv_output_size(x.shape[3], 3, 1, pad)
+    if b is None:
+        b = np.zeros(f, dtype=x.dtype)
+    out = np.empty((n, f, oh // 2, ow // 2), dtype=x.dtype)
+    arg = np.empty((n, f, oh // 2, ow // 2), dtype=np.int32)
+    _conv3x3_relu_pool2_forward(_pad(x, pad), np.ascontiguousarray(w), b, out, arg)
+    return out, arg
+
+
+@_pjit
+def _conv3x3_relu_pool2_weight_grad(dout, arg, xpad, chunks, acc, acc_b):
+    n, f, ph, pw = dout.shape
+    c = xpad.shape[1]
+    for task in prange(chunks):  # a slice of the images per task, float64 partial sums per task
+        for ni in range(task * n // chunks, (task + 1) * n // chunks):
+            for fi in range(f):
+                acc_f = acc[task, fi]
+                total = 0.0
+                for py in range(ph):
+                    for px in range(pw):
+                        a = arg[ni, fi, py, px]
+                        if a >= 0:
+                            g = dout[ni, fi, py, px]
+                            total += g
+                            oy = 2 * py + a // 2   # the window's arg-max, in conv output coordinates
+                            ox = 2 * px + a % 2
+                            for ci in range(c):
+                                for i in range(3):
+                                    for j in range(3):
+                                        acc_f[ci * 9 + i * 3 + j] += g * xpad[ni, ci, oy + i, ox + j]
+                acc_b[task, fi] += total
+
+
+def conv3x3_relu_pool2_weight_grad(dout, arg, x, pad):
+    """numba twin of :func:`nncore.kernels.reference.conv3x3_relu_pool2_weight_grad` (sums in float64)."""
+    n, f = dout.shape[:2]
+    chunks = max(1, min(n, 4 * threads.get_num_threads()))
+    acc = np.zeros((chunks, f, x.shape[1] * 9))
+    acc_b = np.zeros((chunks, f))
+    _conv3x3_relu_pool2_weight_grad(np.ascontiguousarray(dout), np.ascontiguousarray(arg), _pad(x, pad),
+                                    chunks, acc, acc_b)
     return acc.sum(axis=0).astype(dout.dtype), acc_b.sum(axis=0).astype(dout.dtype)

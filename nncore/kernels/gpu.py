@@ -19,6 +19,9 @@ import functools
 from ..backend import import_cupy
 from .reference import batchnorm_backward, batchnorm_forward, conv_output_size  # noqa: F401  (array-generic)
 
+#: first layers go through im2col and cuBLAS here too (a GPU has no use for the CPU's direct path)
+DIRECT_FIRST_LAYER = False
+
 cp = import_cupy()
 
 _IM2COL = cp.ElementwiseKernel(

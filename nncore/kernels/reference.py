@@ -22,6 +22,10 @@ so ``cols`` has shape ``(C*KH*KW, N*OH*OW)``, and a convolution with weights
 
 import numpy as np
 
+#: the layers take the im2col + GEMM path for every convolution with these kernels;
+#: the direct first-layer functions at the end serve as the oracle of the numba twins
+DIRECT_FIRST_LAYER = False
+
 
 def conv_output_size(size, kernel, stride, pad):
     """Output length along one axis: ``(size + 2*pad - kernel) // stride + 1``."""
@@ -276,3 +280,32 @@ def conv_relu_pool_weight_grad(dout, arg, cols, oh, ow, k, stride):
     """
     d2, db = conv_relu_pool_backward(dout, arg, oh, ow, k, stride)
     return d2 @ cols.T, db
+
+
+# ----------------------------------------------------------------------------- direct first-layer convolution
+
+def conv3x3_relu_pool2_forward(x, w, b, pad):
+    """A 3x3, stride-1 convolution, bias, ReLU and 2x2/2 max-pooling straight from the image.
+
+    Inputs: x (N, C, H, W); w (F, C, 3, 3); b (F,) or None; pad (zero padding of H and W).
+    Returns (out, arg) exactly as :func:`conv_relu_pool_forward` on
+    ``w.reshape(F, -1) @ im2col(x, 3, 3, 1, pad)``, which is how it is written
+    here. The fast twin never builds the (C*9, N*OH*OW) column matrix: with
+    C*9 at most a few dozen rows (a first layer), the product is too thin
+    for BLAS to pay for the memory it costs.
+    """
+    n, f = x.shape[0], w.shape[0]
+    oh, ow = conv_output_size(x.shape[2], 3, 1, pad), conv_output_size(x.shape[3], 3, 1, pad)
+    y = w.reshape(f, -1) @ im2col(x, 3, 3, 1, pad)
+    return conv_relu_pool_forward(y, b, n, oh, ow, 2, 2)
+
+
+def conv3x3_relu_pool2_weight_grad(dout, arg, x, pad):
+    """Weight and bias gradients of :func:`conv3x3_relu_pool2_forward`, from the image itself.
+
+    Inputs: dout (N, F, PH, PW); arg from the forward pass; x (N, C, H, W).
+    Returns (dw2, db): dw2 (F, C*9) and db (F,), equal to
+    :func:`conv_relu_pool_weight_grad` with ``cols = im2col(x, 3, 3, 1, pad)``.
+    """
+    oh, ow = conv_output_size(x.shape[2], 3, 1, pad), conv_output_size(x.shape[3], 3, 1, pad)
+    return conv_relu_pool_weight_grad(dout, arg, im2col(x, 3, 3, 1, pad), oh, ow, 2, 2)

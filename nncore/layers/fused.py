@@ -34,6 +34,14 @@ class ConvReLUPool(Conv2D):
     is Conv2D's backward (dW, db, col2im). A first layer needs no input
     gradient; when its C*KH*KW is small, dW is summed straight from the window
     maxima (``conv_relu_pool_weight_grad``), skipping the mostly-zero d2.
+
+    Thin first layers skip im2col too. With the numba kernels, a 3x3,
+    stride-1 layer with C*9 <= 32 rows and 2x2/2 pooling that needs no input
+    gradient (a model's first layer, in training and at inference) is computed straight from the image by
+    ``conv3x3_relu_pool2_forward``, and its dW by
+    ``conv3x3_relu_pool2_weight_grad``: a GEMM with nine inner rows is all
+    memory traffic, while the direct loop keeps two conv rows in registers.
+    Same results (the tests compare both paths with the reference).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, pool=2,
@@ -54,7 +62,20 @@ class ConvReLUPool(Conv2D):
             raise UsageError(f"ConvReLUPool: conv output {oh}x{ow} is smaller than the pooling window {self.pool}")
         return (f, (oh - self.pool) // self.pool_stride + 1, (ow - self.pool) // self.pool_stride + 1)
 
+    def _direct(self, x):
+        """True when this call takes the direct first-layer path (see the class docstring)."""
+        return (backend.kernels(x).DIRECT_FIRST_LAYER and self.kernel_size == (3, 3) and self.stride == 1
+                and self.pool == 2 and self.pool_stride == 2 and self.in_channels * 9 <= self.DIRECT_WEIGHT_GRAD_ROWS
+                and not self.needs_input_grad)
+
     def forward(self, x, training=False):
+        if self._direct(x):
+            self._check_input(x, 4)
+            self.output_shape(x.shape[1:])
+            out, self.arg = backend.kernels(x).conv3x3_relu_pool2_forward(x, self.params["W"], self.params.get("b"),
+                                                                         self.pad[0])
+            self.cache = ("direct", x)
+            return out
         if not training and x.shape[0] > self._slice_size(x):
             return self._sliced(x)
         y, oh, ow = self._forward_gemm(x)
@@ -68,8 +89,14 @@ class ConvReLUPool(Conv2D):
     DIRECT_WEIGHT_GRAD_ROWS = 32
 
     def backward(self, dout):
-        x_shape, cols, oh, ow = self.cache
         kern = backend.kernels(dout)
+        if self.cache[0] == "direct":
+            dw2, db = kern.conv3x3_relu_pool2_weight_grad(dout, self.arg, self.cache[1], self.pad[0])
+            self.grads["W"] = dw2.reshape(self.params["W"].shape)
+            if self.use_bias:
+                self.grads["b"] = db
+            return None
+        x_shape, cols, oh, ow = self.cache
         if not self.needs_input_grad and cols.shape[0] <= self.DIRECT_WEIGHT_GRAD_ROWS:
             dw2, db = kern.conv_relu_pool_weight_grad(dout, self.arg, cols, oh, ow, self.pool, self.pool_stride)
             self.grads["W"] = dw2.reshape(self.params["W"].shape)
