@@ -42,7 +42,7 @@ import numpy as np
 from nncore import backend, threads
 from nncore.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
 from nncore.errors import UsageError
-from nncore.layers import Conv2D, Dense
+from nncore.layers import Conv2D, ConvReLUPool, Dense
 from nncore.losses import SoftmaxCrossEntropy
 from nncore.models import ref_cnn
 from nncore.optim import SGD
@@ -277,13 +277,16 @@ def layer_breakdown(args, rng):
 def gemm_shapes(model, batch):
     """The matrix products of one training step: (name, A shape, B shape, transpose flags, function).
 
-    The function is the one the layers call: nncore.threads.matmul.
+    The function is the one the layers call: nncore.threads.matmul. A fused
+    first layer that convolves directly (no im2col) has no product to list.
     """
     shapes = [model.input_shape]
     for layer in model.layers:
         shapes.append(layer.output_shape(shapes[-1]))
     out = []
     for layer, s_in, s_out in zip(model.layers, shapes, shapes[1:]):
+        if isinstance(layer, ConvReLUPool) and layer.takes_direct_path(np.zeros(1, np.float32)):
+            continue
         if isinstance(layer, Conv2D):
             f, c, kh, kw = layer.params["W"].shape
             k, m = c * kh * kw, batch * s_out[1] * s_out[2]
@@ -302,7 +305,8 @@ def gemm_shapes(model, batch):
 
 def gemm_times(args, rng):
     """Median milliseconds of each GEMM of a training step, same shapes and layouts as the layers use."""
-    model = ref_cnn(seed=0).train()
+    backend.set_cpu_kernels("numba")
+    model = ref_cnn(seed=0, fused=True).train()   # the contender whose step the GEMM share refers to
     rows = []
     for name, sa, sb, ta, tb, fn in gemm_shapes(model, args.batch):
         a = rng.standard_normal(sa).astype(np.float32)

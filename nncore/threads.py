@@ -126,6 +126,26 @@ def _bounds(size, parts):
     return [(size * i) // parts for i in range(parts + 1)]
 
 
+def num_slices(n):
+    """How many slices :func:`run_slices` cuts ``range(n)`` into."""
+    return max(1, min(get_num_threads() if _state["configured"] else 1, n))
+
+
+def run_slices(n, job):
+    """Run ``job(i, lo, hi)`` for the ``i``-th of :func:`num_slices` contiguous slices of ``range(n)``.
+
+    For compiled kernels that release the GIL (numba ``nogil=True``) and are
+    serial themselves: they compile several times faster than a numba
+    ``parallel=True`` loop, and nncore's sleeping pool supplies the threads.
+    """
+    parts = num_slices(n)
+    if parts < 2:
+        job(0, 0, n)
+        return
+    cut = _bounds(n, parts)
+    _get_pool().run([lambda i=i, lo=lo, hi=hi: job(i, lo, hi) for i, (lo, hi) in enumerate(zip(cut, cut[1:]))])
+
+
 def matmul(a, b):
     """``a @ b`` for 2-D arrays, split over :func:`get_num_threads` threads on the CPU.
 

@@ -625,13 +625,16 @@ def conv_relu_pool_weight_grad(dout, arg, cols, oh, ow, k, stride):
 
 # ----------------------------------------------------------------------------- direct first-layer convolution
 
-@_pjit
+# These two are serial (nogil) loops run on slices of the batch by threads.run_slices:
+# as parallel=True loops they took 2-3 s longer to compile on a cold cache.
+
+@_jit
 def _conv3x3_relu_pool2_forward(xpad, w, b, out, arg):
     n, c = xpad.shape[0], xpad.shape[1]
     f = w.shape[0]
     ph, pw = out.shape[2], out.shape[3]
     q2 = 2 * pw
-    for plane in prange(n * f):  # filter inner: consecutive tasks re-read the same image from cache
+    for plane in range(n * f):  # filter inner: the same image is re-read from cache
         ni = plane // f
         fi = plane % f
         r0 = np.empty(q2, dtype=out.dtype)  # the two conv output rows of one pooled row
@@ -696,40 +699,44 @@ def conv3x3_relu_pool2_forward(x, w, b, pad):
         b = np.zeros(f, dtype=x.dtype)
     out = np.empty((n, f, oh // 2, ow // 2), dtype=x.dtype)
     arg = np.empty((n, f, oh // 2, ow // 2), dtype=np.int32)
-    _conv3x3_relu_pool2_forward(_pad(x, pad), np.ascontiguousarray(w), b, out, arg)
+    xpad, w = _pad(x, pad), np.ascontiguousarray(w)
+    threads.run_slices(n, lambda i, lo, hi: _conv3x3_relu_pool2_forward(xpad[lo:hi], w, b, out[lo:hi], arg[lo:hi]))
     return out, arg
 
 
-@_pjit
-def _conv3x3_relu_pool2_weight_grad(dout, arg, xpad, chunks, acc, acc_b):
+@_jit
+def _conv3x3_relu_pool2_weight_grad(dout, arg, xpad, acc, acc_b):
     n, f, ph, pw = dout.shape
     c = xpad.shape[1]
-    for task in prange(chunks):  # a slice of the images per task, float64 partial sums per task
-        for ni in range(task * n // chunks, (task + 1) * n // chunks):
-            for fi in range(f):
-                acc_f = acc[task, fi]
-                total = 0.0
-                for py in range(ph):
-                    for px in range(pw):
-                        a = arg[ni, fi, py, px]
-                        if a >= 0:
-                            g = dout[ni, fi, py, px]
-                            total += g
-                            oy = 2 * py + a // 2   # the window's arg-max, in conv output coordinates
-                            ox = 2 * px + a % 2
-                            for ci in range(c):
-                                for i in range(3):
-                                    for j in range(3):
-                                        acc_f[ci * 9 + i * 3 + j] += g * xpad[ni, ci, oy + i, ox + j]
-                acc_b[task, fi] += total
+    for ni in range(n):
+        for fi in range(f):
+            acc_f = acc[fi]
+            total = 0.0
+            for py in range(ph):
+                for px in range(pw):
+                    a = arg[ni, fi, py, px]
+                    if a >= 0:
+                        g = dout[ni, fi, py, px]
+                        total += g
+                        oy = 2 * py + a // 2   # the window's arg-max, in conv output coordinates
+                        ox = 2 * px + a % 2
+                        for ci in range(c):
+                            for i in range(3):
+                                for j in range(3):
+                                    acc_f[ci * 9 + i * 3 + j] += g * xpad[ni, ci, oy + i, ox + j]
+            acc_b[fi] += total
 
 
 def conv3x3_relu_pool2_weight_grad(dout, arg, x, pad):
-    """numba twin of :func:`nncore.kernels.reference.conv3x3_relu_pool2_weight_grad` (sums in float64)."""
+    """numba twin of :func:`nncore.kernels.reference.conv3x3_relu_pool2_weight_grad`.
+
+    Each thread sums a slice of the images into its own float64 slab; the slabs are added at the end.
+    """
     n, f = dout.shape[:2]
-    chunks = max(1, min(n, 4 * threads.get_num_threads()))
-    acc = np.zeros((chunks, f, x.shape[1] * 9))
-    acc_b = np.zeros((chunks, f))
-    _conv3x3_relu_pool2_weight_grad(np.ascontiguousarray(dout), np.ascontiguousarray(arg), _pad(x, pad),
-                                    chunks, acc, acc_b)
+    parts = threads.num_slices(n)
+    acc = np.zeros((parts, f, x.shape[1] * 9))
+    acc_b = np.zeros((parts, f))
+    dout, arg, xpad = np.ascontiguousarray(dout), np.ascontiguousarray(arg), _pad(x, pad)
+    threads.run_slices(n, lambda i, lo, hi: _conv3x3_relu_pool2_weight_grad(dout[lo:hi], arg[lo:hi], xpad[lo:hi],
+                                                                            acc[i], acc_b[i]))
     return acc.sum(axis=0).astype(dout.dtype), acc_b.sum(axis=0).astype(dout.dtype)

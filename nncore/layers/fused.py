@@ -62,14 +62,14 @@ class ConvReLUPool(Conv2D):
             raise UsageError(f"ConvReLUPool: conv output {oh}x{ow} is smaller than the pooling window {self.pool}")
         return (f, (oh - self.pool) // self.pool_stride + 1, (ow - self.pool) // self.pool_stride + 1)
 
-    def _direct(self, x):
+    def takes_direct_path(self, x):
         """True when this call takes the direct first-layer path (see the class docstring)."""
         return (backend.kernels(x).DIRECT_FIRST_LAYER and self.kernel_size == (3, 3) and self.stride == 1
                 and self.pool == 2 and self.pool_stride == 2 and self.in_channels * 9 <= self.DIRECT_WEIGHT_GRAD_ROWS
                 and not self.needs_input_grad)
 
     def forward(self, x, training=False):
-        if self._direct(x):
+        if self.takes_direct_path(x):
             self._check_input(x, 4)
             self.output_shape(x.shape[1:])
             out, self.arg = backend.kernels(x).conv3x3_relu_pool2_forward(x, self.params["W"], self.params.get("b"),
