@@ -289,7 +289,8 @@ def gemm_shapes(model, batch):
             continue
         if isinstance(layer, Conv2D):
             f, c, kh, kw = layer.params["W"].shape
-            k, m = c * kh * kw, batch * s_out[1] * s_out[2]
+            _, oh, ow = Conv2D.output_shape(layer, s_in)   # before a fused layer's pooling
+            k, m = c * kh * kw, batch * oh * ow
             out.append((f"{layer!r} fwd  W2 @ cols", (f, k), (k, m), False, False, threads.matmul))
             out.append((f"{layer!r} dW   d2 @ cols.T", (f, m), (k, m), False, True, threads.matmul))
             if layer.needs_input_grad:
