@@ -418,6 +418,8 @@ def build_parser():
     p.add_argument("--skip-subprocess", action="store_true",
                    help="skip the peak-memory and start-up measurements (they start fresh interpreters)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument("--first-layer", action="store_true",
+                   help="only compare the fused first layer's two CPU paths (direct vs im2col + GEMM), interleaved")
     p.add_argument("--device", default="cpu", help="cpu, or gpu: nncore through CuPy beside PyTorch CUDA")
     p.add_argument("--gpu-train-batches", default="128,256,1024", help="--device gpu: training batch sizes")
     p.add_argument("--gpu-infer-batches", default="128,1024,4096", help="--device gpu: inference batch sizes")
@@ -434,6 +436,40 @@ def fmt_rate(s):
     return f"{s['img_s']:>9,.0f}  [{s['q1']:>9,.0f} {s['q3']:>9,.0f}]  {s['ms']:8.2f} ms"
 
 
+def first_layer_main(args):
+    """ref-cnn's first layer (and the whole inference) with the direct path on and off, interleaved."""
+    from nncore.kernels import cpu
+    rng = np.random.default_rng(0)
+    model = ref_cnn(seed=0, fused=True)
+    layer = model.layers[0]
+    x = rng.standard_normal((args.batch, 1, 28, 28)).astype(np.float32)
+    xi = rng.standard_normal((args.infer_batch, 1, 28, 28)).astype(np.float32)
+    times = {path: {"fwd": [], "bwd": [], "infer": []} for path in ("direct", "gemm")}
+    for it in range(args.warmup + args.steps):
+        for path in times:
+            cpu.DIRECT_FIRST_LAYER = path == "direct"
+            t0 = time.perf_counter()
+            out = layer.forward(x, training=True)
+            t1 = time.perf_counter()
+            layer.backward(np.ones_like(out))
+            t2 = time.perf_counter()
+            model.forward(xi, training=False)
+            t3 = time.perf_counter()
+            if it >= args.warmup:
+                for key, dt in (("fwd", t1 - t0), ("bwd", t2 - t1), ("infer", t3 - t2)):
+                    times[path][key].append(1e3 * dt)
+    cpu.DIRECT_FIRST_LAYER = True
+    med = {p: {k: statistics.median(v) for k, v in d.items()} for p, d in times.items()}
+    print(f"ref-cnn first layer, batch {args.batch}; whole-model inference, batch {args.infer_batch}; "
+          f"{args.threads} threads; medians of {args.steps}, ms")
+    for path, label in (("gemm", "im2col + GEMM"), ("direct", "direct")):
+        m = med[path]
+        print(f"  {label:<14} layer fwd {m['fwd']:6.2f}  bwd {m['bwd']:6.2f}  inference {m['infer']:7.1f}")
+    if args.json:
+        print(json.dumps(med))
+    return 0
+
+
 def main(argv):
     args = build_parser().parse_args(argv)
     device = backend.normalize_device(args.device)
@@ -444,6 +480,8 @@ def main(argv):
 
     threads.set_num_threads(args.threads)
     import nncore.kernels.cpu  # noqa: F401  (configures numba's and BLAS's thread pools)
+    if args.first_layer:
+        return first_layer_main(args)
     torch, torch_note = import_torch(args)
     if torch is not None:
         torch.set_num_threads(args.threads)

@@ -68,3 +68,24 @@ def test_gpu_without_a_device_is_one_clear_line():
     assert proc.returncode == 7
     assert proc.stderr.startswith("error:") and "cupy" in proc.stderr.lower() and ".[gpu]" in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_first_layer_comparison_reports_both_paths():
+    out = last_json(run("--first-layer"))
+    assert set(out) == {"direct", "gemm"}
+    for path in out.values():
+        assert set(path) == {"fwd", "bwd", "infer"} and min(path.values()) > 0
+
+
+def test_gemm_list_follows_the_fused_model():
+    """The direct first layer runs no GEMM; the second conv's products use its pre-pooling size."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import benchmark
+    finally:
+        sys.path.pop(0)
+    from nncore.models import ref_cnn
+    rows = benchmark.gemm_shapes(ref_cnn(seed=0, fused=True).train(), 4)
+    convs = [r for r in rows if r[0].startswith("ConvReLUPool")]
+    assert len(convs) == 3 and all("in_channels=32" in r[0] for r in convs)
+    assert convs[0][1:3] == ((64, 288), (288, 4 * 14 * 14))
