@@ -44,6 +44,19 @@ def _valid_range(out_len, in_len, offset, stride):
     return lo, max(lo, hi)
 
 
+@_jit
+def _max4(v0, v1, v2, v3):
+    """(max, index of the first maximum) of one 2x2 window read row by row: ties go to the earlier entry."""
+    best, where = v0, 0
+    if v1 > best:
+        best, where = v1, 1
+    if v2 > best:
+        best, where = v2, 2
+    if v3 > best:
+        best, where = v3, 3
+    return best, where
+
+
 @_pjit
 def _im2col(x, kh, kw, stride, pad, oh, ow, cols):
     # General case. Each thread owns whole (c, n) input planes and the matching
@@ -277,22 +290,7 @@ def _maxpool2_forward(x3, out3, arg3):
             o = out3[plane, y]
             a = arg3[plane, y]
             for z in range(ow):
-                best = r0[2 * z]
-                where = 0
-                v = r0[2 * z + 1]
-                if v > best:
-                    best = v
-                    where = 1
-                v = r1[2 * z]
-                if v > best:
-                    best = v
-                    where = 2
-                v = r1[2 * z + 1]
-                if v > best:
-                    best = v
-                    where = 3
-                o[z] = best
-                a[z] = where
+                o[z], a[z] = _max4(r0[2 * z], r0[2 * z + 1], r1[2 * z], r1[2 * z + 1])
 
 
 def maxpool_forward(x, k, stride):
@@ -441,20 +439,7 @@ def _conv_relu_pool2_forward(y, b, n, oh, ow, out, arg):
             r0 = ni * p + 2 * py * ow
             r1 = r0 + ow
             for px in range(pw):
-                best = y[fi, r0 + 2 * px]
-                where = 0
-                v = y[fi, r0 + 2 * px + 1]
-                if v > best:
-                    best = v
-                    where = 1
-                v = y[fi, r1 + 2 * px]
-                if v > best:
-                    best = v
-                    where = 2
-                v = y[fi, r1 + 2 * px + 1]
-                if v > best:
-                    best = v
-                    where = 3
+                best, where = _max4(y[fi, r0 + 2 * px], y[fi, r0 + 2 * px + 1], y[fi, r1 + 2 * px], y[fi, r1 + 2 * px + 1])
                 best += bias
                 if best > 0:
                     out[ni, fi, py, px] = best
@@ -657,21 +642,8 @@ def _conv3x3_relu_pool2_forward(xpad, w, b, out, arg):
                     r1[q] += (w00 * x1[q] + w01 * x1[q + 1] + w02 * x1[q + 2]
                               + w10 * x2[q] + w11 * x2[q + 1] + w12 * x2[q + 2]
                               + w20 * x3[q] + w21 * x3[q + 1] + w22 * x3[q + 2])
-            for px in range(pw):  # the same comparisons, in the same order, as _conv_relu_pool2_forward
-                best = r0[2 * px]
-                where = 0
-                v = r0[2 * px + 1]
-                if v > best:
-                    best = v
-                    where = 1
-                v = r1[2 * px]
-                if v > best:
-                    best = v
-                    where = 2
-                v = r1[2 * px + 1]
-                if v > best:
-                    best = v
-                    where = 3
+            for px in range(pw):
+                best, where = _max4(r0[2 * px], r0[2 * px + 1], r1[2 * px], r1[2 * px + 1])
                 best += bias
                 if best > 0:
                     out[ni, fi, py, px] = best
