@@ -163,25 +163,17 @@ def matmul(a, b):
     if k != k2 or m * k * p < _SPLIT_MIN_MACS:
         return a @ b
     dtype = np.result_type(a, b)
-    pool = _get_pool()
-    parts = min(n, max(m, k, p))
     if p >= m and p >= k:                       # split the columns of b and out
         out = np.empty((m, p), dtype=dtype)
-        cut = _bounds(p, parts)
-        jobs = [lambda lo=lo, hi=hi: np.matmul(a, b[:, lo:hi], out=out[:, lo:hi]) for lo, hi in zip(cut, cut[1:])]
-    elif m >= k:                                # split the rows of a and out
-        out = np.empty((m, p), dtype=dtype)
-        cut = _bounds(m, parts)
-        jobs = [lambda lo=lo, hi=hi: np.matmul(a[lo:hi], b, out=out[lo:hi]) for lo, hi in zip(cut, cut[1:])]
-    else:                                       # split the inner dimension, sum the partial products
-        partial = np.empty((parts, m, p), dtype=dtype)
-        cut = _bounds(k, parts)
-        jobs = [lambda i=i, lo=lo, hi=hi: np.matmul(a[:, lo:hi], b[lo:hi], out=partial[i])
-                for i, (lo, hi) in enumerate(zip(cut, cut[1:]))]
-        pool.run(jobs)
-        out = partial[0]
-        for i in range(1, parts):
-            out += partial[i]
+        run_slices(p, lambda i, lo, hi: np.matmul(a, b[:, lo:hi], out=out[:, lo:hi]))
         return out
-    pool.run(jobs)
+    if m >= k:                                  # split the rows of a and out
+        out = np.empty((m, p), dtype=dtype)
+        run_slices(m, lambda i, lo, hi: np.matmul(a[lo:hi], b, out=out[lo:hi]))
+        return out
+    partial = np.empty((num_slices(k), m, p), dtype=dtype)   # split the inner dimension, sum the partial products
+    run_slices(k, lambda i, lo, hi: np.matmul(a[:, lo:hi], b[lo:hi], out=partial[i]))
+    out = partial[0]
+    for i in range(1, len(partial)):
+        out += partial[i]
     return out

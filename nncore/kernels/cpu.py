@@ -57,6 +57,18 @@ def _max4(v0, v1, v2, v3):
     return best, where
 
 
+@_jit
+def _store_relu(out, arg, ni, fi, py, px, v, where):
+    """Write one pooled output of a fused conv-ReLU-pool: v and its window offset, or 0 and -1 where
+    the ReLU clamps v (no gradient flows back through that window)."""
+    if v > 0:
+        out[ni, fi, py, px] = v
+        arg[ni, fi, py, px] = where
+    else:
+        out[ni, fi, py, px] = 0
+        arg[ni, fi, py, px] = -1
+
+
 @_pjit
 def _im2col(x, kh, kw, stride, pad, oh, ow, cols):
     # General case. Each thread owns whole (c, n) input planes and the matching
@@ -416,13 +428,8 @@ def _conv_relu_pool_forward(y, b, n, oh, ow, k, stride, out, arg):
                         if v > best:  # strict: the first maximum wins ties, as in maxpool_forward
                             best = v
                             where = i * k + j
-                v = best + bias      # rounding is monotone: max(y) + b == max(y + b)
-                if v > 0:
-                    out[ni, fi, py, px] = v
-                    arg[ni, fi, py, px] = where
-                else:
-                    out[ni, fi, py, px] = 0
-                    arg[ni, fi, py, px] = -1
+                # rounding is monotone: max(y) + b == max(y + b)
+                _store_relu(out, arg, ni, fi, py, px, best + bias, where)
 
 
 @_pjit
@@ -439,14 +446,9 @@ def _conv_relu_pool2_forward(y, b, n, oh, ow, out, arg):
             r0 = ni * p + 2 * py * ow
             r1 = r0 + ow
             for px in range(pw):
-                best, where = _max4(y[fi, r0 + 2 * px], y[fi, r0 + 2 * px + 1], y[fi, r1 + 2 * px], y[fi, r1 + 2 * px + 1])
-                best += bias
-                if best > 0:
-                    out[ni, fi, py, px] = best
-                    arg[ni, fi, py, px] = where
-                else:
-                    out[ni, fi, py, px] = 0
-                    arg[ni, fi, py, px] = -1
+                best, where = _max4(y[fi, r0 + 2 * px], y[fi, r0 + 2 * px + 1],
+                                    y[fi, r1 + 2 * px], y[fi, r1 + 2 * px + 1])
+                _store_relu(out, arg, ni, fi, py, px, best + bias, where)
 
 
 def conv_relu_pool_forward(y, b, n, oh, ow, k, stride):
@@ -644,13 +646,7 @@ def _conv3x3_relu_pool2_forward(xpad, w, b, out, arg):
                               + w20 * x3[q] + w21 * x3[q + 1] + w22 * x3[q + 2])
             for px in range(pw):
                 best, where = _max4(r0[2 * px], r0[2 * px + 1], r1[2 * px], r1[2 * px + 1])
-                best += bias
-                if best > 0:
-                    out[ni, fi, py, px] = best
-                    arg[ni, fi, py, px] = where
-                else:
-                    out[ni, fi, py, px] = 0
-                    arg[ni, fi, py, px] = -1
+                _store_relu(out, arg, ni, fi, py, px, best + bias, where)
 
 
 def _pad(x, pad):

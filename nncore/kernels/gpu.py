@@ -63,12 +63,21 @@ _COL2IM = cp.ElementwiseKernel(
     "nncore_col2im",
 )
 
+# Pooling kernels, one CUDA thread per element. Forward: output element i reads the
+# k x k window starting at src. Backward: input element i (plane, y, z) sums over the
+# windows [oy_lo, oy_hi] x [oz_lo, oz_hi] that contain it.
+_WINDOW_OF_OUTPUT = """
+    long long oz = i % ow, oy = (i / ow) % oh, plane = i / (ow * oh);
+    const T* src = &x[plane * h * w + oy * s * w + oz * s];"""
+_WINDOWS_OF_INPUT = """
+    long long z = i % w, y = (i / w) % h, plane = i / (w * h);
+    long long oy_lo = (y >= k) ? (y - k) / s + 1 : 0, oz_lo = (z >= k) ? (z - k) / s + 1 : 0;
+    long long oy_hi = min(y / s, oh - 1), oz_hi = min(z / s, ow - 1);"""
+
 _MAXPOOL_FWD = cp.ElementwiseKernel(
     "raw T x, int64 h, int64 w, int64 oh, int64 ow, int64 k, int64 s",
     "T out, int32 arg",
-    """
-    long long oz = i % ow, oy = (i / ow) % oh, plane = i / (ow * oh);
-    const T* src = &x[plane * h * w + oy * s * w + oz * s];
+    _WINDOW_OF_OUTPUT + """
     T best = src[0];
     int where = 0;
     for (int ii = 0; ii < k; ++ii)
@@ -85,10 +94,7 @@ _MAXPOOL_FWD = cp.ElementwiseKernel(
 _MAXPOOL_BWD = cp.ElementwiseKernel(
     "raw T dout, raw int32 arg, int64 h, int64 w, int64 oh, int64 ow, int64 k, int64 s",
     "T dx",
-    """
-    long long z = i % w, y = (i / w) % h, plane = i / (w * h);
-    long long oy_lo = (y >= k) ? (y - k) / s + 1 : 0, oz_lo = (z >= k) ? (z - k) / s + 1 : 0;
-    long long oy_hi = min(y / s, oh - 1), oz_hi = min(z / s, ow - 1);
+    _WINDOWS_OF_INPUT + """
     T acc = 0;
     for (long long oy = oy_lo; oy <= oy_hi; ++oy)
         for (long long oz = oz_lo; oz <= oz_hi; ++oz) {
@@ -103,9 +109,7 @@ _MAXPOOL_BWD = cp.ElementwiseKernel(
 _AVGPOOL_FWD = cp.ElementwiseKernel(
     "raw T x, int64 h, int64 w, int64 oh, int64 ow, int64 k, int64 s",
     "T out",
-    """
-    long long oz = i % ow, oy = (i / ow) % oh, plane = i / (ow * oh);
-    const T* src = &x[plane * h * w + oy * s * w + oz * s];
+    _WINDOW_OF_OUTPUT + """
     T acc = 0;
     for (int ii = 0; ii < k; ++ii)
         for (int j = 0; j < k; ++j) acc += src[ii * w + j];
@@ -117,10 +121,7 @@ _AVGPOOL_FWD = cp.ElementwiseKernel(
 _AVGPOOL_BWD = cp.ElementwiseKernel(
     "raw T dout, int64 h, int64 w, int64 oh, int64 ow, int64 k, int64 s",
     "T dx",
-    """
-    long long z = i % w, y = (i / w) % h, plane = i / (w * h);
-    long long oy_lo = (y >= k) ? (y - k) / s + 1 : 0, oz_lo = (z >= k) ? (z - k) / s + 1 : 0;
-    long long oy_hi = min(y / s, oh - 1), oz_hi = min(z / s, ow - 1);
+    _WINDOWS_OF_INPUT + """
     T acc = 0;
     for (long long oy = oy_lo; oy <= oy_hi; ++oy)
         for (long long oz = oz_lo; oz <= oz_hi; ++oz) acc += dout[(plane * oh + oy) * ow + oz];

@@ -142,13 +142,17 @@ class Conv2D(Layer):
         self.cache = (x.shape, cols, oh, ow)
         return threads.matmul(w2, cols), oh, ow
 
+    def _store_grads(self, dw2, db):
+        """grads["W"] from dw2 (F, C*KH*KW), reshaped to W's shape; grads["b"] = db when there is a bias."""
+        self.grads["W"] = dw2.reshape(self.params["W"].shape)
+        if self.use_bias:
+            self.grads["b"] = db
+
     def _backward_gemm(self, d2, db):
         """Given dL/dy as d2 (F, N*OH*OW) and db (F,): fill grads, return dL/dx (or None)."""
         x_shape, cols, _, _ = self.cache
         w = self.params["W"]
-        self.grads["W"] = threads.matmul(d2, cols.T).reshape(w.shape)
-        if self.use_bias:
-            self.grads["b"] = db
+        self._store_grads(threads.matmul(d2, cols.T), db)
         if not self.needs_input_grad:
             return None
         dcols = threads.matmul(w.reshape(self.out_channels, -1).T, d2)   # (C*KH*KW, N*OH*OW)

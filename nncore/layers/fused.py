@@ -91,17 +91,12 @@ class ConvReLUPool(Conv2D):
     def backward(self, dout):
         kern = backend.kernels(dout)
         if self.cache[0] == "direct":
-            dw2, db = kern.conv3x3_relu_pool2_weight_grad(dout, self.arg, self.cache[1], self.pad[0])
-            self.grads["W"] = dw2.reshape(self.params["W"].shape)
-            if self.use_bias:
-                self.grads["b"] = db
+            self._store_grads(*kern.conv3x3_relu_pool2_weight_grad(dout, self.arg, self.cache[1], self.pad[0]))
             return None
         x_shape, cols, oh, ow = self.cache
         if not self.needs_input_grad and cols.shape[0] <= self.DIRECT_WEIGHT_GRAD_ROWS:
-            dw2, db = kern.conv_relu_pool_weight_grad(dout, self.arg, cols, oh, ow, self.pool, self.pool_stride)
-            self.grads["W"] = dw2.reshape(self.params["W"].shape)
-            if self.use_bias:
-                self.grads["b"] = db
+            self._store_grads(*kern.conv_relu_pool_weight_grad(dout, self.arg, cols, oh, ow, self.pool,
+                                                               self.pool_stride))
             return None
         d2, db = kern.conv_relu_pool_backward(dout, self.arg, oh, ow, self.pool, self.pool_stride)
         return self._backward_gemm(d2, db)
