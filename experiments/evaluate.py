@@ -103,13 +103,13 @@ def main(argv):
         backend.import_cupy()  # DeviceError (exit 7) with the reason when no usable GPU
     model, header, _ = nncore.load_model(args.weights, return_extra=True)
     model.to(args.device)
+    groups = merge_groups(args.merge, model.class_names)   # a bad --merge fails before the dataset loads
     dataset = args.dataset or header.get("metadata", {}).get("dataset") or "mnist"
     name = os.path.splitext(os.path.basename(args.weights))[0]
     out_dir = args.out_dir or os.path.join("runs", f"eval_{name}")
     check_writable(os.path.join(out_dir, "summary.json"))
     d = training.load_data(dataset, args.data_dir, log=None)
     check_classes(model, d, args.weights, dataset)
-    groups = merge_groups(args.merge, model.class_names)
     x, y = d["x_test"], np.asarray(d["y_test"]).astype(np.int64)
     if args.limit:
         x, y = x[:args.limit], y[:args.limit]
