@@ -37,11 +37,11 @@ class ConvReLUPool(Conv2D):
 
     Thin first layers skip im2col too. With the numba kernels, a 3x3,
     stride-1 layer with C*9 <= 32 rows and 2x2/2 pooling that needs no input
-    gradient (a model's first layer, in training and at inference) is computed straight from the image by
-    ``conv3x3_relu_pool2_forward``, and its dW by
-    ``conv3x3_relu_pool2_weight_grad``: a GEMM with nine inner rows is all
-    memory traffic, while the direct loop keeps two conv rows in registers.
-    Same results (the tests compare both paths with the reference).
+    gradient (a model's first layer, in training and at inference) is
+    computed straight from the image by ``conv3x3_relu_pool2_forward``, and
+    its dW by ``conv3x3_relu_pool2_weight_grad``: a GEMM with nine inner rows
+    is all memory traffic, while the direct loop keeps two conv rows in
+    registers. Same results (the tests compare both paths with the reference).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, pool=2,
