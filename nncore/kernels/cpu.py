@@ -10,8 +10,9 @@ or ``np.add.at`` are needed.
 Read :mod:`nncore.kernels.reference` first: it states the layouts and math.
 
 Average pooling is not on any shipped model's path, so its CPU twin is the
-vectorised NumPy reference itself (re-exported below); every other kernel here
-is compiled.
+vectorised NumPy reference itself (re-exported below), as are the Winograd
+filter transforms, which touch only the small weight arrays; every other
+kernel here is compiled.
 """
 
 import numba
@@ -19,13 +20,18 @@ import numpy as np
 from numba import prange
 
 from .. import threads
-from .reference import avgpool_backward, avgpool_forward, conv2d_naive, conv_output_size  # noqa: F401
+from .reference import (avgpool_backward, avgpool_forward, conv2d_naive, conv_output_size,  # noqa: F401
+                        winograd_tile_counts, winograd_weight_grad, winograd_weights)
 
 threads.configure()
 
 #: ConvReLUPool computes a thin first layer (3x3, stride 1, C*9 <= 32 rows, 2x2 pool)
 #: with :func:`conv3x3_relu_pool2_forward` instead of im2col and a GEMM (see that layer)
 DIRECT_FIRST_LAYER = True
+
+#: ConvReLUPool computes a 3x3, stride-1, padding-1 convolution with 2x2/2 pooling by
+#: Winograd F(2x2, 3x3) (the functions at the end) instead of im2col and a GEMM
+WINOGRAD = True
 
 _jit = numba.njit(cache=True, nogil=True)
 _pjit = numba.njit(cache=True, nogil=True, parallel=True)
@@ -708,3 +714,210 @@ def conv3x3_relu_pool2_weight_grad(dout, arg, x, pad):
     threads.run_slices(n, lambda i, lo, hi: _conv3x3_relu_pool2_weight_grad(dout[lo:hi], arg[lo:hi], xpad[lo:hi],
                                                                             acc[i], acc_b[i]))
     return acc.sum(axis=0).astype(dout.dtype), acc_b.sum(axis=0).astype(dout.dtype)
+
+
+# ----------------------------------------------------------------------------- Winograd F(2x2, 3x3)
+
+# Serial nogil loops over a slice of the images, run on nncore's threads by threads.run_slices.
+# Tile (n, ty, tx) is row t = (n*TH + ty)*TW + tx of the (16, T, channels) arrays; a slice
+# starting at image lo starts at row t0 = lo*TH*TW. A kernel that writes such an array
+# transforms one tile for all channels in a small (16, channels) buffer, then copies it to
+# the 16 rows in contiguous runs: interleaving single stores to the 16 rows (1.6 MB apart, a
+# multiple of 4 KiB, so all in the same cache set) made those kernels 3-6 times slower.
+
+@_jit
+def _bt(d0, d1, d2, d3):
+    """BT times a 4-vector: one column (or row) of the input transform."""
+    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+
+
+@_jit
+def _at(m0, m1, m2, m3):
+    """AT times a 4-vector: one column (or row) of the output transform, 2 values."""
+    return m0 + m1 + m2, m1 - m2 - m3
+
+
+@_jit
+def _put4(tile, a, ch, row):
+    """tile[4a : 4a+4, ch] = row (a 4-tuple)."""
+    tile[4 * a, ch], tile[4 * a + 1, ch], tile[4 * a + 2, ch], tile[4 * a + 3, ch] = row
+
+
+@_jit
+def _tile_to_rows(tile, v, t):
+    """v[:, t, :] = tile (16, channels), one contiguous run per row (explicit loops: numba's slice copy
+    costs more than the copy itself at this size)."""
+    for p in range(16):
+        for ch in range(tile.shape[1]):
+            v[p, t, ch] = tile[p, ch]
+
+
+@_jit
+def _image_tiles(buf, t0, v, tile):
+    """Input transform of one zero-padded image buf (2TH+2, 2TW+2, C), channels last, into rows
+    t0 ... t0 + TH*TW - 1 of v (16, T, C); tile is a (16, C) scratch buffer."""
+    th, tw, c = (buf.shape[0] - 2) // 2, (buf.shape[1] - 2) // 2, buf.shape[2]
+    for ty in range(th):
+        r = 2 * ty
+        for tx in range(tw):
+            q = 2 * tx
+            for ci in range(c):
+                # BT d column by column (e_ij: row i of BT d, column j) ...
+                e00, e10, e20, e30 = _bt(buf[r, q, ci], buf[r + 1, q, ci], buf[r + 2, q, ci], buf[r + 3, q, ci])
+                e01, e11, e21, e31 = _bt(buf[r, q + 1, ci], buf[r + 1, q + 1, ci], buf[r + 2, q + 1, ci],
+                                         buf[r + 3, q + 1, ci])
+                e02, e12, e22, e32 = _bt(buf[r, q + 2, ci], buf[r + 1, q + 2, ci], buf[r + 2, q + 2, ci],
+                                         buf[r + 3, q + 2, ci])
+                e03, e13, e23, e33 = _bt(buf[r, q + 3, ci], buf[r + 1, q + 3, ci], buf[r + 2, q + 3, ci],
+                                         buf[r + 3, q + 3, ci])
+                # ... then times B, row by row
+                _put4(tile, 0, ci, _bt(e00, e01, e02, e03))
+                _put4(tile, 1, ci, _bt(e10, e11, e12, e13))
+                _put4(tile, 2, ci, _bt(e20, e21, e22, e23))
+                _put4(tile, 3, ci, _bt(e30, e31, e32, e33))
+            _tile_to_rows(tile, v, t0 + ty * tw + tx)
+
+
+@_jit
+def _winograd_tiles(x, pad, th, tw, t0, v):
+    n, c, h, w = x.shape
+    buf = np.zeros((2 * th + 2, 2 * tw + 2, c), dtype=v.dtype)  # one zero-padded image, channels last
+    tile = np.empty((16, c), dtype=v.dtype)
+    for ni in range(n):
+        for ci in range(c):   # the border of buf stays 0
+            for i in range(h):
+                for j in range(w):
+                    buf[pad + i, pad + j, ci] = x[ni, ci, i, j]
+        _image_tiles(buf, t0 + ni * th * tw, v, tile)
+
+
+def winograd_tiles(x, pad):
+    """numba twin of :func:`nncore.kernels.reference.winograd_tiles`."""
+    n, c, h, w = x.shape
+    th, tw = winograd_tile_counts(h, w, pad)
+    v = np.empty((16, n * th * tw, c), dtype=x.dtype)
+    x = np.ascontiguousarray(x)
+    threads.run_slices(n, lambda i, lo, hi: _winograd_tiles(x[lo:hi], pad, th, tw, lo * th * tw, v))
+    return v
+
+
+@_jit
+def _output_tile(m, t, ch):
+    """AT m A of tile t, channel ch of m (16, T, channels): (y00, y01), (y10, y11)."""
+    s00, s10 = _at(m[0, t, ch], m[4, t, ch], m[8, t, ch], m[12, t, ch])   # AT m, column by column
+    s01, s11 = _at(m[1, t, ch], m[5, t, ch], m[9, t, ch], m[13, t, ch])
+    s02, s12 = _at(m[2, t, ch], m[6, t, ch], m[10, t, ch], m[14, t, ch])
+    s03, s13 = _at(m[3, t, ch], m[7, t, ch], m[11, t, ch], m[15, t, ch])
+    return _at(s00, s01, s02, s03), _at(s10, s11, s12, s13)
+
+
+@_jit
+def _winograd_output(m, t0, out):
+    n, c, h, w = out.shape
+    th, tw = h // 2, w // 2
+    for ni in range(n):
+        for ty in range(th):
+            for tx in range(tw):
+                t = t0 + (ni * th + ty) * tw + tx
+                for ci in range(c):
+                    (y00, y01), (y10, y11) = _output_tile(m, t, ci)
+                    out[ni, ci, 2 * ty, 2 * tx], out[ni, ci, 2 * ty, 2 * tx + 1] = y00, y01
+                    out[ni, ci, 2 * ty + 1, 2 * tx], out[ni, ci, 2 * ty + 1, 2 * tx + 1] = y10, y11
+
+
+def winograd_output(m, n, th, tw):
+    """numba twin of :func:`nncore.kernels.reference.winograd_output`."""
+    out = np.empty((n, m.shape[2], 2 * th, 2 * tw), dtype=m.dtype)
+    m = np.ascontiguousarray(m)
+    threads.run_slices(n, lambda i, lo, hi: _winograd_output(m, lo * th * tw, out[lo:hi]))
+    return out
+
+
+@_jit
+def _winograd_relu_pool(m, b, t0, out, arg):
+    n, f, th, tw = out.shape
+    for ni in range(n):
+        for ty in range(th):
+            for tx in range(tw):
+                t = t0 + (ni * th + ty) * tw + tx
+                for fi in range(f):
+                    (y00, y01), (y10, y11) = _output_tile(m, t, fi)    # the tile is the pooling window
+                    best, where = _max4(y00, y01, y10, y11)
+                    _store_relu(out, arg, ni, fi, ty, tx, best + b[fi], where)
+
+
+def winograd_relu_pool(m, b, n, th, tw):
+    """numba twin of :func:`nncore.kernels.reference.winograd_relu_pool`."""
+    f = m.shape[2]
+    if b is None:
+        b = np.zeros(f, dtype=m.dtype)
+    out = np.empty((n, f, th, tw), dtype=m.dtype)
+    arg = np.empty((n, f, th, tw), dtype=np.int32)
+    m = np.ascontiguousarray(m)
+    threads.run_slices(n, lambda i, lo, hi: _winograd_relu_pool(m, b, lo * th * tw, out[lo:hi], arg[lo:hi]))
+    return out, arg
+
+
+@_jit
+def _z_row(z, r, t, p, q):
+    """Row r of one tile's Z = (A dY) AT, all filters: (p, q) is row r of A dY, and AT's columns
+    give z[4r : 4r+4, t] = (p, p + q, p - q, -q). One contiguous loop per row of z."""
+    for fi in range(p.shape[0]):
+        z[4 * r, t, fi] = p[fi]
+    for fi in range(p.shape[0]):
+        z[4 * r + 1, t, fi] = p[fi] + q[fi]
+    for fi in range(p.shape[0]):
+        z[4 * r + 2, t, fi] = p[fi] - q[fi]
+    for fi in range(p.shape[0]):
+        z[4 * r + 3, t, fi] = -q[fi]
+
+
+@_jit
+def _winograd_pool_backward(dout, arg, t0, z, vd, db):
+    n, f, th, tw = dout.shape
+    need_dx = vd.shape[0] > 0
+    zero = dout.dtype.type(0)
+    g = np.empty((4, f), dtype=z.dtype)    # dY of one tile, all filters: g[2i + j] = dY[i, j]
+    ady = np.empty((8, f), dtype=z.dtype)  # A dY (4x2), row by row
+    dy = np.zeros((2 * th + 2, 2 * tw + 2, f), dtype=z.dtype)  # one image's dY, zero-padded, channels last
+    tile = np.empty((16, f), dtype=z.dtype)
+    for ni in range(n):
+        for ty in range(th):
+            for tx in range(tw):
+                for fi in range(f):  # the pooled gradient goes to the window's arg-max, if the ReLU passed it
+                    a = arg[ni, fi, ty, tx]
+                    gv = dout[ni, fi, ty, tx] if a >= 0 else zero
+                    db[fi] += gv
+                    for k in range(4):
+                        g[k, fi] = gv if a == k else zero
+                for fi in range(f):  # A = [[1, 0], [1, 1], [1, -1], [0, -1]]
+                    ady[0, fi], ady[1, fi] = g[0, fi], g[1, fi]
+                    ady[2, fi], ady[3, fi] = g[0, fi] + g[2, fi], g[1, fi] + g[3, fi]
+                    ady[4, fi], ady[5, fi] = g[0, fi] - g[2, fi], g[1, fi] - g[3, fi]
+                    ady[6, fi], ady[7, fi] = -g[2, fi], -g[3, fi]
+                t = t0 + (ni * th + ty) * tw + tx
+                for r in range(4):
+                    _z_row(z, r, t, ady[2 * r], ady[2 * r + 1])
+                if need_dx:
+                    y, x = 1 + 2 * ty, 1 + 2 * tx
+                    for fi in range(f):
+                        dy[y, x, fi], dy[y, x + 1, fi] = g[0, fi], g[1, fi]
+                        dy[y + 1, x, fi], dy[y + 1, x + 1, fi] = g[2, fi], g[3, fi]
+        if need_dx:  # dx is convolved from dY's tiles: transform them while dY is in cache
+            _image_tiles(dy, t0 + ni * th * tw, vd, tile)
+
+
+def winograd_pool_backward(dout, arg, need_dx):
+    """numba twin of :func:`nncore.kernels.reference.winograd_pool_backward`.
+
+    One pass over the pooled gradient writes z and, image by image, dY into a
+    small zero-padded buffer whose tiles are then transformed like an input.
+    """
+    n, f, th, tw = dout.shape
+    z = np.empty((16, n * th * tw, f), dtype=dout.dtype)
+    vd = np.empty((16, n * th * tw, f) if need_dx else (0, 0, 0), dtype=dout.dtype)
+    db = np.zeros((threads.num_slices(n), f))   # float64 partial sums, one row per slice
+    dout, arg = np.ascontiguousarray(dout), np.ascontiguousarray(arg)
+    threads.run_slices(n, lambda i, lo, hi: _winograd_pool_backward(dout[lo:hi], arg[lo:hi], lo * th * tw,
+                                                                    z, vd, db[i]))
+    return z, (vd if need_dx else None), db.sum(axis=0).astype(dout.dtype)

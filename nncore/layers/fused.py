@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .. import backend
+from .. import backend, threads
 from ..errors import UsageError
 from .conv import Conv2D
 
@@ -68,6 +68,12 @@ class ConvReLUPool(Conv2D):
                 and self.pool == 2 and self.pool_stride == 2 and self.in_channels * 9 <= self.DIRECT_WEIGHT_GRAD_ROWS
                 and not self.needs_input_grad)
 
+    def takes_winograd_path(self, x):
+        """True when this call computes the convolution by Winograd F(2x2, 3x3) (see the class docstring)."""
+        return (backend.kernels(x).WINOGRAD and self.kernel_size == (3, 3) and self.stride == 1 and self.pad[0] == 1
+                and self.pool == 2 and self.pool_stride == 2 and x.ndim == 4 and x.shape[2] % 2 == 0
+                and x.shape[3] % 2 == 0 and not self.takes_direct_path(x))
+
     def forward(self, x, training=False):
         if self.takes_direct_path(x):
             self._check_input(x, 4)
@@ -78,11 +84,35 @@ class ConvReLUPool(Conv2D):
             return out
         if not training and x.shape[0] > self._slice_size(x):
             return self._sliced(x)
+        if self.takes_winograd_path(x):
+            return self._winograd_forward(x)
         y, oh, ow = self._forward_gemm(x)
         out, arg = backend.kernels(x).conv_relu_pool_forward(y, self.params.get("b"), x.shape[0], oh, ow,
                                                              self.pool, self.pool_stride)
         self.arg = arg
         return out
+
+    def _winograd_forward(self, x):
+        self._check_input(x, 4)
+        self.output_shape(x.shape[1:])
+        kern = backend.kernels(x)
+        n, _, h, w = x.shape
+        v = kern.winograd_tiles(x, 1)                                                   # (16, T, C)
+        m = threads.matmul(v, kern.winograd_weights(self.params["W"]).transpose(0, 2, 1))   # (16, T, F)
+        out, self.arg = kern.winograd_relu_pool(m, self.params.get("b"), n, h // 2, w // 2)
+        self.cache = ("winograd", x.shape, v)
+        return out
+
+    def _winograd_backward(self, dout):
+        kern = backend.kernels(dout)
+        (n, _, h, w), v = self.cache[1:]
+        z, vd, db = kern.winograd_pool_backward(dout, self.arg, self.needs_input_grad)   # (16, T, F) twice, (F,)
+        self._store_grads(kern.winograd_weight_grad(threads.matmul(z.transpose(0, 2, 1), v)), db)
+        if not self.needs_input_grad:
+            return None
+        # dx is the same convolution of dY with the flipped filters, F and C swapped: (16, T, F) @ (16, F, C)
+        u_back = kern.winograd_weights(self.params["W"][:, :, ::-1, ::-1])
+        return kern.winograd_output(threads.matmul(vd, u_back), n, h // 2, w // 2)
 
     #: a first layer (no input gradient) with at most this many C*KH*KW rows takes
     #: its weight gradient straight from the window maxima instead of via d2 and a GEMM
@@ -90,6 +120,8 @@ class ConvReLUPool(Conv2D):
 
     def backward(self, dout):
         kern = backend.kernels(dout)
+        if self.cache[0] == "winograd":
+            return self._winograd_backward(dout)
         if self.cache[0] == "direct":
             self._store_grads(*kern.conv3x3_relu_pool2_weight_grad(dout, self.arg, self.cache[1], self.pad[0]))
             return None
