@@ -278,14 +278,24 @@ def gemm_shapes(model, batch):
     """The matrix products of one training step: (name, A shape, B shape, transpose flags, function).
 
     The function is the one the layers call: nncore.threads.matmul. A fused
-    first layer that convolves directly (no im2col) has no product to list.
+    first layer that convolves directly (no im2col) has no product to list; a
+    fused layer on the Winograd path lists its three stacks of 16 products.
     """
     shapes = [model.input_shape]
     for layer in model.layers:
         shapes.append(layer.output_shape(shapes[-1]))
     out = []
     for layer, s_in, s_out in zip(model.layers, shapes, shapes[1:]):
-        if isinstance(layer, ConvReLUPool) and layer.takes_direct_path(np.zeros(1, np.float32)):
+        x = np.zeros((1,) + tuple(s_in), np.float32)   # what the layer's path choice looks at
+        if isinstance(layer, ConvReLUPool) and layer.takes_direct_path(x):
+            continue
+        if isinstance(layer, ConvReLUPool) and layer.takes_winograd_path(x):
+            f, c = layer.params["W"].shape[:2]
+            t = batch * s_out[1] * s_out[2]   # one 4x4 tile per pooled output
+            out.append((f"{layer!r} fwd  V @ U.T (16x)", (16, t, c), (16, f, c), False, True, threads.matmul))
+            out.append((f"{layer!r} dW   Z.T @ V (16x)", (16, t, f), (16, t, c), True, False, threads.matmul))
+            if layer.needs_input_grad:
+                out.append((f"{layer!r} dx   Vd @ Ub (16x)", (16, t, f), (16, f, c), False, False, threads.matmul))
             continue
         if isinstance(layer, Conv2D):
             f, c, kh, kw = layer.params["W"].shape
@@ -312,7 +322,7 @@ def gemm_times(args, rng):
     for name, sa, sb, ta, tb, fn in gemm_shapes(model, args.batch):
         a = rng.standard_normal(sa).astype(np.float32)
         b = rng.standard_normal(sb).astype(np.float32)
-        a_, b_ = (a.T if ta else a), (b.T if tb else b)
+        a_, b_ = (np.swapaxes(a, -1, -2) if ta else a), (np.swapaxes(b, -1, -2) if tb else b)
         times = []
         for it in range(args.warmup + args.steps):
             t = time.perf_counter()
@@ -420,6 +430,8 @@ def build_parser():
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.add_argument("--first-layer", action="store_true",
                    help="only compare the fused first layer's two CPU paths (direct vs im2col + GEMM), interleaved")
+    p.add_argument("--winograd", action="store_true",
+                   help="only compare the fused second layer's two CPU paths (Winograd vs im2col + GEMM), interleaved")
     p.add_argument("--device", default="cpu", help="cpu, or gpu: nncore through CuPy beside PyTorch CUDA")
     p.add_argument("--gpu-train-batches", default="128,256,1024", help="--device gpu: training batch sizes")
     p.add_argument("--gpu-infer-batches", default="128,1024,4096", help="--device gpu: inference batch sizes")
@@ -436,18 +448,22 @@ def fmt_rate(s):
     return f"{s['img_s']:>9,.0f}  [{s['q1']:>9,.0f} {s['q3']:>9,.0f}]  {s['ms']:8.2f} ms"
 
 
-def first_layer_main(args):
-    """ref-cnn's first layer (and the whole inference) with the direct path on and off, interleaved."""
+def path_ab_main(args, flag, layer_index, labels):
+    """One fused layer of ref-cnn (and the whole inference) with a numba-kernel path on and off, interleaved.
+
+    ``flag`` names the switch in nncore.kernels.cpu (DIRECT_FIRST_LAYER or WINOGRAD); ``labels`` are
+    the (on, off) names of the two paths.
+    """
     from nncore.kernels import cpu
     rng = np.random.default_rng(0)
-    model = ref_cnn(seed=0, fused=True)
-    layer = model.layers[0]
-    x = rng.standard_normal((args.batch, 1, 28, 28)).astype(np.float32)
+    model = ref_cnn(seed=0, fused=True).train()
+    layer = model.layers[layer_index]
+    x = rng.standard_normal((args.batch,) + model.shapes[layer_index]).astype(np.float32)
     xi = rng.standard_normal((args.infer_batch, 1, 28, 28)).astype(np.float32)
-    times = {path: {"fwd": [], "bwd": [], "infer": []} for path in ("direct", "gemm")}
+    times = {path: {"fwd": [], "bwd": [], "infer": []} for path in ("on", "off")}
     for it in range(args.warmup + args.steps):
         for path in times:
-            cpu.DIRECT_FIRST_LAYER = path == "direct"
+            setattr(cpu, flag, path == "on")
             t0 = time.perf_counter()
             out = layer.forward(x, training=True)
             t1 = time.perf_counter()
@@ -458,12 +474,12 @@ def first_layer_main(args):
             if it >= args.warmup:
                 for key, dt in (("fwd", t1 - t0), ("bwd", t2 - t1), ("infer", t3 - t2)):
                     times[path][key].append(1e3 * dt)
-    cpu.DIRECT_FIRST_LAYER = True
-    med = {p: {k: statistics.median(v) for k, v in d.items()} for p, d in times.items()}
-    print(f"ref-cnn first layer, batch {args.batch}; whole-model inference, batch {args.infer_batch}; "
+    setattr(cpu, flag, True)
+    med = {labels[p == "off"]: {k: statistics.median(v) for k, v in d.items()} for p, d in times.items()}
+    print(f"ref-cnn layer {layer_index + 1}, batch {args.batch}; whole-model inference, batch {args.infer_batch}; "
           f"{args.threads} threads; medians of {args.steps}, ms")
-    for path, label in (("gemm", "im2col + GEMM"), ("direct", "direct")):
-        m = med[path]
+    for label in reversed(labels):
+        m = med[label]
         print(f"  {label:<14} layer fwd {m['fwd']:6.2f}  bwd {m['bwd']:6.2f}  inference {m['infer']:7.1f}")
     if args.json:
         print(json.dumps(med))
@@ -481,7 +497,9 @@ def main(argv):
     threads.set_num_threads(args.threads)
     import nncore.kernels.cpu  # noqa: F401  (configures numba's and BLAS's thread pools)
     if args.first_layer:
-        return first_layer_main(args)
+        return path_ab_main(args, "DIRECT_FIRST_LAYER", 0, ("direct", "gemm"))
+    if args.winograd:
+        return path_ab_main(args, "WINOGRAD", 1, ("winograd", "gemm"))
     torch, torch_note = import_torch(args)
     if torch is not None:
         torch.set_num_threads(args.threads)

@@ -70,15 +70,17 @@ def test_gpu_without_a_device_is_one_clear_line():
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
 
 
-def test_first_layer_comparison_reports_both_paths():
-    out = last_json(run("--first-layer"))
-    assert set(out) == {"direct", "gemm"}
+@pytest.mark.parametrize("flag,paths", [("--first-layer", {"direct", "gemm"}), ("--winograd", {"winograd", "gemm"})])
+def test_path_comparison_reports_both_paths(flag, paths):
+    out = last_json(run(flag))
+    assert set(out) == paths
     for path in out.values():
         assert set(path) == {"fwd", "bwd", "infer"} and min(path.values()) > 0
 
 
 def test_gemm_list_follows_the_fused_model():
-    """The direct first layer runs no GEMM; the second conv's products use its pre-pooling size."""
+    """The direct first layer runs no GEMM; the second conv's products are Winograd's stacks of 16,
+    one row per tile (= per pooled output); with the reference kernels, im2col GEMMs at the pre-pooling size."""
     sys.path.insert(0, str(SCRIPT.parent))
     try:
         import benchmark
@@ -88,4 +90,15 @@ def test_gemm_list_follows_the_fused_model():
     rows = benchmark.gemm_shapes(ref_cnn(seed=0, fused=True).train(), 4)
     convs = [r for r in rows if r[0].startswith("ConvReLUPool")]
     assert len(convs) == 3 and all("in_channels=32" in r[0] for r in convs)
-    assert convs[0][1:3] == ((64, 288), (288, 4 * 14 * 14))
+    assert [r[1:5] for r in convs] == [((16, 4 * 49, 32), (16, 64, 32), False, True),
+                                       ((16, 4 * 49, 64), (16, 4 * 49, 32), True, False),
+                                       ((16, 4 * 49, 64), (16, 64, 32), False, False)]
+    from nncore import backend
+    backend.set_cpu_kernels("reference")
+    try:
+        rows = benchmark.gemm_shapes(ref_cnn(seed=0, fused=True).train(), 4)
+    finally:
+        backend.set_cpu_kernels("numba")
+    convs = [r for r in rows if r[0].startswith("ConvReLUPool")]
+    assert len(convs) == 5 and convs[0][1:3] == ((32, 9), (9, 4 * 28 * 28))   # a first layer: no dcols
+    assert convs[2][1:3] == ((64, 288), (288, 4 * 14 * 14))

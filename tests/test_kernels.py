@@ -235,3 +235,94 @@ def test_direct_first_layer_reference_is_the_gemm_path():
     want = ref.conv_relu_pool_forward(wt.reshape(3, -1) @ ref.im2col(x, 3, 3, 1, 1), b, 2, 6, 6, 2, 2)
     np.testing.assert_array_equal(out, want[0])
     np.testing.assert_array_equal(arg, want[1])
+
+
+# ----------------------------------------------------------------------------- Winograd F(2x2, 3x3)
+
+WINOGRAD_CASES = [  # (N, C, F, H, W): a batch of one, one channel, non-square, ref-cnn's second layer (smaller batch)
+    (2, 3, 4, 6, 8), (1, 1, 2, 4, 4), (3, 5, 3, 10, 2), (4, 32, 64, 14, 14)]
+
+
+def _winograd_operands(n, c, f, h, w, dtype, seed):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, c, h, w)).astype(dtype), rng.standard_normal((f, c, 3, 3)).astype(dtype),
+            rng.standard_normal(f).astype(dtype))
+
+
+def test_winograd_reference_equals_im2col_convolution():
+    """The reference Winograd functions compute exactly (to float64 rounding) what im2col and a GEMM do:
+    the convolution, the fused bias-ReLU-pool, and both gradients."""
+    n, c, f, h, w = 2, 3, 4, 6, 8
+    x, wt, b = _winograd_operands(n, c, f, h, w, np.float64, 20)
+    cols = ref.im2col(x, 3, 3, 1, 1)
+    v = ref.winograd_tiles(x, 1)
+    m = v @ ref.winograd_weights(wt).transpose(0, 2, 1)
+    tol = dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ref.winograd_output(m, n, h // 2, w // 2), ref.conv2d_naive(x, wt, np.zeros(f), 1, 1),
+                               **tol)
+    out, arg = ref.winograd_relu_pool(m, b, n, h // 2, w // 2)
+    want_out, want_arg = ref.conv_relu_pool_forward(wt.reshape(f, -1) @ cols, b, n, h, w, 2, 2)
+    np.testing.assert_allclose(out, want_out, **tol)
+    np.testing.assert_array_equal(arg, want_arg)
+    dout = np.random.default_rng(21).standard_normal(out.shape)
+    z, vd, db = ref.winograd_pool_backward(dout, arg, True)
+    d2, want_db = ref.conv_relu_pool_backward(dout, arg, h, w, 2, 2)
+    np.testing.assert_allclose(ref.winograd_weight_grad(z.transpose(0, 2, 1) @ v), (d2 @ cols.T).reshape(wt.shape),
+                               **tol)
+    np.testing.assert_allclose(db, want_db, **tol)
+    dx = ref.winograd_output(vd @ ref.winograd_weights(wt[:, :, ::-1, ::-1]), n, h // 2, w // 2)
+    np.testing.assert_allclose(dx, ref.col2im(wt.reshape(f, -1).T @ d2, x.shape, 3, 3, 1, 1), **tol)
+    assert ref.winograd_pool_backward(dout, arg, False)[1] is None
+
+
+@pytest.mark.parametrize("n,c,f,h,w", WINOGRAD_CASES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_winograd_kernels_match_reference(n, c, f, h, w, dtype):
+    x, wt, b = _winograd_operands(n, c, f, h, w, dtype, 22)
+    th, tw = h // 2, w // 2
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for pad in (1, 0) if h > 2 and w > 2 else (1,):
+        v = cpu.winograd_tiles(x, pad)
+        assert v.dtype == dtype
+        np.testing.assert_allclose(v, ref.winograd_tiles(x, pad), **tol)
+    v = ref.winograd_tiles(x, 1)
+    m = v @ ref.winograd_weights(wt).transpose(0, 2, 1)
+    np.testing.assert_allclose(cpu.winograd_output(m, n, th, tw), ref.winograd_output(m, n, th, tw), **tol)
+    for bias in (b, None):
+        out_f, arg_f = cpu.winograd_relu_pool(m, bias, n, th, tw)
+        out_r, arg_r = ref.winograd_relu_pool(m, bias, n, th, tw)
+        assert out_f.dtype == dtype
+        np.testing.assert_allclose(out_f, out_r, **tol)
+        np.testing.assert_array_equal(arg_f, arg_r)  # random data: no two window entries within rounding
+    assert (arg_r == -1).any() and (arg_r >= 0).any()
+    dout = np.random.default_rng(23).standard_normal(out_r.shape).astype(dtype)
+    for need_dx in (True, False):
+        fast, slow = cpu.winograd_pool_backward(dout, arg_r, need_dx), ref.winograd_pool_backward(dout, arg_r, need_dx)
+        for a, r in zip(fast, slow):
+            if r is None:
+                assert a is None
+                continue
+            assert a.dtype == dtype and a.shape == r.shape
+            np.testing.assert_allclose(a, r, **tol)
+
+
+def test_winograd_needs_an_even_output():
+    with pytest.raises(ValueError, match="even output size"):
+        ref.winograd_tile_counts(7, 8, 1)
+    with pytest.raises(ValueError, match="even output size"):
+        cpu.winograd_tiles(np.zeros((1, 1, 6, 5), np.float32), 1)
+    assert ref.winograd_tile_counts(14, 14, 1) == (7, 7) and ref.winograd_tile_counts(8, 6, 0) == (3, 2)
+
+
+@pytest.mark.parametrize("shape_a,shape_b", [  # each at least threads._SPLIT_MIN_MACS multiply-adds
+    ((16, 80, 60), (16, 60, 50)), ((3, 200, 100), (3, 100, 150)),   # stacks
+    ((900, 60), (60, 70)), ((60, 70), (70, 900)), ((60, 900), (900, 70))])  # rows, columns, inner dimension
+def test_threaded_matmul_equals_numpy(shape_a, shape_b):
+    """nncore.threads.matmul cuts products into slabs (stacks by matrix; 2-D ones by rows, columns or the
+    inner dimension) for its threads: the result is the plain product, whatever the cut."""
+    from nncore import threads
+    rng = np.random.default_rng(24)
+    a, b = rng.standard_normal(shape_a), rng.standard_normal(shape_b)
+    np.testing.assert_allclose(threads.matmul(a, b), a @ b, rtol=1e-12, atol=1e-12)
+    bt = np.ascontiguousarray(np.swapaxes(b, -1, -2))
+    np.testing.assert_allclose(threads.matmul(a, np.swapaxes(bt, -1, -2)), a @ b, rtol=1e-12, atol=1e-12)

@@ -42,6 +42,17 @@ class ConvReLUPool(Conv2D):
     its dW by ``conv3x3_relu_pool2_weight_grad``: a GEMM with nine inner rows
     is all memory traffic, while the direct loop keeps two conv rows in
     registers. Same results (the tests compare both paths with the reference).
+
+    Other 3x3, stride-1, padding-1 layers with 2x2/2 pooling on even-sized
+    images (ref-cnn's second layer) take Winograd F(2x2, 3x3) with the numba
+    kernels (see the Winograd section of :mod:`nncore.kernels.reference`):
+    ``winograd_tiles`` transforms 4x4 input tiles, 16 batched products
+    ``V[xi] @ U[xi].T`` replace the im2col GEMM with 2.25 times fewer
+    multiply-adds, and ``winograd_relu_pool`` turns each product tile into
+    its 2x2 conv output, which is one pooling window. The backward pass
+    transforms the pooled gradient once (``winograd_pool_backward``) and
+    takes dW and dx from 16 products each. Equal to the im2col path up to
+    float32 rounding of the largest gradient entries (the tests check).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, pool=2,
