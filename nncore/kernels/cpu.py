@@ -684,21 +684,32 @@ def _conv3x3_relu_pool2_weight_grad(dout, arg, xpad, acc, acc_b):
     c = xpad.shape[1]
     for ni in range(n):
         for fi in range(f):
-            acc_f = acc[fi]
-            total = 0.0
-            for py in range(ph):
-                for px in range(pw):
-                    a = arg[ni, fi, py, px]
-                    if a >= 0:
-                        g = dout[ni, fi, py, px]
-                        total += g
-                        oy = 2 * py + a // 2   # the window's arg-max, in conv output coordinates
-                        ox = 2 * px + a % 2
-                        for ci in range(c):
-                            for i in range(3):
-                                for j in range(3):
-                                    acc_f[ci * 9 + i * 3 + j] += g * xpad[ni, ci, oy + i, ox + j]
-            acc_b[fi] += total
+            for ci in range(c):
+                x = xpad[ni, ci]
+                # the nine taps' sums for this image, filter and channel stay in registers
+                s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = total = 0.0
+                for py in range(ph):
+                    for px in range(pw):
+                        a = arg[ni, fi, py, px]
+                        if a >= 0:
+                            g = np.float64(dout[ni, fi, py, px])
+                            total += g
+                            oy = 2 * py + a // 2   # the window's arg-max, in conv output coordinates
+                            ox = 2 * px + a % 2
+                            s00 += g * x[oy, ox]
+                            s01 += g * x[oy, ox + 1]
+                            s02 += g * x[oy, ox + 2]
+                            s10 += g * x[oy + 1, ox]
+                            s11 += g * x[oy + 1, ox + 1]
+                            s12 += g * x[oy + 1, ox + 2]
+                            s20 += g * x[oy + 2, ox]
+                            s21 += g * x[oy + 2, ox + 1]
+                            s22 += g * x[oy + 2, ox + 2]
+                sums = (s00, s01, s02, s10, s11, s12, s20, s21, s22)
+                for k in range(9):
+                    acc[fi, ci * 9 + k] += sums[k]
+                if ci == 0:
+                    acc_b[fi] += total
 
 
 def conv3x3_relu_pool2_weight_grad(dout, arg, x, pad):
