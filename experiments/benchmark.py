@@ -295,7 +295,7 @@ def gemm_shapes(model, batch):
             out.append((f"{layer!r} fwd  V @ U.T (16x)", (16, t, c), (16, f, c), False, True, threads.matmul))
             out.append((f"{layer!r} dW   Z.T @ V (16x)", (16, t, f), (16, t, c), True, False, threads.matmul))
             if layer.needs_input_grad:
-                out.append((f"{layer!r} dx   Vd @ Ub (16x)", (16, t, f), (16, f, c), False, False, threads.matmul))
+                out.append((f"{layer!r} dV   Z @ U (16x)", (16, t, f), (16, f, c), False, False, threads.matmul))
             continue
         if isinstance(layer, Conv2D):
             f, c, kh, kw = layer.params["W"].shape

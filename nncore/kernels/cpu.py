@@ -823,28 +823,6 @@ def _output_tile(m, t, ch):
 
 
 @_jit
-def _winograd_output(m, t0, out):
-    n, c, h, w = out.shape
-    th, tw = h // 2, w // 2
-    for ni in range(n):
-        for ty in range(th):
-            for tx in range(tw):
-                t = t0 + (ni * th + ty) * tw + tx
-                for ci in range(c):
-                    (y00, y01), (y10, y11) = _output_tile(m, t, ci)
-                    out[ni, ci, 2 * ty, 2 * tx], out[ni, ci, 2 * ty, 2 * tx + 1] = y00, y01
-                    out[ni, ci, 2 * ty + 1, 2 * tx], out[ni, ci, 2 * ty + 1, 2 * tx + 1] = y10, y11
-
-
-def winograd_output(m, n, th, tw):
-    """numba twin of :func:`nncore.kernels.reference.winograd_output`."""
-    out = np.empty((n, m.shape[2], 2 * th, 2 * tw), dtype=m.dtype)
-    m = np.ascontiguousarray(m)
-    threads.run_slices(n, lambda i, lo, hi: _winograd_output(m, lo * th * tw, out[lo:hi]))
-    return out
-
-
-@_jit
 def _winograd_relu_pool(m, b, t0, out, arg):
     n, f, th, tw = out.shape
     for ni in range(n):
@@ -884,14 +862,11 @@ def _z_row(z, r, t, p, q):
 
 
 @_jit
-def _winograd_pool_backward(dout, arg, t0, z, vd, db):
+def _winograd_pool_backward(dout, arg, t0, z, db):
     n, f, th, tw = dout.shape
-    need_dx = vd.shape[0] > 0
     zero = dout.dtype.type(0)
     g = np.empty((4, f), dtype=z.dtype)    # dY of one tile, all filters: g[2i + j] = dY[i, j]
     ady = np.empty((8, f), dtype=z.dtype)  # A dY (4x2), row by row
-    dy = np.zeros((2 * th + 2, 2 * tw + 2, f), dtype=z.dtype)  # one image's dY, zero-padded, channels last
-    tile = np.empty((16, f), dtype=z.dtype)
     for ni in range(n):
         for ty in range(th):
             for tx in range(tw):
@@ -909,26 +884,67 @@ def _winograd_pool_backward(dout, arg, t0, z, vd, db):
                 t = t0 + (ni * th + ty) * tw + tx
                 for r in range(4):
                     _z_row(z, r, t, ady[2 * r], ady[2 * r + 1])
-                if need_dx:
-                    y, x = 1 + 2 * ty, 1 + 2 * tx
-                    for fi in range(f):
-                        dy[y, x, fi], dy[y, x + 1, fi] = g[0, fi], g[1, fi]
-                        dy[y + 1, x, fi], dy[y + 1, x + 1, fi] = g[2, fi], g[3, fi]
-        if need_dx:  # dx is convolved from dY's tiles: transform them while dY is in cache
-            _image_tiles(dy, t0 + ni * th * tw, vd, tile)
 
 
-def winograd_pool_backward(dout, arg, need_dx):
-    """numba twin of :func:`nncore.kernels.reference.winograd_pool_backward`.
-
-    One pass over the pooled gradient writes z and, image by image, dY into a
-    small zero-padded buffer whose tiles are then transformed like an input.
-    """
+def winograd_pool_backward(dout, arg):
+    """numba twin of :func:`nncore.kernels.reference.winograd_pool_backward`."""
     n, f, th, tw = dout.shape
     z = np.empty((16, n * th * tw, f), dtype=dout.dtype)
-    vd = np.empty((16, n * th * tw, f) if need_dx else (0, 0, 0), dtype=dout.dtype)
     db = np.zeros((threads.num_slices(n), f))   # float64 partial sums, one row per slice
     dout, arg = np.ascontiguousarray(dout), np.ascontiguousarray(arg)
-    threads.run_slices(n, lambda i, lo, hi: _winograd_pool_backward(dout[lo:hi], arg[lo:hi], lo * th * tw,
-                                                                    z, vd, db[i]))
-    return z, (vd if need_dx else None), db.sum(axis=0).astype(dout.dtype)
+    threads.run_slices(n, lambda i, lo, hi: _winograd_pool_backward(dout[lo:hi], arg[lo:hi], lo * th * tw, z, db[i]))
+    return z, db.sum(axis=0).astype(dout.dtype)
+
+
+@_jit
+def _b(v0, v1, v2, v3):
+    """B (= BT transposed) times a 4-vector: one column (or row) of the input transform's adjoint."""
+    return v0, v1 - v2 + v3, v1 + v2 - v0, -v3
+
+
+@_jit
+def _add4(buf, r, q, ch, row):
+    """buf[r, q : q+4, ch] += row (a 4-tuple)."""
+    buf[r, q, ch] += row[0]
+    buf[r, q + 1, ch] += row[1]
+    buf[r, q + 2, ch] += row[2]
+    buf[r, q + 3, ch] += row[3]
+
+
+@_jit
+def _winograd_tiles_backward(dv, pad, t0, dx):
+    n, c, h, w = dx.shape
+    th, tw = (h + 2 * pad - 2) // 2, (w + 2 * pad - 2) // 2
+    buf = np.empty((2 * th + 2, 2 * tw + 2, c), dtype=dx.dtype)  # one padded image's gradient, channels last
+    for ni in range(n):
+        buf[:, :, :] = 0
+        for ty in range(th):
+            r = 2 * ty
+            for tx in range(tw):
+                q = 2 * tx
+                t = t0 + (ni * th + ty) * tw + tx
+                for ci in range(c):
+                    # B dv column by column (k_j: column j of B dv) ...
+                    k0 = _b(dv[0, t, ci], dv[4, t, ci], dv[8, t, ci], dv[12, t, ci])
+                    k1 = _b(dv[1, t, ci], dv[5, t, ci], dv[9, t, ci], dv[13, t, ci])
+                    k2 = _b(dv[2, t, ci], dv[6, t, ci], dv[10, t, ci], dv[14, t, ci])
+                    k3 = _b(dv[3, t, ci], dv[7, t, ci], dv[11, t, ci], dv[15, t, ci])
+                    # ... then times BT, row by row, added where the tile was read from
+                    _add4(buf, r, q, ci, _b(k0[0], k1[0], k2[0], k3[0]))
+                    _add4(buf, r + 1, q, ci, _b(k0[1], k1[1], k2[1], k3[1]))
+                    _add4(buf, r + 2, q, ci, _b(k0[2], k1[2], k2[2], k3[2]))
+                    _add4(buf, r + 3, q, ci, _b(k0[3], k1[3], k2[3], k3[3]))
+        for ci in range(c):   # cut the padding off, back to NCHW
+            for i in range(h):
+                for j in range(w):
+                    dx[ni, ci, i, j] = buf[pad + i, pad + j, ci]
+
+
+def winograd_tiles_backward(dv, x_shape, pad):
+    """numba twin of :func:`nncore.kernels.reference.winograd_tiles_backward`."""
+    n, c, h, w = x_shape
+    th, tw = winograd_tile_counts(h, w, pad)
+    dx = np.empty(x_shape, dtype=dv.dtype)
+    dv = np.ascontiguousarray(dv)
+    threads.run_slices(n, lambda i, lo, hi: _winograd_tiles_backward(dv, pad, lo * th * tw, dx[lo:hi]))
+    return dx

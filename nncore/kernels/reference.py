@@ -336,11 +336,12 @@ def conv3x3_relu_pool2_weight_grad(dout, arg, x, pad):
 # Layout: the transformed arrays are (16, T, channels), tile t = (n*TH + ty)*TW + tx,
 # channels last, so the kernels stream through 16 long rows of memory.
 #
-# The backward pass has the same shape. With Z = A dY AT per tile (dY: the
-# gradient of the 2x2 conv output tile; dL/dM = Z because Y is linear in M):
+# The backward pass runs the same steps transposed. With Z = A dY AT per tile
+# (dY: the gradient of the 2x2 conv output tile; dL/dM = Z because Y = AT M A):
 #
 #     dW[f, c] = GT (sum over tiles of Z[f] * V[c]) G     16 products (F, T) @ (T, C)
-#     dx = the same 'same' convolution of dY, with the filters flipped and F, C swapped
+#     dV = Z @ U                                          16 products (T, F) @ (F, C)
+#     dx = each tile's B dV BT added back where the tile came from (tiles overlap by 2)
 #
 # The transforms hold only 0, +-1 and +-1/2, so F(2x2, 3x3) is as accurate
 # in float32 as im2col, to rounding (the tests compare the two).
@@ -402,24 +403,38 @@ def winograd_relu_pool(m, b, n, th, tw):
     return conv_relu_pool_forward(y.transpose(1, 0, 2, 3).reshape(f, -1), b, n, 2 * th, 2 * tw, 2, 2)
 
 
-def winograd_pool_backward(dout, arg, need_dx):
-    """Adjoint of :func:`winograd_relu_pool` down to the two transformed gradients.
+def winograd_pool_backward(dout, arg):
+    """Adjoint of :func:`winograd_relu_pool` down to the products: dL/dm.
 
-    Inputs: dout and arg (N, F, PH, PW) from the forward pass; need_dx (bool).
-    Returns (z, vd, db):
-    - z (16, N*PH*PW, F): ``A dY AT`` per tile, dL/dm; dY (N, F, 2PH, 2PW) is the
-      conv output's gradient, non-zero only at each window's passing arg-max;
-    - vd (16, N*PH*PW, F): ``winograd_tiles(dY, 1)``, the tiles the input
-      gradient is convolved from (None when ``need_dx`` is false);
-    - db (F,).
+    Inputs: dout and arg (N, F, PH, PW) from the forward pass.
+    Returns (z, db): z (16, N*PH*PW, F) = ``A dY AT`` per tile, where dY (N, F,
+    2PH, 2PW) is the conv output's gradient, non-zero only at each window's
+    passing arg-max; db (F,).
     """
     n, f, ph, pw = dout.shape
     d2, db = conv_relu_pool_backward(dout, arg, 2 * ph, 2 * pw, 2, 2)   # (F, N*OH*OW)
     dy = d2.reshape(f, n, 2 * ph, 2 * pw).transpose(1, 0, 2, 3)
     at = np.array(WINOGRAD_AT, dtype=dout.dtype)
     z = np.einsum("ia,nfyixj,jb->abnyxf", at, dy.reshape(n, f, ph, 2, pw, 2), at)
-    vd = winograd_tiles(dy, 1) if need_dx else None
-    return np.ascontiguousarray(z.reshape(16, n * ph * pw, f)), vd, db
+    return np.ascontiguousarray(z.reshape(16, n * ph * pw, f)), db
+
+
+def winograd_tiles_backward(dv, x_shape, pad):
+    """Adjoint of :func:`winograd_tiles`: dv (16, N*TH*TW, C) -> dx (N, C, H, W).
+
+    Each tile's ``B dv BT`` (4x4) is added back where the tile was read from,
+    overlapping tiles summing, and the padding is cut off. With
+    ``dv = z @ U`` (the products' gradient) this is the input gradient.
+    """
+    n, c, h, w = x_shape
+    th, tw = winograd_tile_counts(h, w, pad)
+    bt = np.array(WINOGRAD_BT, dtype=dv.dtype)
+    d = np.einsum("ai,abntuc,bj->nctuij", bt, dv.reshape(4, 4, n, th, tw, c), bt)   # (N, C, TH, TW, 4, 4)
+    dxpad = np.zeros((n, c, 2 * th + 2, 2 * tw + 2), dtype=dv.dtype)
+    for i in range(4):
+        for j in range(4):
+            dxpad[:, :, i:i + 2 * th:2, j:j + 2 * tw:2] += d[..., i, j]
+    return np.ascontiguousarray(dxpad[:, :, pad:pad + h, pad:pad + w])
 
 
 def winograd_weight_grad(dm):

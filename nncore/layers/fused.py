@@ -50,9 +50,11 @@ class ConvReLUPool(Conv2D):
     ``V[xi] @ U[xi].T`` replace the im2col GEMM with 2.25 times fewer
     multiply-adds, and ``winograd_relu_pool`` turns each product tile into
     its 2x2 conv output, which is one pooling window. The backward pass
-    transforms the pooled gradient once (``winograd_pool_backward``) and
-    takes dW and dx from 16 products each. Equal to the im2col path up to
-    float32 rounding of the largest gradient entries (the tests check).
+    transforms the pooled gradient once (``winograd_pool_backward``), takes
+    dW and the tiles' gradient from 16 products each, and adds the latter
+    back into the image (``winograd_tiles_backward``, the input transform
+    transposed). Equal to the im2col path up to float32 rounding of the
+    largest gradient entries (the tests check).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, pool=2,
@@ -108,22 +110,21 @@ class ConvReLUPool(Conv2D):
         self.output_shape(x.shape[1:])
         kern = backend.kernels(x)
         n, _, h, w = x.shape
-        v = kern.winograd_tiles(x, 1)                                                   # (16, T, C)
-        m = threads.matmul(v, kern.winograd_weights(self.params["W"]).transpose(0, 2, 1))   # (16, T, F)
-        out, self.arg = kern.winograd_relu_pool(m, self.params.get("b"), n, h // 2, w // 2)
-        self.cache = ("winograd", x.shape, v)
+        v = kern.winograd_tiles(x, 1)                                       # (16, T, C)
+        u = kern.winograd_weights(self.params["W"])                         # (16, F, C)
+        out, self.arg = kern.winograd_relu_pool(threads.matmul(v, u.transpose(0, 2, 1)), self.params.get("b"),
+                                                n, h // 2, w // 2)
+        self.cache = ("winograd", x.shape, v, u)
         return out
 
     def _winograd_backward(self, dout):
         kern = backend.kernels(dout)
-        (n, _, h, w), v = self.cache[1:]
-        z, vd, db = kern.winograd_pool_backward(dout, self.arg, self.needs_input_grad)   # (16, T, F) twice, (F,)
+        x_shape, v, u = self.cache[1:]
+        z, db = kern.winograd_pool_backward(dout, self.arg)                          # (16, T, F), (F,)
         self._store_grads(kern.winograd_weight_grad(threads.matmul(z.transpose(0, 2, 1), v)), db)
         if not self.needs_input_grad:
             return None
-        # dx is the same convolution of dY with the flipped filters, F and C swapped: (16, T, F) @ (16, F, C)
-        u_back = kern.winograd_weights(self.params["W"][:, :, ::-1, ::-1])
-        return kern.winograd_output(threads.matmul(vd, u_back), n, h // 2, w // 2)
+        return kern.winograd_tiles_backward(threads.matmul(z, u), x_shape, 1)      # (16, T, F) @ (16, F, C)
 
     #: a first layer (no input gradient) with at most this many C*KH*KW rows takes
     #: its weight gradient straight from the window maxima instead of via d2 and a GEMM
