@@ -210,15 +210,14 @@ def test_conv_relu_pool_fused_layer(kernels):
     windows = np.sort(conv_out.reshape(2, 3, 3, 2, 3, 2).transpose(0, 1, 2, 4, 3, 5).reshape(2, 3, 3, 3, 4), axis=-1)
     assert (windows[..., -1] - windows[..., -2]).min() > 1e-4           # and from pooling ties
     assert_all_pass(check_layer(layer, x))
-    layer.forward(x, training=True)
-    assert (layer.cache[0] == "winograd") == (kernels == "numba")       # numba: Winograd F(2x2, 3x3)
 
 
-@pytest.mark.parametrize("c,f,h,w,bias,input_grad", [(3, 2, 4, 8, True, True), (4, 3, 6, 4, False, True),
-                                                      (5, 2, 4, 6, True, False)])
+@pytest.mark.parametrize("c,f,h,w,bias,input_grad", [(4, 2, 4, 8, True, True), (5, 3, 6, 4, False, True),
+                                                      (6, 2, 4, 6, True, False)])
 def test_winograd_conv_relu_pool(kernels, c, f, h, w, bias, input_grad):
-    """3x3, stride 1, padding 1, 2x2/2 pooling, even sizes: the numba kernels take the Winograd
-    path (the reference ones im2col); with and without bias, input gradient, on non-square images."""
+    """3x3, stride 1, padding 1, 2x2/2 pooling, even sizes, at least 4 input channels: the numba
+    kernels take the Winograd path (the reference ones im2col); with and without bias and input
+    gradient, on non-square images."""
     from nncore.layers import ConvReLUPool
     layer = ConvReLUPool(c, f, 3, padding=1, bias=bias, dtype=F64, rng=2)
     layer.needs_input_grad = input_grad
@@ -235,16 +234,52 @@ def test_winograd_conv_relu_pool(kernels, c, f, h, w, bias, input_grad):
     assert (layer.cache[0] == "winograd") == (kernels == "numba")
 
 
+@pytest.mark.parametrize("c,f,h,w,bias,input_grad", [(4, 3, 4, 6, True, True), (5, 2, 6, 6, False, True),
+                                                      (4, 2, 2, 4, True, False)])
+def test_winograd_conv2d(kernels, c, f, h, w, bias, input_grad):
+    """The plain Conv2D takes Winograd F(2x2, 3x3) under the same conditions (numba kernels), writing
+    every output tile with its bias; checked like any layer (it is linear, so no kink to avoid)."""
+    layer = Conv2D(c, f, 3, padding=1, bias=bias, dtype=F64, rng=5)
+    layer.needs_input_grad = input_grad
+    x = np.random.default_rng(28).standard_normal((2, c, h, w))
+    results = check_layer(layer, x)
+    assert [r.array for r in results] == (["x"] if input_grad else []) + ["W"] + (["b"] if bias else [])
+    assert_all_pass(results)
+    layer.forward(x, training=True)
+    assert (layer.cache[0] == "winograd") == (kernels == "numba")
+
+
+def test_winograd_conditions():
+    """Odd sizes, fewer than 4 input channels, other kernels, strides or paddings: im2col instead."""
+    from nncore.backend import set_cpu_kernels
+    from nncore.layers import ConvReLUPool
+    set_cpu_kernels("numba")
+    x = np.zeros((1, 4, 6, 6))
+    assert Conv2D(4, 2, 3, padding=1).takes_winograd_path(x)
+    assert not Conv2D(4, 2, 3, padding=1).takes_winograd_path(x[:, :, :5])
+    assert not Conv2D(3, 2, 3, padding=1).takes_winograd_path(x[:, :3])
+    assert not Conv2D(4, 2, 5, padding=2).takes_winograd_path(x)
+    assert not Conv2D(4, 2, 3, padding=1, stride=2).takes_winograd_path(x)
+    assert not Conv2D(4, 2, 3, padding=0).takes_winograd_path(x)
+    assert ConvReLUPool(4, 2, 3, padding=1).takes_winograd_path(x)
+    assert not ConvReLUPool(4, 2, 3, padding=1, pool=3).takes_winograd_path(x)
+    set_cpu_kernels("reference")
+    try:
+        assert not Conv2D(4, 2, 3, padding=1).takes_winograd_path(x)
+    finally:
+        set_cpu_kernels("numba")
+
+
 def test_odd_sizes_leave_the_winograd_path():
     """A 7x7 input (a 3x3 pooled map drops the last conv row): im2col, same results as unfused."""
     from nncore.backend import set_cpu_kernels
     from nncore.layers import ConvReLUPool
     set_cpu_kernels("numba")
-    layer = ConvReLUPool(2, 3, 3, padding=1, dtype=F64, rng=4)
-    x = np.random.default_rng(26).standard_normal((2, 2, 7, 7))
+    layer = ConvReLUPool(4, 3, 3, padding=1, dtype=F64, rng=4)
+    x = np.random.default_rng(26).standard_normal((2, 4, 7, 7))
     assert not layer.takes_winograd_path(x) and layer.takes_winograd_path(x[:, :, :6, :6])
     want = x
-    for unfused in (Conv2D(2, 3, 3, padding=1, dtype=F64, rng=4), ReLU(), MaxPool2D(2)):
+    for unfused in (Conv2D(4, 3, 3, padding=1, dtype=F64, rng=4), ReLU(), MaxPool2D(2)):
         want = unfused.forward(want, training=True)
     np.testing.assert_allclose(layer.forward(x, training=True), want, rtol=1e-12, atol=1e-12)
     assert layer.cache[0] == x.shape                                    # the im2col cache

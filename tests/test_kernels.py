@@ -258,8 +258,7 @@ def test_winograd_reference_equals_im2col_convolution():
     v = ref.winograd_tiles(x, 1)
     m = v @ ref.winograd_weights(wt).transpose(0, 2, 1)
     tol = dict(rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(ref.winograd_output(m, n, h // 2, w // 2), ref.conv2d_naive(x, wt, np.zeros(f), 1, 1),
-                               **tol)
+    np.testing.assert_allclose(ref.winograd_output(m, b, n, h // 2, w // 2), ref.conv2d_naive(x, wt, b, 1, 1), **tol)
     out, arg = ref.winograd_relu_pool(m, b, n, h // 2, w // 2)
     want_out, want_arg = ref.conv_relu_pool_forward(wt.reshape(f, -1) @ cols, b, n, h, w, 2, 2)
     np.testing.assert_allclose(out, want_out, **tol)
@@ -272,6 +271,12 @@ def test_winograd_reference_equals_im2col_convolution():
     np.testing.assert_allclose(db, want_db, **tol)
     dx = ref.winograd_tiles_backward(z @ ref.winograd_weights(wt), x.shape, 1)
     np.testing.assert_allclose(dx, ref.col2im(wt.reshape(f, -1).T @ d2, x.shape, 3, 3, 1, 1), **tol)
+    dy = np.random.default_rng(29).standard_normal((n, f, h, w))   # an unpooled conv's gradient
+    z, db = ref.winograd_output_backward(dy)
+    d2, want_db = ref.nchw_to_rows(dy)
+    np.testing.assert_allclose(ref.winograd_weight_grad(z.transpose(0, 2, 1) @ v), (d2 @ cols.T).reshape(wt.shape),
+                               **tol)
+    np.testing.assert_allclose(db, want_db, **tol)
 
 
 @pytest.mark.parametrize("pad", [0, 1, 2])
@@ -298,6 +303,8 @@ def test_winograd_kernels_match_reference(n, c, f, h, w, dtype):
     v = ref.winograd_tiles(x, 1)
     m = v @ ref.winograd_weights(wt).transpose(0, 2, 1)
     for bias in (b, None):
+        np.testing.assert_allclose(cpu.winograd_output(m, bias, n, th, tw), ref.winograd_output(m, bias, n, th, tw),
+                                   **tol)
         out_f, arg_f = cpu.winograd_relu_pool(m, bias, n, th, tw)
         out_r, arg_r = ref.winograd_relu_pool(m, bias, n, th, tw)
         assert out_f.dtype == dtype
@@ -305,9 +312,12 @@ def test_winograd_kernels_match_reference(n, c, f, h, w, dtype):
         np.testing.assert_array_equal(arg_f, arg_r)  # random data: no two window entries within rounding
     assert (arg_r == -1).any() and (arg_r >= 0).any()
     dout = np.random.default_rng(23).standard_normal(out_r.shape).astype(dtype)
-    for a, r in zip(cpu.winograd_pool_backward(dout, arg_r), ref.winograd_pool_backward(dout, arg_r)):
-        assert a.dtype == dtype and a.shape == r.shape
-        np.testing.assert_allclose(a, r, **tol)
+    dy = np.random.default_rng(25).standard_normal((n, f, h, w)).astype(dtype)
+    for fast, slow in ((cpu.winograd_pool_backward(dout, arg_r), ref.winograd_pool_backward(dout, arg_r)),
+                       (cpu.winograd_output_backward(dy), ref.winograd_output_backward(dy))):
+        for a, r in zip(fast, slow):
+            assert a.dtype == dtype and a.shape == r.shape
+            np.testing.assert_allclose(a, r, **tol)
     for pad in (1, 0) if h > 2 and w > 2 else (1,):
         dv = np.random.default_rng(24).standard_normal(ref.winograd_tiles(x, pad).shape).astype(dtype)
         dx = cpu.winograd_tiles_backward(dv, x.shape, pad)

@@ -823,6 +823,57 @@ def _output_tile(m, t, ch):
 
 
 @_jit
+def _winograd_output(m, b, t0, out):
+    n, f, h, w = out.shape
+    th, tw = h // 2, w // 2
+    for ni in range(n):
+        for ty in range(th):
+            for tx in range(tw):
+                t = t0 + (ni * th + ty) * tw + tx
+                for fi in range(f):
+                    (y00, y01), (y10, y11) = _output_tile(m, t, fi)
+                    out[ni, fi, 2 * ty, 2 * tx], out[ni, fi, 2 * ty, 2 * tx + 1] = y00 + b[fi], y01 + b[fi]
+                    out[ni, fi, 2 * ty + 1, 2 * tx], out[ni, fi, 2 * ty + 1, 2 * tx + 1] = y10 + b[fi], y11 + b[fi]
+
+
+def winograd_output(m, b, n, th, tw):
+    """numba twin of :func:`nncore.kernels.reference.winograd_output`."""
+    f = m.shape[2]
+    out = np.empty((n, f, 2 * th, 2 * tw), dtype=m.dtype)
+    b = np.zeros(f, dtype=m.dtype) if b is None else b
+    m = np.ascontiguousarray(m)
+    threads.run_slices(n, lambda i, lo, hi: _winograd_output(m, b, lo * th * tw, out[lo:hi]))
+    return out
+
+
+@_jit
+def _winograd_output_backward(dout, t0, z, db):
+    n, f, h, w = dout.shape
+    th, tw = h // 2, w // 2
+    g = np.empty((4, f), dtype=z.dtype)
+    ady = np.empty((8, f), dtype=z.dtype)
+    for ni in range(n):
+        for ty in range(th):
+            for tx in range(tw):
+                for fi in range(f):
+                    for k in range(4):
+                        g[k, fi] = dout[ni, fi, 2 * ty + k // 2, 2 * tx + k % 2]
+                        db[fi] += g[k, fi]
+                _z_tile(g, ady, z, t0 + (ni * th + ty) * tw + tx)
+
+
+def winograd_output_backward(dout):
+    """numba twin of :func:`nncore.kernels.reference.winograd_output_backward`."""
+    n, f, h, w = dout.shape
+    th, tw = h // 2, w // 2
+    z = np.empty((16, n * th * tw, f), dtype=dout.dtype)
+    db = np.zeros((threads.num_slices(n), f))   # float64 partial sums, one row per slice
+    dout = np.ascontiguousarray(dout)
+    threads.run_slices(n, lambda i, lo, hi: _winograd_output_backward(dout[lo:hi], lo * th * tw, z, db[i]))
+    return z, db.sum(axis=0).astype(dout.dtype)
+
+
+@_jit
 def _winograd_relu_pool(m, b, t0, out, arg):
     n, f, th, tw = out.shape
     for ni in range(n):
@@ -862,11 +913,24 @@ def _z_row(z, r, t, p, q):
 
 
 @_jit
+def _z_tile(g, ady, z, t):
+    """Z = A dY AT of one tile for all filters into z[:, t, :], from g (4, F) with g[2i + j] = dY[i, j];
+    ady (8, F) is scratch for A dY."""
+    for fi in range(g.shape[1]):  # A dY, row by row; A = [[1, 0], [1, 1], [1, -1], [0, -1]]
+        ady[0, fi], ady[1, fi] = g[0, fi], g[1, fi]
+        ady[2, fi], ady[3, fi] = g[0, fi] + g[2, fi], g[1, fi] + g[3, fi]
+        ady[4, fi], ady[5, fi] = g[0, fi] - g[2, fi], g[1, fi] - g[3, fi]
+        ady[6, fi], ady[7, fi] = -g[2, fi], -g[3, fi]
+    for r in range(4):
+        _z_row(z, r, t, ady[2 * r], ady[2 * r + 1])
+
+
+@_jit
 def _winograd_pool_backward(dout, arg, t0, z, db):
     n, f, th, tw = dout.shape
     zero = dout.dtype.type(0)
-    g = np.empty((4, f), dtype=z.dtype)    # dY of one tile, all filters: g[2i + j] = dY[i, j]
-    ady = np.empty((8, f), dtype=z.dtype)  # A dY (4x2), row by row
+    g = np.empty((4, f), dtype=z.dtype)
+    ady = np.empty((8, f), dtype=z.dtype)
     for ni in range(n):
         for ty in range(th):
             for tx in range(tw):
@@ -876,14 +940,7 @@ def _winograd_pool_backward(dout, arg, t0, z, db):
                     db[fi] += gv
                     for k in range(4):
                         g[k, fi] = gv if a == k else zero
-                for fi in range(f):  # A = [[1, 0], [1, 1], [1, -1], [0, -1]]
-                    ady[0, fi], ady[1, fi] = g[0, fi], g[1, fi]
-                    ady[2, fi], ady[3, fi] = g[0, fi] + g[2, fi], g[1, fi] + g[3, fi]
-                    ady[4, fi], ady[5, fi] = g[0, fi] - g[2, fi], g[1, fi] - g[3, fi]
-                    ady[6, fi], ady[7, fi] = -g[2, fi], -g[3, fi]
-                t = t0 + (ni * th + ty) * tw + tx
-                for r in range(4):
-                    _z_row(z, r, t, ady[2 * r], ady[2 * r + 1])
+                _z_tile(g, ady, z, t0 + (ni * th + ty) * tw + tx)
 
 
 def winograd_pool_backward(dout, arg):

@@ -383,12 +383,24 @@ def winograd_tiles(x, pad):
     return np.ascontiguousarray(np.einsum("ai,nctuij,bj->abntuc", bt, d, bt).reshape(16, n * th * tw, c))
 
 
-def winograd_output(m, n, th, tw):
-    """Output transform. m (16, N*TH*TW, C) -> (N, C, 2TH, 2TW): each tile's AT m A, placed side by side."""
+def winograd_output(m, b, n, th, tw):
+    """Output transform. m (16, N*TH*TW, F) -> (N, F, 2TH, 2TW): each tile's AT m A, placed side by side,
+    plus the bias b (F,) (None: no bias)."""
     at = np.array(WINOGRAD_AT, dtype=m.dtype)
-    c = m.shape[2]
-    y = np.einsum("ia,abntuc,jb->nctiuj", at, m.reshape(4, 4, n, th, tw, c), at)
-    return np.ascontiguousarray(y.reshape(n, c, 2 * th, 2 * tw))
+    f = m.shape[2]
+    y = np.einsum("ia,abntuf,jb->nftiuj", at, m.reshape(4, 4, n, th, tw, f), at).reshape(n, f, 2 * th, 2 * tw)
+    return np.ascontiguousarray(y if b is None else y + b[None, :, None, None])
+
+
+def winograd_output_backward(dout):
+    """Adjoint of :func:`winograd_output`: dout (N, F, 2TH, 2TW) -> (z, db).
+
+    z (16, N*TH*TW, F) = ``A dY AT`` for each 2x2 tile dY of dout, dL/dm; db (F,) = dout summed.
+    """
+    n, f, h, w = dout.shape
+    at = np.array(WINOGRAD_AT, dtype=dout.dtype)
+    z = np.einsum("ia,nfyixj,jb->abnyxf", at, dout.reshape(n, f, h // 2, 2, w // 2, 2), at)
+    return np.ascontiguousarray(z.reshape(16, -1, f)), dout.sum(axis=(0, 2, 3))
 
 
 def winograd_relu_pool(m, b, n, th, tw):
@@ -398,7 +410,7 @@ def winograd_relu_pool(m, b, n, th, tw):
     Returns (out, arg) as :func:`conv_relu_pool_forward` on the conv output:
     out and arg (N, F, TH, TW), each output tile being one pooling window.
     """
-    y = winograd_output(m, n, th, tw)                    # (N, F, 2TH, 2TW), before the bias
+    y = winograd_output(m, None, n, th, tw)              # (N, F, 2TH, 2TW), before the bias
     f = m.shape[2]
     return conv_relu_pool_forward(y.transpose(1, 0, 2, 3).reshape(f, -1), b, n, 2 * th, 2 * tw, 2, 2)
 
@@ -413,10 +425,8 @@ def winograd_pool_backward(dout, arg):
     """
     n, f, ph, pw = dout.shape
     d2, db = conv_relu_pool_backward(dout, arg, 2 * ph, 2 * pw, 2, 2)   # (F, N*OH*OW)
-    dy = d2.reshape(f, n, 2 * ph, 2 * pw).transpose(1, 0, 2, 3)
-    at = np.array(WINOGRAD_AT, dtype=dout.dtype)
-    z = np.einsum("ia,nfyixj,jb->abnyxf", at, dy.reshape(n, f, ph, 2, pw, 2), at)
-    return np.ascontiguousarray(z.reshape(16, n * ph * pw, f)), db
+    z, _ = winograd_output_backward(d2.reshape(f, n, 2 * ph, 2 * pw).transpose(1, 0, 2, 3))
+    return z, db
 
 
 def winograd_tiles_backward(dv, x_shape, pad):

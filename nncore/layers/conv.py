@@ -41,6 +41,19 @@ class Conv2D(Layer):
         db = d2.sum(axis=1)         (F,)
         dx = col2im(W2.T @ d2)      (N, C, H, W)
 
+    With the numba kernels, a 3x3, stride-1, padding-1 convolution of
+    even-sized images with at least ``WINOGRAD_MIN_CHANNELS`` input channels
+    is computed by Winograd F(2x2, 3x3) instead (see the Winograd section of
+    :mod:`nncore.kernels.reference`): ``winograd_tiles`` transforms the 4x4
+    input tiles, 16 batched products ``V[xi] @ U[xi].T`` replace the im2col
+    GEMM with 2.25 times fewer multiply-adds, and ``winograd_output`` turns
+    each tile of the products into a 2x2 block of the output and adds the
+    bias. Backward, ``winograd_output_backward`` transforms dout into the
+    products' gradient z; dW comes from ``z.T @ V`` and dx from ``z @ U``,
+    added back into the image by ``winograd_tiles_backward`` (the input
+    transform transposed). Equal to the im2col path up to float32 rounding
+    (the tests compare both with the reference and check the gradients).
+
     Parameters
     ----------
     in_channels, out_channels : int
@@ -113,9 +126,23 @@ class Conv2D(Layer):
         per_image = (self.in_channels * kh * kw + self.out_channels) * oh * ow * x.dtype.itemsize
         return max(1, self.INFERENCE_COLS_BYTES // per_image)
 
+    #: Winograd needs at least this many input channels: with fewer, the 16 transformed numbers
+    #: per 2x2 output tile and filter cost more memory traffic than the products they save
+    WINOGRAD_MIN_CHANNELS = 4
+
+    def takes_winograd_path(self, x):
+        """True when this call computes the convolution by Winograd F(2x2, 3x3) (see the class docstring)."""
+        return (backend.kernels(x).WINOGRAD and self.kernel_size == (3, 3) and self.stride == 1 and self.pad[0] == 1
+                and self.in_channels >= self.WINOGRAD_MIN_CHANNELS and x.ndim == 4 and x.shape[2] % 2 == 0
+                and x.shape[3] % 2 == 0)
+
     def forward(self, x, training=False):
         if not training and x.shape[0] > self._slice_size(x):
             return self._sliced(x)
+        if self.takes_winograd_path(x):
+            n, _, h, w = x.shape
+            return backend.kernels(x).winograd_output(self._winograd_products(x), self.params.get("b"),
+                                                      n, h // 2, w // 2)
         y, oh, ow = self._forward_gemm(x)
         return backend.kernels(x).rows_to_nchw(y, self.params.get("b"), x.shape[0], oh, ow)
 
@@ -128,7 +155,10 @@ class Conv2D(Layer):
         return out
 
     def backward(self, dout):
-        d2, db = backend.kernels(dout).nchw_to_rows(dout)               # (F, N*OH*OW), (F,)
+        kern = backend.kernels(dout)
+        if self.cache[0] == "winograd":
+            return self._winograd_backward(*kern.winograd_output_backward(dout))
+        d2, db = kern.nchw_to_rows(dout)               # (F, N*OH*OW), (F,)
         return self._backward_gemm(d2, db)
 
     # The two halves shared with the fused ConvReLUPool layer -----------------
@@ -141,6 +171,25 @@ class Conv2D(Layer):
         cols = backend.kernels(x).im2col(x, kh, kw, self.stride, self.pad[0])  # (C*KH*KW, N*OH*OW)
         self.cache = (x.shape, cols, oh, ow)
         return threads.matmul(w2, cols), oh, ow
+
+    def _winograd_products(self, x):
+        """Input and filter transforms and the 16 products: returns m (16, T, F); caches what backward needs."""
+        self._check_input(x, 4)
+        Conv2D.output_shape(self, x.shape[1:])
+        kern = backend.kernels(x)
+        v = kern.winograd_tiles(x, self.pad[0])                             # (16, T, C)
+        u = kern.winograd_weights(self.params["W"])                         # (16, F, C)
+        self.cache = ("winograd", x.shape, v, u)
+        return threads.matmul(v, u.transpose(0, 2, 1))                      # (16, T, F)
+
+    def _winograd_backward(self, z, db):
+        """Given dL/dm as z (16, T, F) and db (F,): fill grads, return dL/dx (or None)."""
+        kern = backend.kernels(z)
+        x_shape, v, u = self.cache[1:]
+        self._store_grads(kern.winograd_weight_grad(threads.matmul(z.transpose(0, 2, 1), v)), db)
+        if not self.needs_input_grad:
+            return None
+        return kern.winograd_tiles_backward(threads.matmul(z, u), x_shape, self.pad[0])   # (16, T, F) @ (16, F, C)
 
     def _store_grads(self, dw2, db):
         """grads["W"] from dw2 (F, C*KH*KW), reshaped to W's shape; grads["b"] = db when there is a bias."""

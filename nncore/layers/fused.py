@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .. import backend, threads
+from .. import backend
 from ..errors import UsageError
 from .conv import Conv2D
 
@@ -43,18 +43,12 @@ class ConvReLUPool(Conv2D):
     is all memory traffic, while the direct loop keeps two conv rows in
     registers. Same results (the tests compare both paths with the reference).
 
-    Other 3x3, stride-1, padding-1 layers with 2x2/2 pooling on even-sized
-    images (ref-cnn's second layer) take Winograd F(2x2, 3x3) with the numba
-    kernels (see the Winograd section of :mod:`nncore.kernels.reference`):
-    ``winograd_tiles`` transforms 4x4 input tiles, 16 batched products
-    ``V[xi] @ U[xi].T`` replace the im2col GEMM with 2.25 times fewer
-    multiply-adds, and ``winograd_relu_pool`` turns each product tile into
-    its 2x2 conv output, which is one pooling window. The backward pass
-    transforms the pooled gradient once (``winograd_pool_backward``), takes
-    dW and the tiles' gradient from 16 products each, and adds the latter
-    back into the image (``winograd_tiles_backward``, the input transform
-    transposed). Equal to the im2col path up to float32 rounding of the
-    largest gradient entries (the tests check).
+    Layers that Conv2D computes by Winograd F(2x2, 3x3) (ref-cnn's second
+    layer; see Conv2D) do so here too when they pool 2x2/2, because each 2x2
+    output tile is exactly one pooling window: ``winograd_relu_pool`` turns
+    each tile of the products into its conv output, adds the bias, applies
+    the ReLU and pools in one pass, and ``winograd_pool_backward`` turns the
+    pooled gradient straight into the products' gradient.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, pool=2,
@@ -82,10 +76,8 @@ class ConvReLUPool(Conv2D):
                 and not self.needs_input_grad)
 
     def takes_winograd_path(self, x):
-        """True when this call computes the convolution by Winograd F(2x2, 3x3) (see the class docstring)."""
-        return (backend.kernels(x).WINOGRAD and self.kernel_size == (3, 3) and self.stride == 1 and self.pad[0] == 1
-                and self.pool == 2 and self.pool_stride == 2 and x.ndim == 4 and x.shape[2] % 2 == 0
-                and x.shape[3] % 2 == 0 and not self.takes_direct_path(x))
+        """Conv2D's Winograd condition, and 2x2/2 pooling: each 2x2 output tile is one pooling window."""
+        return super().takes_winograd_path(x) and self.pool == 2 and self.pool_stride == 2
 
     def forward(self, x, training=False):
         if self.takes_direct_path(x):
@@ -98,33 +90,15 @@ class ConvReLUPool(Conv2D):
         if not training and x.shape[0] > self._slice_size(x):
             return self._sliced(x)
         if self.takes_winograd_path(x):
-            return self._winograd_forward(x)
+            n, _, h, w = x.shape
+            out, self.arg = backend.kernels(x).winograd_relu_pool(self._winograd_products(x), self.params.get("b"),
+                                                                  n, h // 2, w // 2)
+            return out
         y, oh, ow = self._forward_gemm(x)
         out, arg = backend.kernels(x).conv_relu_pool_forward(y, self.params.get("b"), x.shape[0], oh, ow,
                                                              self.pool, self.pool_stride)
         self.arg = arg
         return out
-
-    def _winograd_forward(self, x):
-        self._check_input(x, 4)
-        self.output_shape(x.shape[1:])
-        kern = backend.kernels(x)
-        n, _, h, w = x.shape
-        v = kern.winograd_tiles(x, 1)                                       # (16, T, C)
-        u = kern.winograd_weights(self.params["W"])                         # (16, F, C)
-        out, self.arg = kern.winograd_relu_pool(threads.matmul(v, u.transpose(0, 2, 1)), self.params.get("b"),
-                                                n, h // 2, w // 2)
-        self.cache = ("winograd", x.shape, v, u)
-        return out
-
-    def _winograd_backward(self, dout):
-        kern = backend.kernels(dout)
-        x_shape, v, u = self.cache[1:]
-        z, db = kern.winograd_pool_backward(dout, self.arg)                          # (16, T, F), (F,)
-        self._store_grads(kern.winograd_weight_grad(threads.matmul(z.transpose(0, 2, 1), v)), db)
-        if not self.needs_input_grad:
-            return None
-        return kern.winograd_tiles_backward(threads.matmul(z, u), x_shape, 1)      # (16, T, F) @ (16, F, C)
 
     #: a first layer (no input gradient) with at most this many C*KH*KW rows takes
     #: its weight gradient straight from the window maxima instead of via d2 and a GEMM
@@ -133,7 +107,7 @@ class ConvReLUPool(Conv2D):
     def backward(self, dout):
         kern = backend.kernels(dout)
         if self.cache[0] == "winograd":
-            return self._winograd_backward(dout)
+            return self._winograd_backward(*kern.winograd_pool_backward(dout, self.arg))
         if self.cache[0] == "direct":
             self._store_grads(*kern.conv3x3_relu_pool2_weight_grad(dout, self.arg, self.cache[1], self.pad[0]))
             return None
