@@ -271,6 +271,9 @@ def test_winograd_reference_equals_im2col_convolution():
     np.testing.assert_allclose(db, want_db, **tol)
     dx = ref.winograd_tiles_backward(z @ ref.winograd_weights(wt), x.shape, 1)
     np.testing.assert_allclose(dx, ref.col2im(wt.reshape(f, -1).T @ d2, x.shape, 3, 3, 1, 1), **tol)
+    pipeline = ref.winograd_backward(dout, arg, v, ref.winograd_weights(wt), x.shape, True)
+    for got, want in zip(pipeline, ((d2 @ cols.T).reshape(wt.shape), want_db, dx)):
+        np.testing.assert_allclose(got, want, **tol)
     dy = np.random.default_rng(29).standard_normal((n, f, h, w))   # an unpooled conv's gradient
     z, db = ref.winograd_output_backward(dy)
     d2, want_db = ref.nchw_to_rows(dy)
@@ -323,6 +326,35 @@ def test_winograd_kernels_match_reference(n, c, f, h, w, dtype):
         dx = cpu.winograd_tiles_backward(dv, x.shape, pad)
         assert dx.dtype == dtype
         np.testing.assert_allclose(dx, ref.winograd_tiles_backward(dv, x.shape, pad), **tol)
+
+
+@pytest.mark.parametrize("pool", [True, False])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_winograd_pipelines_match_reference(pool, dtype):
+    """The numba pipelines run the steps chunk by chunk (WINOGRAD_CHUNK images) on each thread: a batch
+    of 19 leaves partial chunks on both threads; results equal the whole-batch reference."""
+    n, c, f, h, w = 19, 6, 5, 6, 4
+    x, wt, b = _winograd_operands(n, c, f, h, w, dtype, 30)
+    u = ref.winograd_weights(wt)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    fast, slow = cpu.winograd_forward(x, u, b, pool), ref.winograd_forward(x, u, b, pool)
+    np.testing.assert_allclose(fast[0], slow[0], **tol)
+    np.testing.assert_allclose(fast[2], slow[2], **tol)
+    if pool:
+        np.testing.assert_array_equal(fast[1], slow[1])
+    else:
+        assert fast[1] is None and slow[1] is None
+    assert fast[0].dtype == dtype and fast[0].shape == ((n, f, h // 2, w // 2) if pool else (n, f, h, w))
+    dout = np.random.default_rng(31).standard_normal(slow[0].shape).astype(dtype)
+    for need_dx in (True, False):
+        got = cpu.winograd_backward(dout, slow[1], slow[2], u, x.shape, need_dx)
+        want = ref.winograd_backward(dout, slow[1], slow[2], u, x.shape, need_dx)
+        for a, r in zip(got, want):
+            if r is None:
+                assert a is None and not need_dx
+                continue
+            assert a.dtype == dtype and a.shape == r.shape
+            np.testing.assert_allclose(a, r, **tol)
 
 
 def test_winograd_needs_an_even_output():

@@ -1005,3 +1005,81 @@ def winograd_tiles_backward(dv, x_shape, pad):
     dv = np.ascontiguousarray(dv)
     threads.run_slices(n, lambda i, lo, hi: _winograd_tiles_backward(dv, pad, lo * th * tw, dx[lo:hi]))
     return dx
+
+
+# ----------------------------------------------------------------------------- Winograd pipelines
+
+#: images per chunk in the Winograd pipelines: each thread transforms, multiplies and transforms
+#: back this many images at a time, so a chunk's products (16 x 8*TH*TW x channels, 1.6 MB for
+#: ref-cnn) are still in cache when the next kernel reads them. Measured on ref-cnn's second layer
+#: at batch 128: forward 7.1 -> 5.9 ms, backward 15.3 -> 10.2 ms against whole-batch passes.
+WINOGRAD_CHUNK = 8
+
+
+def _chunks(lo, hi):
+    return [(s, min(hi, s + WINOGRAD_CHUNK)) for s in range(lo, hi, WINOGRAD_CHUNK)]
+
+
+def winograd_forward(x, u, b, pool):
+    """numba twin of :func:`nncore.kernels.reference.winograd_forward`, chunk by chunk on each thread."""
+    n, c, h, w = x.shape
+    f = u.shape[1]
+    th, tw = winograd_tile_counts(h, w, 1)
+    per = th * tw                                                   # tiles per image
+    x, ut = np.ascontiguousarray(x), u.transpose(0, 2, 1)
+    b = np.zeros(f, dtype=x.dtype) if b is None else b
+    v = np.empty((16, n * per, c), dtype=x.dtype)
+    out = np.empty((n, f, th, tw) if pool else (n, f, h, w), dtype=x.dtype)
+    arg = np.empty((n, f, th, tw), dtype=np.int32) if pool else None
+
+    def job(i, lo, hi):
+        buf = np.empty(16 * WINOGRAD_CHUNK * per * f, dtype=x.dtype)
+        for s, e in _chunks(lo, hi):
+            _winograd_tiles(x[s:e], 1, th, tw, s * per, v)
+            m = buf[:16 * (e - s) * per * f].reshape(16, (e - s) * per, f)
+            np.matmul(v[:, s * per:e * per], ut, out=m)
+            if pool:
+                _winograd_relu_pool(m, b, 0, out[s:e], arg[s:e])
+            else:
+                _winograd_output(m, b, 0, out[s:e])
+
+    threads.run_slices(n, job)
+    return out, arg, v
+
+
+def winograd_backward(dout, arg, v, u, x_shape, need_dx):
+    """numba twin of :func:`nncore.kernels.reference.winograd_backward`, chunk by chunk on each thread.
+
+    Each thread sums its chunks' ``z.T @ v`` into its own (16, F, C) slab; the slabs are added at the end.
+    """
+    n, c, h, w = x_shape
+    f = u.shape[1]
+    th, tw = winograd_tile_counts(h, w, 1)
+    per = th * tw
+    dout = np.ascontiguousarray(dout)
+    arg = None if arg is None else np.ascontiguousarray(arg)
+    parts = threads.num_slices(n)
+    dm = np.zeros((parts, 16, f, c), dtype=dout.dtype)
+    db = np.zeros((parts, f))                                       # float64 partial sums
+    dx = np.empty(x_shape, dtype=dout.dtype) if need_dx else None
+
+    def job(i, lo, hi):
+        zbuf = np.empty(16 * WINOGRAD_CHUNK * per * f, dtype=dout.dtype)
+        dvbuf = np.empty(16 * WINOGRAD_CHUNK * per * c if need_dx else 0, dtype=dout.dtype)
+        prod = np.empty((16, f, c), dtype=dout.dtype)
+        for s, e in _chunks(lo, hi):
+            k = (e - s) * per
+            z = zbuf[:16 * k * f].reshape(16, k, f)
+            if arg is None:
+                _winograd_output_backward(dout[s:e], 0, z, db[i])
+            else:
+                _winograd_pool_backward(dout[s:e], arg[s:e], 0, z, db[i])
+            np.matmul(z.transpose(0, 2, 1), v[:, s * per:e * per], out=prod)
+            dm[i] += prod
+            if need_dx:
+                dv = dvbuf[:16 * k * c].reshape(16, k, c)
+                np.matmul(z, u, out=dv)
+                _winograd_tiles_backward(dv, 1, 0, dx[s:e])
+
+    threads.run_slices(n, job)
+    return winograd_weight_grad(dm.sum(axis=0)), db.sum(axis=0).astype(dout.dtype), dx

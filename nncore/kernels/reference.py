@@ -452,3 +452,34 @@ def winograd_weight_grad(dm):
     g = np.array(WINOGRAD_G, dtype=dm.dtype)
     f, c = dm.shape[1:]
     return np.ascontiguousarray(np.einsum("ai,abfc,bj->fcij", g, dm.reshape(4, 4, f, c), g, optimize=True))
+
+
+def winograd_forward(x, u, b, pool):
+    """The whole Winograd convolution (padding 1) that Conv2D and ConvReLUPool run.
+
+    Inputs: x (N, C, H, W), H and W even; u = winograd_weights(W) (16, F, C);
+    b (F,) or None; pool (bool): add the ReLU and the 2x2/2 max-pooling.
+    Returns (out, arg, v): out (N, F, H, W), or (N, F, H/2, W/2) with arg of
+    the same shape when pooling (arg is None otherwise); v (16, T, C) the
+    input tiles, kept for the backward pass. The numba twin runs the same
+    steps a few images at a time, so each chunk's products stay in cache.
+    """
+    n, _, h, w = x.shape
+    v = winograd_tiles(x, 1)
+    m = v @ u.transpose(0, 2, 1)                                  # (16, T, F)
+    if pool:
+        out, arg = winograd_relu_pool(m, b, n, h // 2, w // 2)
+    else:
+        out, arg = winograd_output(m, b, n, h // 2, w // 2), None
+    return out, arg, v
+
+
+def winograd_backward(dout, arg, v, u, x_shape, need_dx):
+    """Backward of :func:`winograd_forward`: returns (dW (F, C, 3, 3), db (F,), dx (N, C, H, W) or None).
+
+    ``arg`` is the forward pass's (pooled) or None (plain convolution).
+    """
+    z, db = winograd_output_backward(dout) if arg is None else winograd_pool_backward(dout, arg)   # (16, T, F)
+    dw = winograd_weight_grad(z.transpose(0, 2, 1) @ v)
+    dx = winograd_tiles_backward(z @ u, x_shape, 1) if need_dx else None
+    return dw, db, dx

@@ -51,8 +51,10 @@ class Conv2D(Layer):
     bias. Backward, ``winograd_output_backward`` transforms dout into the
     products' gradient z; dW comes from ``z.T @ V`` and dx from ``z @ U``,
     added back into the image by ``winograd_tiles_backward`` (the input
-    transform transposed). Equal to the im2col path up to float32 rounding
-    (the tests compare both with the reference and check the gradients).
+    transform transposed). ``winograd_forward`` and ``winograd_backward``
+    run these steps a few images at a time, so the products stay in cache.
+    Equal to the im2col path up to float32 rounding (the tests compare both
+    with the reference and check the gradients).
 
     Parameters
     ----------
@@ -140,9 +142,7 @@ class Conv2D(Layer):
         if not training and x.shape[0] > self._slice_size(x):
             return self._sliced(x)
         if self.takes_winograd_path(x):
-            n, _, h, w = x.shape
-            return backend.kernels(x).winograd_output(self._winograd_products(x), self.params.get("b"),
-                                                      n, h // 2, w // 2)
+            return self._winograd_forward(x, pool=False)[0]
         y, oh, ow = self._forward_gemm(x)
         return backend.kernels(x).rows_to_nchw(y, self.params.get("b"), x.shape[0], oh, ow)
 
@@ -155,10 +155,9 @@ class Conv2D(Layer):
         return out
 
     def backward(self, dout):
-        kern = backend.kernels(dout)
         if self.cache[0] == "winograd":
-            return self._winograd_backward(*kern.winograd_output_backward(dout))
-        d2, db = kern.nchw_to_rows(dout)               # (F, N*OH*OW), (F,)
+            return self._winograd_backward(dout, None)
+        d2, db = backend.kernels(dout).nchw_to_rows(dout)               # (F, N*OH*OW), (F,)
         return self._backward_gemm(d2, db)
 
     # The two halves shared with the fused ConvReLUPool layer -----------------
@@ -172,24 +171,25 @@ class Conv2D(Layer):
         self.cache = (x.shape, cols, oh, ow)
         return threads.matmul(w2, cols), oh, ow
 
-    def _winograd_products(self, x):
-        """Input and filter transforms and the 16 products: returns m (16, T, F); caches what backward needs."""
+    def _winograd_forward(self, x, pool):
+        """The convolution by Winograd F(2x2, 3x3); ``pool`` adds ReLU and 2x2/2 max-pooling (ConvReLUPool).
+
+        Returns (out, arg) as the kernels' ``winograd_forward``; caches what backward needs.
+        """
         self._check_input(x, 4)
         Conv2D.output_shape(self, x.shape[1:])
         kern = backend.kernels(x)
-        v = kern.winograd_tiles(x, self.pad[0])                             # (16, T, C)
         u = kern.winograd_weights(self.params["W"])                         # (16, F, C)
+        out, arg, v = kern.winograd_forward(x, u, self.params.get("b"), pool)
         self.cache = ("winograd", x.shape, v, u)
-        return threads.matmul(v, u.transpose(0, 2, 1))                      # (16, T, F)
+        return out, arg
 
-    def _winograd_backward(self, z, db):
-        """Given dL/dm as z (16, T, F) and db (F,): fill grads, return dL/dx (or None)."""
-        kern = backend.kernels(z)
+    def _winograd_backward(self, dout, arg):
+        """Fill grads from dout (and the pooling's arg, or None); return dL/dx (or None)."""
         x_shape, v, u = self.cache[1:]
-        self._store_grads(kern.winograd_weight_grad(threads.matmul(z.transpose(0, 2, 1), v)), db)
-        if not self.needs_input_grad:
-            return None
-        return kern.winograd_tiles_backward(threads.matmul(z, u), x_shape, self.pad[0])   # (16, T, F) @ (16, F, C)
+        dw, db, dx = backend.kernels(dout).winograd_backward(dout, arg, v, u, x_shape, self.needs_input_grad)
+        self._store_grads(dw, db)
+        return dx
 
     def _store_grads(self, dw2, db):
         """grads["W"] from dw2 (F, C*KH*KW), reshaped to W's shape; grads["b"] = db when there is a bias."""

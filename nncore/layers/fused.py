@@ -90,9 +90,7 @@ class ConvReLUPool(Conv2D):
         if not training and x.shape[0] > self._slice_size(x):
             return self._sliced(x)
         if self.takes_winograd_path(x):
-            n, _, h, w = x.shape
-            out, self.arg = backend.kernels(x).winograd_relu_pool(self._winograd_products(x), self.params.get("b"),
-                                                                  n, h // 2, w // 2)
+            out, self.arg = self._winograd_forward(x, pool=True)
             return out
         y, oh, ow = self._forward_gemm(x)
         out, arg = backend.kernels(x).conv_relu_pool_forward(y, self.params.get("b"), x.shape[0], oh, ow,
@@ -107,7 +105,7 @@ class ConvReLUPool(Conv2D):
     def backward(self, dout):
         kern = backend.kernels(dout)
         if self.cache[0] == "winograd":
-            return self._winograd_backward(*kern.winograd_pool_backward(dout, self.arg))
+            return self._winograd_backward(dout, self.arg)
         if self.cache[0] == "direct":
             self._store_grads(*kern.conv3x3_relu_pool2_weight_grad(dout, self.arg, self.cache[1], self.pad[0]))
             return None
