@@ -42,6 +42,7 @@ import numpy as np
 from nncore import backend, threads
 from nncore.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
 from nncore.errors import UsageError
+from nncore.kernels import cpu as cpu_kernels
 from nncore.layers import Conv2D, ConvReLUPool, Dense
 from nncore.losses import SoftmaxCrossEntropy
 from nncore.models import ref_cnn
@@ -279,7 +280,8 @@ def gemm_shapes(model, batch):
 
     The function is the one the layers call: nncore.threads.matmul. A fused
     first layer that convolves directly (no im2col) has no product to list; a
-    fused layer on the Winograd path lists its three stacks of 16 products.
+    layer on the Winograd path lists its three stacks of 16 products, timed
+    chunk by chunk on each thread as the pipelines in nncore.kernels.cpu run them.
     """
     shapes = [model.input_shape]
     for layer in model.layers:
@@ -289,13 +291,14 @@ def gemm_shapes(model, batch):
         x = np.zeros((1,) + tuple(s_in), np.float32)   # what the layer's path choice looks at
         if isinstance(layer, ConvReLUPool) and layer.takes_direct_path(x):
             continue
-        if isinstance(layer, ConvReLUPool) and layer.takes_winograd_path(x):
+        if isinstance(layer, Conv2D) and layer.takes_winograd_path(x):
             f, c = layer.params["W"].shape[:2]
-            t = batch * s_out[1] * s_out[2]   # one 4x4 tile per pooled output
-            out.append((f"{layer!r} fwd  V @ U.T (16x)", (16, t, c), (16, f, c), False, True, threads.matmul))
-            out.append((f"{layer!r} dW   Z.T @ V (16x)", (16, t, f), (16, t, c), True, False, threads.matmul))
+            per = (s_in[1] // 2) * (s_in[2] // 2)          # 4x4 tiles per image
+            t, chunk = batch * per, cpu_kernels.WINOGRAD_CHUNK * per
+            out.append((f"{layer!r} fwd  V @ U.T (16x)", (16, t, c), (16, f, c), False, True, _chunked(chunk, False)))
+            out.append((f"{layer!r} dW   Z.T @ V (16x)", (16, t, f), (16, t, c), True, False, _chunked(chunk, True)))
             if layer.needs_input_grad:
-                out.append((f"{layer!r} dV   Z @ U (16x)", (16, t, f), (16, f, c), False, False, threads.matmul))
+                out.append((f"{layer!r} dV   Z @ U (16x)", (16, t, f), (16, f, c), False, False, _chunked(chunk, False)))
             continue
         if isinstance(layer, Conv2D):
             f, c, kh, kw = layer.params["W"].shape
@@ -312,6 +315,29 @@ def gemm_shapes(model, batch):
             if layer.needs_input_grad:
                 out.append((f"{layer!r} dx   dout @ W.T", (batch, m), (d, m), False, True, threads.matmul))
     return out
+
+
+def _chunked(rows, inner):
+    """Stacks of products as the Winograd pipelines run them: each thread takes half the tiles and
+    multiplies them ``rows`` tiles at a time into a reused buffer (``inner``: the tiles are the inner
+    dimension, a (16, F, T) @ (16, T, C) product whose chunk products are summed)."""
+    def matmul(a, b):
+        t = a.shape[2] if inner else a.shape[1]
+
+        def job(i, lo, hi):
+            out = np.empty((a.shape[0], a.shape[1], b.shape[2]) if inner else (a.shape[0], rows, b.shape[2]),
+                           dtype=a.dtype)
+            total = np.zeros_like(out) if inner else None
+            for s in range(lo, hi, rows):
+                e = min(hi, s + rows)
+                if inner:
+                    np.matmul(a[:, :, s:e], b[:, s:e], out=out)
+                    total += out
+                else:
+                    np.matmul(a[:, s:e], b, out=out[:, :e - s])
+
+        threads.run_slices(t, job)
+    return matmul
 
 
 def gemm_times(args, rng):
@@ -454,7 +480,6 @@ def path_ab_main(args, flag, layer_index, labels):
     ``flag`` names the switch in nncore.kernels.cpu (DIRECT_FIRST_LAYER or WINOGRAD); ``labels`` are
     the (on, off) names of the two paths.
     """
-    from nncore.kernels import cpu
     rng = np.random.default_rng(0)
     model = ref_cnn(seed=0, fused=True).train()
     layer = model.layers[layer_index]
@@ -463,7 +488,7 @@ def path_ab_main(args, flag, layer_index, labels):
     times = {path: {"fwd": [], "bwd": [], "infer": []} for path in ("on", "off")}
     for it in range(args.warmup + args.steps):
         for path in times:
-            setattr(cpu, flag, path == "on")
+            setattr(cpu_kernels, flag, path == "on")
             t0 = time.perf_counter()
             out = layer.forward(x, training=True)
             t1 = time.perf_counter()
@@ -474,7 +499,7 @@ def path_ab_main(args, flag, layer_index, labels):
             if it >= args.warmup:
                 for key, dt in (("fwd", t1 - t0), ("bwd", t2 - t1), ("infer", t3 - t2)):
                     times[path][key].append(1e3 * dt)
-    setattr(cpu, flag, True)
+    setattr(cpu_kernels, flag, True)
     med = {labels[p == "off"]: {k: statistics.median(v) for k, v in d.items()} for p, d in times.items()}
     print(f"ref-cnn layer {layer_index + 1}, batch {args.batch}; whole-model inference, batch {args.infer_batch}; "
           f"{args.threads} threads; medians of {args.steps}, ms")
