@@ -42,7 +42,6 @@ import numpy as np
 from nncore import backend, threads
 from nncore.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
 from nncore.errors import UsageError
-from nncore.kernels import cpu as cpu_kernels
 from nncore.layers import Conv2D, ConvReLUPool, Dense
 from nncore.losses import SoftmaxCrossEntropy
 from nncore.models import ref_cnn
@@ -283,6 +282,7 @@ def gemm_shapes(model, batch):
     layer on the Winograd path lists its three stacks of 16 products, timed
     chunk by chunk on each thread as the pipelines in nncore.kernels.cpu run them.
     """
+    from nncore.kernels import cpu as cpu_kernels   # not at the top: the start-up child times this import
     shapes = [model.input_shape]
     for layer in model.layers:
         shapes.append(layer.output_shape(shapes[-1]))
@@ -480,6 +480,7 @@ def path_ab_main(args, flag, layer_index, labels):
     ``flag`` names the switch in nncore.kernels.cpu (DIRECT_FIRST_LAYER or WINOGRAD); ``labels`` are
     the (on, off) names of the two paths.
     """
+    from nncore.kernels import cpu as cpu_kernels
     rng = np.random.default_rng(0)
     model = ref_cnn(seed=0, fused=True).train()
     layer = model.layers[layer_index]
