@@ -1,8 +1,11 @@
 """Reference kernels in plain NumPy: the lecture version, and the oracle for the fast ones.
 
 Every function here has a twin with the same name and signature in
-:mod:`nncore.kernels.cpu` (numba) and :mod:`nncore.kernels.gpu` (CuPy). The
-tests check that the twins return the same arrays as these.
+:mod:`nncore.kernels.cpu` (numba) and, except the CPU-only paths at the end
+(the direct first layer and Winograd F(2x2, 3x3)), in
+:mod:`nncore.kernels.gpu` (CuPy). The tests check that the twins return the
+same arrays as these. The flags ``DIRECT_FIRST_LAYER`` and ``WINOGRAD`` of
+each module tell the layers which paths it takes.
 
 Memory layout conventions (shared by all three kernel modules)
 ----------------------------------------------------------------
