@@ -147,24 +147,16 @@ def run_slices(n, job):
 
 
 def matmul(a, b):
-    """``a @ b`` for 2-D arrays or 3-D stacks of them, split over :func:`get_num_threads` threads on the CPU.
+    """``a @ b`` for 2-D arrays, split over :func:`get_num_threads` threads on the CPU.
 
-    A stack (B, M, K) @ (B, K, P) is cut along B: each thread multiplies a
-    slab of whole matrices. For 2-D arrays the longest of the three
-    dimensions (rows of ``a``, columns of ``b``, or the shared inner one) is
-    cut into ``n`` slabs, one BLAS call per thread; cutting the inner
-    dimension sums the ``n`` partial products at the end. Small products, a
-    single thread, or non-NumPy arrays (CuPy) take ``a @ b``.
+    The longest of the three dimensions (rows of ``a``, columns of ``b``, or
+    the shared inner one) is cut into ``n`` slabs, one BLAS call per thread;
+    cutting the inner dimension sums the ``n`` partial products at the end.
+    Small products, a single thread, or non-NumPy arrays (CuPy) take ``a @ b``.
     """
     import numpy as np
     n = get_num_threads() if _state["configured"] else 1
-    if n < 2 or type(a) is not np.ndarray or type(b) is not np.ndarray or a.ndim != b.ndim:
-        return a @ b
-    if a.ndim == 3 and a.shape[0] == b.shape[0] and a.shape[2] == b.shape[1] and a.size * b.shape[2] >= _SPLIT_MIN_MACS:
-        out = np.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=np.result_type(a, b))
-        run_slices(a.shape[0], lambda i, lo, hi: np.matmul(a[lo:hi], b[lo:hi], out=out[lo:hi]))
-        return out
-    if a.ndim != 2:
+    if n < 2 or type(a) is not np.ndarray or type(b) is not np.ndarray or a.ndim != 2 or b.ndim != 2:
         return a @ b
     m, k = a.shape
     k2, p = b.shape

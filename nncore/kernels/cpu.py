@@ -30,8 +30,8 @@ threads.configure()
 #: with :func:`conv3x3_relu_pool2_forward` instead of im2col and a GEMM (see that layer)
 DIRECT_FIRST_LAYER = True
 
-#: ConvReLUPool computes a 3x3, stride-1, padding-1 convolution with 2x2/2 pooling by
-#: Winograd F(2x2, 3x3) (the functions at the end) instead of im2col and a GEMM
+#: Conv2D and ConvReLUPool compute a 3x3, stride-1, padding-1 convolution of even-sized images
+#: by Winograd F(2x2, 3x3) (the functions at the end) instead of im2col and a GEMM
 WINOGRAD = True
 
 _jit = numba.njit(cache=True, nogil=True)

@@ -21,7 +21,7 @@ from .reference import batchnorm_backward, batchnorm_forward, conv_output_size  
 
 #: first layers go through im2col and cuBLAS here too (a GPU has no use for the CPU's direct path)
 DIRECT_FIRST_LAYER = False
-#: ... and so do 3x3 convolutions: cuBLAS is fast enough that Winograd's transforms would not pay for themselves
+#: ... and so do 3x3 convolutions: the Winograd kernels exist for the CPU only
 WINOGRAD = False
 
 cp = import_cupy()
