@@ -279,7 +279,7 @@ def gemm_shapes(model, batch):
 
     The function is the one the layers call: nncore.threads.matmul. A fused
     first layer that convolves directly (no im2col) has no product to list; a
-    layer on the Winograd path lists its three stacks of 16 products, timed
+    layer on the Winograd path lists its three stacks of 36 products, timed
     chunk by chunk on each thread as the pipelines in nncore.kernels.cpu run them.
     """
     from nncore.kernels import cpu as cpu_kernels   # not at the top: the start-up child times this import
@@ -293,12 +293,13 @@ def gemm_shapes(model, batch):
             continue
         if isinstance(layer, Conv2D) and layer.takes_winograd_path(x):
             f, c = layer.params["W"].shape[:2]
-            per = (s_in[1] // 2) * (s_in[2] // 2)          # 4x4 tiles per image
+            th, tw = cpu_kernels.winograd_tile_counts(s_in[1], s_in[2], 1)
+            per = th * tw                                    # 6x6 input tiles per image
             t, chunk = batch * per, cpu_kernels.WINOGRAD_CHUNK * per
-            out.append((f"{layer!r} fwd  V @ U.T (16x)", (16, t, c), (16, f, c), False, True, _chunked(chunk, False)))
-            out.append((f"{layer!r} dW   Z.T @ V (16x)", (16, t, f), (16, t, c), True, False, _chunked(chunk, True)))
+            out.append((f"{layer!r} fwd  V @ U.T (36x)", (36, t, c), (36, f, c), False, True, _chunked(chunk, False)))
+            out.append((f"{layer!r} dW   Z.T @ V (36x)", (36, t, f), (36, t, c), True, False, _chunked(chunk, True)))
             if layer.needs_input_grad:
-                out.append((f"{layer!r} dV   Z @ U (16x)", (16, t, f), (16, f, c), False, False, _chunked(chunk, False)))
+                out.append((f"{layer!r} dV   Z @ U (36x)", (36, t, f), (36, f, c), False, False, _chunked(chunk, False)))
             continue
         if isinstance(layer, Conv2D):
             f, c, kh, kw = layer.params["W"].shape
@@ -320,7 +321,7 @@ def gemm_shapes(model, batch):
 def _chunked(rows, inner):
     """Stacks of products as the Winograd pipelines run them: each thread takes half the tiles and
     multiplies them ``rows`` tiles at a time into a reused buffer (``inner``: the tiles are the inner
-    dimension, a (16, F, T) @ (16, T, C) product whose chunk products are summed)."""
+    dimension, a (36, F, T) @ (36, T, C) product whose chunk products are summed)."""
     def matmul(a, b):
         t = a.shape[2] if inner else a.shape[1]
 

@@ -79,8 +79,9 @@ def test_path_comparison_reports_both_paths(flag, paths):
 
 
 def test_gemm_list_follows_the_fused_model():
-    """The direct first layer runs no GEMM; the second conv's products are Winograd's stacks of 16,
-    one row per tile (= per pooled output); with the reference kernels, im2col GEMMs at the pre-pooling size."""
+    """The direct first layer runs no GEMM; the second conv's products are Winograd's stacks of 36,
+    one row per 6x6 input tile (4x4 per 14x14 image); with the reference kernels, im2col GEMMs at the
+    pre-pooling size."""
     sys.path.insert(0, str(SCRIPT.parent))
     try:
         import benchmark
@@ -90,9 +91,9 @@ def test_gemm_list_follows_the_fused_model():
     rows = benchmark.gemm_shapes(ref_cnn(seed=0, fused=True).train(), 4)
     convs = [r for r in rows if r[0].startswith("ConvReLUPool")]
     assert len(convs) == 3 and all("in_channels=32" in r[0] for r in convs)
-    assert [r[1:5] for r in convs] == [((16, 4 * 49, 32), (16, 64, 32), False, True),
-                                       ((16, 4 * 49, 64), (16, 4 * 49, 32), True, False),
-                                       ((16, 4 * 49, 64), (16, 64, 32), False, False)]
+    assert [r[1:5] for r in convs] == [((36, 4 * 16, 32), (36, 64, 32), False, True),
+                                       ((36, 4 * 16, 64), (36, 4 * 16, 32), True, False),
+                                       ((36, 4 * 16, 64), (36, 64, 32), False, False)]
     from nncore import backend
     backend.set_cpu_kernels("reference")
     try:

@@ -235,10 +235,11 @@ def test_winograd_conv_relu_pool(kernels, c, f, h, w, bias, input_grad):
 
 
 @pytest.mark.parametrize("c,f,h,w,bias,input_grad", [(4, 3, 4, 6, True, True), (5, 2, 6, 6, False, True),
-                                                      (4, 2, 2, 4, True, False)])
+                                                      (4, 2, 2, 4, True, False), (4, 2, 7, 5, True, True)])
 def test_winograd_conv2d(kernels, c, f, h, w, bias, input_grad):
-    """The plain Conv2D takes Winograd F(2x2, 3x3) under the same conditions (numba kernels), writing
-    every output tile with its bias; checked like any layer (it is linear, so no kink to avoid)."""
+    """The plain Conv2D takes Winograd F(4x4, 3x3) under the same conditions (numba kernels), odd sizes
+    too (the last tiles cropped), writing every output tile with its bias; checked like any layer (it
+    is linear, so no kink to avoid)."""
     layer = Conv2D(c, f, 3, padding=1, bias=bias, dtype=F64, rng=5)
     layer.needs_input_grad = input_grad
     x = np.random.default_rng(28).standard_normal((2, c, h, w))
@@ -250,19 +251,21 @@ def test_winograd_conv2d(kernels, c, f, h, w, bias, input_grad):
 
 
 def test_winograd_conditions():
-    """Odd sizes, fewer than 4 input channels, other kernels, strides or paddings: im2col instead."""
+    """Fewer than 4 input channels, other kernels, strides or paddings, and odd sizes when pooling:
+    im2col instead."""
     from nncore.backend import set_cpu_kernels
     from nncore.layers import ConvReLUPool
     set_cpu_kernels("numba")
     x = np.zeros((1, 4, 6, 6))
     assert Conv2D(4, 2, 3, padding=1).takes_winograd_path(x)
-    assert not Conv2D(4, 2, 3, padding=1).takes_winograd_path(x[:, :, :5])
+    assert Conv2D(4, 2, 3, padding=1).takes_winograd_path(x[:, :, :5])
     assert not Conv2D(3, 2, 3, padding=1).takes_winograd_path(x[:, :3])
     assert not Conv2D(4, 2, 5, padding=2).takes_winograd_path(x)
     assert not Conv2D(4, 2, 3, padding=1, stride=2).takes_winograd_path(x)
     assert not Conv2D(4, 2, 3, padding=0).takes_winograd_path(x)
     assert ConvReLUPool(4, 2, 3, padding=1).takes_winograd_path(x)
     assert not ConvReLUPool(4, 2, 3, padding=1, pool=3).takes_winograd_path(x)
+    assert not ConvReLUPool(4, 2, 3, padding=1).takes_winograd_path(x[:, :, :5])
     set_cpu_kernels("reference")
     try:
         assert not Conv2D(4, 2, 3, padding=1).takes_winograd_path(x)
@@ -291,7 +294,7 @@ def test_fused_ref_cnn_equals_the_unfused_one(dtype):
 
     Bit for bit with the reference kernels. With the numba kernels the fused
     first layer convolves directly (conv3x3_relu_pool2_forward), summing the
-    nine taps in another order, and the second by Winograd F(2x2, 3x3), so
+    nine taps in another order, and the second by Winograd F(4x4, 3x3), so
     the two agree to rounding.
     """
     import nncore

@@ -15,6 +15,8 @@ filter transforms, which touch only the small weight arrays; every other
 kernel here is compiled.
 """
 
+import math
+
 import numba
 import numpy as np
 from numba import prange
@@ -31,7 +33,7 @@ threads.configure()
 DIRECT_FIRST_LAYER = True
 
 #: Conv2D and ConvReLUPool compute a 3x3, stride-1, padding-1 convolution of even-sized images
-#: by Winograd F(2x2, 3x3) (the functions at the end) instead of im2col and a GEMM
+#: by Winograd F(4x4, 3x3) (the functions at the end) instead of im2col and a GEMM
 WINOGRAD = True
 
 _jit = numba.njit(cache=True, nogil=True)
@@ -737,119 +739,156 @@ def conv3x3_relu_pool2_weight_grad(dout, arg, x, pad):
     return acc.sum(axis=0).astype(dout.dtype), acc_b.sum(axis=0).astype(dout.dtype)
 
 
-# ----------------------------------------------------------------------------- Winograd F(2x2, 3x3)
+# ----------------------------------------------------------------------------- Winograd F(4x4, 3x3)
 
 # Serial nogil loops over a slice of the images, run on nncore's threads by threads.run_slices.
-# Tile (n, ty, tx) is row t = (n*TH + ty)*TW + tx of the (16, T, channels) arrays; a slice
-# starting at image lo starts at row t0 = lo*TH*TW. A kernel that writes such an array
-# transforms one tile for all channels in a small (16, channels) buffer, then copies it to
-# the 16 rows in contiguous runs: interleaving single stores to the 16 rows (1.6 MB apart, a
-# multiple of 4 KiB, so all in the same cache set) made those kernels 3-6 times slower.
+# Tile (n, ty, tx) is row t = (n*TH + ty)*TW + tx of the (36, T, channels) arrays; a slice
+# starting at image lo starts at row t0 = lo*TH*TW.
+#
+# Two rules make these loops fast:
+# - Each transform runs in two passes over a (rows, channels) scratch array, columns then rows,
+#   with the channel loop innermost and straight-line code inside it, so LLVM vectorises it
+#   across channels. One pass per (tile, channel) in scalar code was 3-4 times slower.
+# - The 36 planes of a (36, T, channels) array must not start a multiple of 4 KiB apart: the
+#   36 values of one tile then fall into one cache set, which holds 8 lines, and every tile
+#   misses. ``_stack`` adds a few unused rows to break that pattern (relu-pool and the input
+#   gradient's transform 2-3 times faster); the kernels never read those rows.
+#
+# Constants are float32 (_2, _4, _5, _8): in numba an integer literal times a float32 is a float64.
 
-@_jit
-def _bt(d0, d1, d2, d3):
-    """BT times a 4-vector: one column (or row) of the input transform."""
-    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
-
-
-@_jit
-def _at(m0, m1, m2, m3):
-    """AT times a 4-vector: one column (or row) of the output transform, 2 values."""
-    return m0 + m1 + m2, m1 - m2 - m3
-
-
-@_jit
-def _put4(tile, a, ch, row):
-    """tile[4a : 4a+4, ch] = row (a 4-tuple)."""
-    tile[4 * a, ch], tile[4 * a + 1, ch], tile[4 * a + 2, ch], tile[4 * a + 3, ch] = row
+_2, _4, _5, _8 = np.float32(2), np.float32(4), np.float32(5), np.float32(8)
 
 
 @_jit
-def _tile_to_rows(tile, v, t):
-    """v[:, t, :] = tile (16, channels), one contiguous run per row (explicit loops: numba's slice copy
-    costs more than the copy itself at this size)."""
-    for p in range(16):
-        for ch in range(tile.shape[1]):
-            v[p, t, ch] = tile[p, ch]
+def _bt(d0, d1, d2, d3, d4, d5):
+    """BT times a 6-vector: one column (or row) of the input transform."""
+    a, b = d4 - _4 * d2, d3 - _4 * d1
+    c, e = d4 - d2, _2 * (d3 - d1)
+    return _4 * d0 - _5 * d2 + d4, a + b, a - b, c + e, c - e, _4 * d1 - _5 * d3 + d5
 
 
 @_jit
-def _image_tiles(buf, t0, v, tile):
-    """Input transform of one zero-padded image buf (2TH+2, 2TW+2, C), channels last, into rows
-    t0 ... t0 + TH*TW - 1 of v (16, T, C); tile is a (16, C) scratch buffer."""
-    th, tw, c = (buf.shape[0] - 2) // 2, (buf.shape[1] - 2) // 2, buf.shape[2]
+def _at(m0, m1, m2, m3, m4, m5):
+    """AT times a 6-vector: one column (or row) of the output transform, 4 values."""
+    a, b, c, d = m1 + m2, m1 - m2, m3 + m4, m3 - m4
+    return m0 + a + c, b + _2 * d, a + _4 * c, b + _8 * d + m5
+
+
+@_jit
+def _a(y0, y1, y2, y3):
+    """A (= AT transposed) times a 4-vector: 6 values."""
+    a, b = y0 + y2, y1 + y3
+    c, d = y0 + _4 * y2, _2 * y1 + _8 * y3
+    return y0, a + b, a - b, c + d, c - d, y3
+
+
+@_jit
+def _b(v0, v1, v2, v3, v4, v5):
+    """B (= BT transposed) times a 6-vector: one column (or row) of the input transform's adjoint."""
+    a, b = v2 - v1, v4 - v3
+    return (_4 * v0, _4 * a + _2 * b + _4 * v5, -_5 * v0 - _4 * (v1 + v2) - (v3 + v4), -a - _2 * b - _5 * v5,
+            v0 + v1 + v2 + v3 + v4, v5)
+
+
+def _stack(rows, width, dtype):
+    """An uninitialised C-contiguous (36, rows + e, width) array whose planes do not start a multiple of
+    4 KiB apart (see above); callers use its first ``rows`` rows."""
+    e, itemsize = 0, np.dtype(dtype).itemsize
+    while True:
+        gap = ((rows + e) * width * itemsize) % 4096
+        if gap and math.gcd(gap, 4096) <= 512:        # the 36 planes spread over at least 8 cache sets
+            return np.empty((36, rows + e, width), dtype=dtype)
+        e += 1
+
+
+@_jit
+def _image_tiles(buf, t0, v, e, tile):
+    """Input transform of one zero-padded image buf (4TH+2, 4TW+2, C), channels last, into rows
+    t0 ... t0 + TH*TW - 1 of v (36, T, C); e and tile are (36, C) scratch arrays. Each tile is
+    finished in ``tile`` and copied to v's 36 rows one contiguous run at a time."""
+    th, tw, c = (buf.shape[0] - 2) // 4, (buf.shape[1] - 2) // 4, buf.shape[2]
     for ty in range(th):
-        r = 2 * ty
+        r = 4 * ty
         for tx in range(tw):
-            q = 2 * tx
-            for ci in range(c):
-                # BT d column by column (e_ij: row i of BT d, column j) ...
-                e00, e10, e20, e30 = _bt(buf[r, q, ci], buf[r + 1, q, ci], buf[r + 2, q, ci], buf[r + 3, q, ci])
-                e01, e11, e21, e31 = _bt(buf[r, q + 1, ci], buf[r + 1, q + 1, ci], buf[r + 2, q + 1, ci],
-                                         buf[r + 3, q + 1, ci])
-                e02, e12, e22, e32 = _bt(buf[r, q + 2, ci], buf[r + 1, q + 2, ci], buf[r + 2, q + 2, ci],
-                                         buf[r + 3, q + 2, ci])
-                e03, e13, e23, e33 = _bt(buf[r, q + 3, ci], buf[r + 1, q + 3, ci], buf[r + 2, q + 3, ci],
-                                         buf[r + 3, q + 3, ci])
-                # ... then times B, row by row
-                _put4(tile, 0, ci, _bt(e00, e01, e02, e03))
-                _put4(tile, 1, ci, _bt(e10, e11, e12, e13))
-                _put4(tile, 2, ci, _bt(e20, e21, e22, e23))
-                _put4(tile, 3, ci, _bt(e30, e31, e32, e33))
-            _tile_to_rows(tile, v, t0 + ty * tw + tx)
+            q = 4 * tx
+            for j in range(6):          # BT d, column by column: e[6i + j] = (BT d)[i, j]
+                for ci in range(c):
+                    a0, a1, a2, a3, a4, a5 = _bt(buf[r, q + j, ci], buf[r + 1, q + j, ci], buf[r + 2, q + j, ci],
+                                                 buf[r + 3, q + j, ci], buf[r + 4, q + j, ci], buf[r + 5, q + j, ci])
+                    e[j, ci], e[6 + j, ci], e[12 + j, ci] = a0, a1, a2
+                    e[18 + j, ci], e[24 + j, ci], e[30 + j, ci] = a3, a4, a5
+            for i in range(6):          # ... times B, row by row
+                for ci in range(c):
+                    a0, a1, a2, a3, a4, a5 = _bt(e[6 * i, ci], e[6 * i + 1, ci], e[6 * i + 2, ci], e[6 * i + 3, ci],
+                                                 e[6 * i + 4, ci], e[6 * i + 5, ci])
+                    tile[6 * i, ci], tile[6 * i + 1, ci], tile[6 * i + 2, ci] = a0, a1, a2
+                    tile[6 * i + 3, ci], tile[6 * i + 4, ci], tile[6 * i + 5, ci] = a3, a4, a5
+            t = t0 + ty * tw + tx
+            for p in range(36):
+                for ci in range(c):
+                    v[p, t, ci] = tile[p, ci]
 
 
 @_jit
 def _winograd_tiles(x, pad, th, tw, t0, v):
     n, c, h, w = x.shape
-    buf = np.zeros((2 * th + 2, 2 * tw + 2, c), dtype=v.dtype)  # one zero-padded image, channels last
-    tile = np.empty((16, c), dtype=v.dtype)
+    buf = np.zeros((4 * th + 2, 4 * tw + 2, c), dtype=v.dtype)  # one zero-padded image, channels last
+    e = np.empty((36, c), dtype=v.dtype)
+    tile = np.empty((36, c), dtype=v.dtype)
     for ni in range(n):
         for ci in range(c):   # the border of buf stays 0
             for i in range(h):
                 for j in range(w):
                     buf[pad + i, pad + j, ci] = x[ni, ci, i, j]
-        _image_tiles(buf, t0 + ni * th * tw, v, tile)
+        _image_tiles(buf, t0 + ni * th * tw, v, e, tile)
 
 
 def winograd_tiles(x, pad):
     """numba twin of :func:`nncore.kernels.reference.winograd_tiles`."""
     n, c, h, w = x.shape
     th, tw = winograd_tile_counts(h, w, pad)
-    v = np.empty((16, n * th * tw, c), dtype=x.dtype)
+    v = _stack(n * th * tw, c, x.dtype)
     x = np.ascontiguousarray(x)
     threads.run_slices(n, lambda i, lo, hi: _winograd_tiles(x[lo:hi], pad, th, tw, lo * th * tw, v))
-    return v
+    return v[:, :n * th * tw]
 
 
 @_jit
-def _output_tile(m, t, ch):
-    """AT m A of tile t, channel ch of m (16, T, channels): (y00, y01), (y10, y11)."""
-    s00, s10 = _at(m[0, t, ch], m[4, t, ch], m[8, t, ch], m[12, t, ch])   # AT m, column by column
-    s01, s11 = _at(m[1, t, ch], m[5, t, ch], m[9, t, ch], m[13, t, ch])
-    s02, s12 = _at(m[2, t, ch], m[6, t, ch], m[10, t, ch], m[14, t, ch])
-    s03, s13 = _at(m[3, t, ch], m[7, t, ch], m[11, t, ch], m[15, t, ch])
-    return _at(s00, s01, s02, s03), _at(s10, s11, s12, s13)
+def _output_tile(m, t, s, ys):
+    """ys (16, F) = AT m A of tile t of m (36, T, F), all F channels at once: ys[4i + j] = Y[i, j].
+    s (24, F) is scratch for AT m."""
+    for j in range(6):
+        for fi in range(ys.shape[1]):
+            a0, a1, a2, a3 = _at(m[j, t, fi], m[6 + j, t, fi], m[12 + j, t, fi], m[18 + j, t, fi],
+                                 m[24 + j, t, fi], m[30 + j, t, fi])
+            s[j, fi], s[6 + j, fi], s[12 + j, fi], s[18 + j, fi] = a0, a1, a2, a3
+    for i in range(4):
+        for fi in range(ys.shape[1]):
+            a0, a1, a2, a3 = _at(s[6 * i, fi], s[6 * i + 1, fi], s[6 * i + 2, fi], s[6 * i + 3, fi],
+                                 s[6 * i + 4, fi], s[6 * i + 5, fi])
+            ys[4 * i, fi], ys[4 * i + 1, fi], ys[4 * i + 2, fi], ys[4 * i + 3, fi] = a0, a1, a2, a3
 
 
 @_jit
 def _winograd_output(m, b, t0, out):
-    n, f, h, w = out.shape
-    th, tw = h // 2, w // 2
+    n, f, oh, ow = out.shape
+    th, tw = (oh + 3) // 4, (ow + 3) // 4
+    s, ys = np.empty((24, f), dtype=m.dtype), np.empty((16, f), dtype=m.dtype)
     for ni in range(n):
         for ty in range(th):
             for tx in range(tw):
-                t = t0 + (ni * th + ty) * tw + tx
-                for fi in range(f):
-                    (y00, y01), (y10, y11) = _output_tile(m, t, fi)
-                    out[ni, fi, 2 * ty, 2 * tx], out[ni, fi, 2 * ty, 2 * tx + 1] = y00 + b[fi], y01 + b[fi]
-                    out[ni, fi, 2 * ty + 1, 2 * tx], out[ni, fi, 2 * ty + 1, 2 * tx + 1] = y10 + b[fi], y11 + b[fi]
+                _output_tile(m, t0 + (ni * th + ty) * tw + tx, s, ys)
+                for i in range(min(4, oh - 4 * ty)):        # the last tiles may stick out: crop
+                    for j in range(min(4, ow - 4 * tx)):
+                        for fi in range(f):
+                            out[ni, fi, 4 * ty + i, 4 * tx + j] = ys[4 * i + j, fi] + b[fi]
 
 
-def winograd_output(m, b, n, th, tw):
+def winograd_output(m, b, n, oh, ow):
     """numba twin of :func:`nncore.kernels.reference.winograd_output`."""
     f = m.shape[2]
-    out = np.empty((n, f, 2 * th, 2 * tw), dtype=m.dtype)
+    th, tw = (oh + 3) // 4, (ow + 3) // 4
+    out = np.empty((n, f, oh, ow), dtype=m.dtype)
     b = np.zeros(f, dtype=m.dtype) if b is None else b
     m = np.ascontiguousarray(m)
     threads.run_slices(n, lambda i, lo, hi: _winograd_output(m, b, lo * th * tw, out[lo:hi]))
@@ -857,150 +896,150 @@ def winograd_output(m, b, n, th, tw):
 
 
 @_jit
-def _winograd_output_backward(dout, t0, z, db):
-    n, f, h, w = dout.shape
-    th, tw = h // 2, w // 2
-    g = np.empty((4, f), dtype=z.dtype)
-    ady = np.empty((8, f), dtype=z.dtype)
-    for ni in range(n):
-        for ty in range(th):
-            for tx in range(tw):
-                for fi in range(f):
-                    for k in range(4):
-                        g[k, fi] = dout[ni, fi, 2 * ty + k // 2, 2 * tx + k % 2]
-                        db[fi] += g[k, fi]
-                _z_tile(g, ady, z, t0 + (ni * th + ty) * tw + tx)
-
-
-def winograd_output_backward(dout):
-    """numba twin of :func:`nncore.kernels.reference.winograd_output_backward`."""
-    n, f, h, w = dout.shape
-    th, tw = h // 2, w // 2
-    z = np.empty((16, n * th * tw, f), dtype=dout.dtype)
-    db = np.zeros((threads.num_slices(n), f))   # float64 partial sums, one row per slice
-    dout = np.ascontiguousarray(dout)
-    threads.run_slices(n, lambda i, lo, hi: _winograd_output_backward(dout[lo:hi], lo * th * tw, z, db[i]))
-    return z, db.sum(axis=0).astype(dout.dtype)
-
-
-@_jit
 def _winograd_relu_pool(m, b, t0, out, arg):
-    n, f, th, tw = out.shape
+    n, f, ph, pw = out.shape
+    th, tw = (ph + 1) // 2, (pw + 1) // 2
+    s, ys = np.empty((24, f), dtype=m.dtype), np.empty((16, f), dtype=m.dtype)
     for ni in range(n):
         for ty in range(th):
             for tx in range(tw):
-                t = t0 + (ni * th + ty) * tw + tx
-                for fi in range(f):
-                    (y00, y01), (y10, y11) = _output_tile(m, t, fi)    # the tile is the pooling window
-                    best, where = _max4(y00, y01, y10, y11)
-                    _store_relu(out, arg, ni, fi, ty, tx, best + b[fi], where)
+                _output_tile(m, t0 + (ni * th + ty) * tw + tx, s, ys)
+                for i in range(min(2, ph - 2 * ty)):        # the tile's four 2x2 pooling windows
+                    for j in range(min(2, pw - 2 * tx)):
+                        p = 8 * i + 2 * j                   # the window's top-left entry in ys
+                        for fi in range(f):
+                            best, where = _max4(ys[p, fi], ys[p + 1, fi], ys[p + 4, fi], ys[p + 5, fi])
+                            _store_relu(out, arg, ni, fi, 2 * ty + i, 2 * tx + j, best + b[fi], where)
 
 
-def winograd_relu_pool(m, b, n, th, tw):
+def winograd_relu_pool(m, b, n, oh, ow):
     """numba twin of :func:`nncore.kernels.reference.winograd_relu_pool`."""
     f = m.shape[2]
-    if b is None:
-        b = np.zeros(f, dtype=m.dtype)
-    out = np.empty((n, f, th, tw), dtype=m.dtype)
-    arg = np.empty((n, f, th, tw), dtype=np.int32)
+    th, tw = (oh + 3) // 4, (ow + 3) // 4
+    b = np.zeros(f, dtype=m.dtype) if b is None else b
+    out = np.empty((n, f, oh // 2, ow // 2), dtype=m.dtype)
+    arg = np.empty((n, f, oh // 2, ow // 2), dtype=np.int32)
     m = np.ascontiguousarray(m)
     threads.run_slices(n, lambda i, lo, hi: _winograd_relu_pool(m, b, lo * th * tw, out[lo:hi], arg[lo:hi]))
     return out, arg
 
 
 @_jit
-def _z_row(z, r, t, p, q):
-    """Row r of one tile's Z = (A dY) AT, all filters: (p, q) is row r of A dY, and AT's columns
-    give z[4r : 4r+4, t] = (p, p + q, p - q, -q). One contiguous loop per row of z."""
-    for fi in range(p.shape[0]):
-        z[4 * r, t, fi] = p[fi]
-    for fi in range(p.shape[0]):
-        z[4 * r + 1, t, fi] = p[fi] + q[fi]
-    for fi in range(p.shape[0]):
-        z[4 * r + 2, t, fi] = p[fi] - q[fi]
-    for fi in range(p.shape[0]):
-        z[4 * r + 3, t, fi] = -q[fi]
+def _z_tile(g, ady, z, t):
+    """z[:, t, :] = A dY AT of one tile, all filters, from g (16, F) with g[4i + j] = dY[i, j];
+    ady (24, F) is scratch for A dY."""
+    f = g.shape[1]
+    for j in range(4):      # A dY, column by column: ady[4k + j] = (A dY)[k, j]
+        for fi in range(f):
+            a0, a1, a2, a3, a4, a5 = _a(g[j, fi], g[4 + j, fi], g[8 + j, fi], g[12 + j, fi])
+            ady[j, fi], ady[4 + j, fi], ady[8 + j, fi] = a0, a1, a2
+            ady[12 + j, fi], ady[16 + j, fi], ady[20 + j, fi] = a3, a4, a5
+    for k in range(6):      # ... times AT, row by row
+        for fi in range(f):
+            a0, a1, a2, a3, a4, a5 = _a(ady[4 * k, fi], ady[4 * k + 1, fi], ady[4 * k + 2, fi], ady[4 * k + 3, fi])
+            z[6 * k, t, fi], z[6 * k + 1, t, fi], z[6 * k + 2, t, fi] = a0, a1, a2
+            z[6 * k + 3, t, fi], z[6 * k + 4, t, fi], z[6 * k + 5, t, fi] = a3, a4, a5
 
 
 @_jit
-def _z_tile(g, ady, z, t):
-    """Z = A dY AT of one tile for all filters into z[:, t, :], from g (4, F) with g[2i + j] = dY[i, j];
-    ady (8, F) is scratch for A dY."""
-    for fi in range(g.shape[1]):  # A dY, row by row; A = [[1, 0], [1, 1], [1, -1], [0, -1]]
-        ady[0, fi], ady[1, fi] = g[0, fi], g[1, fi]
-        ady[2, fi], ady[3, fi] = g[0, fi] + g[2, fi], g[1, fi] + g[3, fi]
-        ady[4, fi], ady[5, fi] = g[0, fi] - g[2, fi], g[1, fi] - g[3, fi]
-        ady[6, fi], ady[7, fi] = -g[2, fi], -g[3, fi]
-    for r in range(4):
-        _z_row(z, r, t, ady[2 * r], ady[2 * r + 1])
+def _winograd_output_backward(dout, t0, z, db):
+    n, f, oh, ow = dout.shape
+    th, tw = (oh + 3) // 4, (ow + 3) // 4
+    g = np.zeros((16, f), dtype=z.dtype)
+    ady = np.empty((24, f), dtype=z.dtype)
+    for ni in range(n):
+        for ty in range(th):
+            for tx in range(tw):
+                ih, jw = min(4, oh - 4 * ty), min(4, ow - 4 * tx)
+                if ih < 4 or jw < 4:    # a tile that sticks out: its outside part has no gradient
+                    g[:, :] = 0
+                for i in range(ih):
+                    for j in range(jw):
+                        for fi in range(f):
+                            gv = dout[ni, fi, 4 * ty + i, 4 * tx + j]
+                            g[4 * i + j, fi] = gv
+                            db[fi] += gv
+                _z_tile(g, ady, z, t0 + (ni * th + ty) * tw + tx)
+
+
+def winograd_output_backward(dout):
+    """numba twin of :func:`nncore.kernels.reference.winograd_output_backward`."""
+    n, f, oh, ow = dout.shape
+    th, tw = (oh + 3) // 4, (ow + 3) // 4
+    z = _stack(n * th * tw, f, dout.dtype)
+    db = np.zeros((threads.num_slices(n), f))   # float64 partial sums, one row per slice
+    dout = np.ascontiguousarray(dout)
+    threads.run_slices(n, lambda i, lo, hi: _winograd_output_backward(dout[lo:hi], lo * th * tw, z, db[i]))
+    return z[:, :n * th * tw], db.sum(axis=0).astype(dout.dtype)
 
 
 @_jit
 def _winograd_pool_backward(dout, arg, t0, z, db):
-    n, f, th, tw = dout.shape
+    n, f, ph, pw = dout.shape
+    th, tw = (ph + 1) // 2, (pw + 1) // 2
     zero = dout.dtype.type(0)
-    g = np.empty((4, f), dtype=z.dtype)
-    ady = np.empty((8, f), dtype=z.dtype)
+    g = np.zeros((16, f), dtype=z.dtype)
+    ady = np.empty((24, f), dtype=z.dtype)
     for ni in range(n):
         for ty in range(th):
             for tx in range(tw):
-                for fi in range(f):  # the pooled gradient goes to the window's arg-max, if the ReLU passed it
-                    a = arg[ni, fi, ty, tx]
-                    gv = dout[ni, fi, ty, tx] if a >= 0 else zero
-                    db[fi] += gv
-                    for k in range(4):
-                        g[k, fi] = gv if a == k else zero
+                ih, jw = min(2, ph - 2 * ty), min(2, pw - 2 * tx)
+                if ih < 2 or jw < 2:    # a tile that sticks out: its outside windows have no gradient
+                    g[:, :] = 0
+                for i in range(ih):
+                    for j in range(jw):
+                        p = 8 * i + 2 * j     # the window's top-left entry of the 4x4 tile
+                        for fi in range(f):   # the pooled gradient goes to the arg-max, if the ReLU passed it
+                            a = arg[ni, fi, 2 * ty + i, 2 * tx + j]
+                            gv = dout[ni, fi, 2 * ty + i, 2 * tx + j] if a >= 0 else zero
+                            db[fi] += gv
+                            g[p, fi] = gv if a == 0 else zero
+                            g[p + 1, fi] = gv if a == 1 else zero
+                            g[p + 4, fi] = gv if a == 2 else zero
+                            g[p + 5, fi] = gv if a == 3 else zero
                 _z_tile(g, ady, z, t0 + (ni * th + ty) * tw + tx)
 
 
 def winograd_pool_backward(dout, arg):
     """numba twin of :func:`nncore.kernels.reference.winograd_pool_backward`."""
-    n, f, th, tw = dout.shape
-    z = np.empty((16, n * th * tw, f), dtype=dout.dtype)
+    n, f, ph, pw = dout.shape
+    th, tw = (ph + 1) // 2, (pw + 1) // 2
+    z = _stack(n * th * tw, f, dout.dtype)
     db = np.zeros((threads.num_slices(n), f))   # float64 partial sums, one row per slice
     dout, arg = np.ascontiguousarray(dout), np.ascontiguousarray(arg)
     threads.run_slices(n, lambda i, lo, hi: _winograd_pool_backward(dout[lo:hi], arg[lo:hi], lo * th * tw, z, db[i]))
-    return z, db.sum(axis=0).astype(dout.dtype)
-
-
-@_jit
-def _b(v0, v1, v2, v3):
-    """B (= BT transposed) times a 4-vector: one column (or row) of the input transform's adjoint."""
-    return v0, v1 - v2 + v3, v1 + v2 - v0, -v3
-
-
-@_jit
-def _add4(buf, r, q, ch, row):
-    """buf[r, q : q+4, ch] += row (a 4-tuple)."""
-    buf[r, q, ch] += row[0]
-    buf[r, q + 1, ch] += row[1]
-    buf[r, q + 2, ch] += row[2]
-    buf[r, q + 3, ch] += row[3]
+    return z[:, :n * th * tw], db.sum(axis=0).astype(dout.dtype)
 
 
 @_jit
 def _winograd_tiles_backward(dv, pad, t0, dx):
     n, c, h, w = dx.shape
-    th, tw = (h + 2 * pad - 2) // 2, (w + 2 * pad - 2) // 2
-    buf = np.empty((2 * th + 2, 2 * tw + 2, c), dtype=dx.dtype)  # one padded image's gradient, channels last
+    th, tw = (h + 2 * pad + 1) // 4, (w + 2 * pad + 1) // 4      # winograd_tile_counts
+    buf = np.empty((4 * th + 2, 4 * tw + 2, c), dtype=dx.dtype)  # one padded image's gradient, channels last
+    k = np.empty((36, c), dtype=dx.dtype)
     for ni in range(n):
         buf[:, :, :] = 0
         for ty in range(th):
-            r = 2 * ty
+            r = 4 * ty
             for tx in range(tw):
-                q = 2 * tx
+                q = 4 * tx
                 t = t0 + (ni * th + ty) * tw + tx
-                for ci in range(c):
-                    # B dv column by column (k_j: column j of B dv) ...
-                    k0 = _b(dv[0, t, ci], dv[4, t, ci], dv[8, t, ci], dv[12, t, ci])
-                    k1 = _b(dv[1, t, ci], dv[5, t, ci], dv[9, t, ci], dv[13, t, ci])
-                    k2 = _b(dv[2, t, ci], dv[6, t, ci], dv[10, t, ci], dv[14, t, ci])
-                    k3 = _b(dv[3, t, ci], dv[7, t, ci], dv[11, t, ci], dv[15, t, ci])
-                    # ... then times BT, row by row, added where the tile was read from
-                    _add4(buf, r, q, ci, _b(k0[0], k1[0], k2[0], k3[0]))
-                    _add4(buf, r + 1, q, ci, _b(k0[1], k1[1], k2[1], k3[1]))
-                    _add4(buf, r + 2, q, ci, _b(k0[2], k1[2], k2[2], k3[2]))
-                    _add4(buf, r + 3, q, ci, _b(k0[3], k1[3], k2[3], k3[3]))
+                for j in range(6):      # B dv, column by column: k[6i + j] = (B dv)[i, j]
+                    for ci in range(c):
+                        a0, a1, a2, a3, a4, a5 = _b(dv[j, t, ci], dv[6 + j, t, ci], dv[12 + j, t, ci],
+                                                    dv[18 + j, t, ci], dv[24 + j, t, ci], dv[30 + j, t, ci])
+                        k[j, ci], k[6 + j, ci], k[12 + j, ci] = a0, a1, a2
+                        k[18 + j, ci], k[24 + j, ci], k[30 + j, ci] = a3, a4, a5
+                for i in range(6):      # ... times BT, row by row, added where the tile was read from
+                    for ci in range(c):
+                        a0, a1, a2, a3, a4, a5 = _b(k[6 * i, ci], k[6 * i + 1, ci], k[6 * i + 2, ci],
+                                                    k[6 * i + 3, ci], k[6 * i + 4, ci], k[6 * i + 5, ci])
+                        buf[r + i, q, ci] += a0
+                        buf[r + i, q + 1, ci] += a1
+                        buf[r + i, q + 2, ci] += a2
+                        buf[r + i, q + 3, ci] += a3
+                        buf[r + i, q + 4, ci] += a4
+                        buf[r + i, q + 5, ci] += a5
         for ci in range(c):   # cut the padding off, back to NCHW
             for i in range(h):
                 for j in range(w):
@@ -1012,17 +1051,17 @@ def winograd_tiles_backward(dv, x_shape, pad):
     n, c, h, w = x_shape
     th, tw = winograd_tile_counts(h, w, pad)
     dx = np.empty(x_shape, dtype=dv.dtype)
-    dv = np.ascontiguousarray(dv)
-    threads.run_slices(n, lambda i, lo, hi: _winograd_tiles_backward(dv, pad, lo * th * tw, dx[lo:hi]))
+    full = _stack(dv.shape[1], c, dv.dtype)
+    full[:, :dv.shape[1]] = dv
+    threads.run_slices(n, lambda i, lo, hi: _winograd_tiles_backward(full, pad, lo * th * tw, dx[lo:hi]))
     return dx
 
 
 # ----------------------------------------------------------------------------- Winograd pipelines
 
 #: images per chunk in the Winograd pipelines: each thread transforms, multiplies and transforms
-#: back this many images at a time, so a chunk's products (16 x 8*TH*TW x channels, 1.6 MB for
-#: ref-cnn) are still in cache when the next kernel reads them. Measured on ref-cnn's second layer
-#: at batch 128: forward 7.1 -> 5.9 ms, backward 15.3 -> 10.2 ms against whole-batch passes.
+#: back this many images at a time, so a chunk's products (36 x 8*TH*TW x channels, 1.2 MB for
+#: ref-cnn's second layer) are still in cache when the next kernel reads them
 WINOGRAD_CHUNK = 8
 
 
@@ -1038,29 +1077,28 @@ def winograd_forward(x, u, b, pool):
     per = th * tw                                                   # tiles per image
     x, ut = np.ascontiguousarray(x), u.transpose(0, 2, 1)
     b = np.zeros(f, dtype=x.dtype) if b is None else b
-    v = np.empty((16, n * per, c), dtype=x.dtype)
-    out = np.empty((n, f, th, tw) if pool else (n, f, h, w), dtype=x.dtype)
-    arg = np.empty((n, f, th, tw), dtype=np.int32) if pool else None
+    v = _stack(n * per, c, x.dtype)
+    out = np.empty((n, f, h // 2, w // 2) if pool else (n, f, h, w), dtype=x.dtype)
+    arg = np.empty((n, f, h // 2, w // 2), dtype=np.int32) if pool else None
 
     def job(i, lo, hi):
-        buf = np.empty(16 * WINOGRAD_CHUNK * per * f, dtype=x.dtype)
+        m = _stack(WINOGRAD_CHUNK * per, f, x.dtype)
         for s, e in _chunks(lo, hi):
             _winograd_tiles(x[s:e], 1, th, tw, s * per, v)
-            m = buf[:16 * (e - s) * per * f].reshape(16, (e - s) * per, f)
-            np.matmul(v[:, s * per:e * per], ut, out=m)
+            np.matmul(v[:, s * per:e * per], ut, out=m[:, :(e - s) * per])
             if pool:
                 _winograd_relu_pool(m, b, 0, out[s:e], arg[s:e])
             else:
                 _winograd_output(m, b, 0, out[s:e])
 
     threads.run_slices(n, job)
-    return out, arg, v
+    return out, arg, v[:, :n * per]
 
 
 def winograd_backward(dout, arg, v, u, x_shape, need_dx):
     """numba twin of :func:`nncore.kernels.reference.winograd_backward`, chunk by chunk on each thread.
 
-    Each thread sums its chunks' ``z.T @ v`` into its own (16, F, C) slab; the slabs are added at the end.
+    Each thread sums its chunks' ``z.T @ v`` into its own (36, F, C) slab; the slabs are added at the end.
     """
     n, c, h, w = x_shape
     f = u.shape[1]
@@ -1069,26 +1107,24 @@ def winograd_backward(dout, arg, v, u, x_shape, need_dx):
     dout = np.ascontiguousarray(dout)
     arg = None if arg is None else np.ascontiguousarray(arg)
     parts = threads.num_slices(n)
-    dm = np.zeros((parts, 16, f, c), dtype=dout.dtype)
+    dm = np.zeros((parts, 36, f, c), dtype=dout.dtype)
     db = np.zeros((parts, f))                                       # float64 partial sums
     dx = np.empty(x_shape, dtype=dout.dtype) if need_dx else None
 
     def job(i, lo, hi):
-        zbuf = np.empty(16 * WINOGRAD_CHUNK * per * f, dtype=dout.dtype)
-        dvbuf = np.empty(16 * WINOGRAD_CHUNK * per * c if need_dx else 0, dtype=dout.dtype)
-        prod = np.empty((16, f, c), dtype=dout.dtype)
+        z = _stack(WINOGRAD_CHUNK * per, f, dout.dtype)
+        dv = _stack(WINOGRAD_CHUNK * per, c, dout.dtype) if need_dx else None
+        prod = np.empty((36, f, c), dtype=dout.dtype)
         for s, e in _chunks(lo, hi):
             k = (e - s) * per
-            z = zbuf[:16 * k * f].reshape(16, k, f)
             if arg is None:
                 _winograd_output_backward(dout[s:e], 0, z, db[i])
             else:
                 _winograd_pool_backward(dout[s:e], arg[s:e], 0, z, db[i])
-            np.matmul(z.transpose(0, 2, 1), v[:, s * per:e * per], out=prod)
+            np.matmul(z[:, :k].transpose(0, 2, 1), v[:, s * per:e * per], out=prod)
             dm[i] += prod
             if need_dx:
-                dv = dvbuf[:16 * k * c].reshape(16, k, c)
-                np.matmul(z, u, out=dv)
+                np.matmul(z[:, :k], u, out=dv[:, :k])
                 _winograd_tiles_backward(dv, 1, 0, dx[s:e])
 
     threads.run_slices(n, job)

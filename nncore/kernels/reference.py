@@ -2,7 +2,7 @@
 
 Every function here has a twin with the same name and signature in
 :mod:`nncore.kernels.cpu` (numba) and, except the CPU-only paths at the end
-(the direct first layer and Winograd F(2x2, 3x3)), in
+(the direct first layer and Winograd F(4x4, 3x3)), in
 :mod:`nncore.kernels.gpu` (CuPy). The tests check that the twins return the
 same arrays as these. The flags ``DIRECT_FIRST_LAYER`` and ``WINOGRAD`` of
 each module tell the layers which paths it takes.
@@ -316,113 +316,132 @@ def conv3x3_relu_pool2_weight_grad(dout, arg, x, pad):
     return conv_relu_pool_weight_grad(dout, arg, im2col(x, 3, 3, 1, pad), oh, ow, 2, 2)
 
 
-# ----------------------------------------------------------------------------- Winograd F(2x2, 3x3)
+# ----------------------------------------------------------------------------- Winograd F(4x4, 3x3)
 #
-# A 3x3 convolution in 2x2 output tiles (Lavin and Gray, "Fast Algorithms for
+# A 3x3 convolution in 4x4 output tiles (Lavin and Gray, "Fast Algorithms for
 # Convolutional Neural Networks", 2016). Output tile (ty, tx) of one filter f
-# and one channel c needs the 4x4 input tile d = xpad[2ty:2ty+4, 2tx:2tx+4]:
+# and one channel c needs the 6x6 input tile d = xpad[4ty:4ty+6, 4tx:4tx+6]:
 #
 #     Y = AT [ (G g GT) * (BT d B) ] A          (* is the elementwise product)
 #
-# 16 multiplications where the direct sum takes 36, because the three
-# transforms only add and halve. The transforms are linear, so the sum over
-# input channels happens in the 4x4 transformed domain: for each of its 16
-# positions xi = 4a + b, one matrix product over all T tiles of the batch
+# 36 multiplications where the direct sum takes 144: the transforms evaluate
+# polynomials at the points 0, 1, -1, 2, -2 and infinity, which costs only
+# additions and multiplications by small constants. The transforms are
+# linear, so the sum over input channels happens in the 6x6 transformed
+# domain: for each of its 36 positions xi = 6a + b, one matrix product over
+# all T tiles of the batch
 #
 #     M[xi] = V[xi] @ U[xi].T          (T, C) @ (C, F) -> (T, F)
 #
-# replaces the (F, C*9) @ (C*9, N*OH*OW) product of im2col: 16*T*C*F =
-# 4*N*OH*OW*C*F multiply-adds instead of 9*N*OH*OW*C*F, 2.25 times fewer.
-# A 2x2 output tile is exactly a 2x2/2 pooling window, so ConvReLUPool adds
-# the bias, applies the ReLU and pools straight from M.
+# replaces the (F, C*9) @ (C*9, N*OH*OW) product of im2col: 36*T*C*F
+# multiply-adds, 2.25 per output instead of 9, 4 times fewer. An output size
+# that is not a multiple of 4 is padded up to one and cropped again (ref-cnn's
+# 14x14 takes 4x4 tiles of 16x16: still 3.1 times fewer than im2col).
+# Each 4x4 output tile holds four whole 2x2/2 pooling windows, so ConvReLUPool
+# adds the bias, applies the ReLU and pools straight from M.
 #
-# Layout: the transformed arrays are (16, T, channels), tile t = (n*TH + ty)*TW + tx,
-# channels last, so the kernels stream through 16 long rows of memory.
+# Layout: the transformed arrays are (36, T, channels), tile t = (n*TH + ty)*TW + tx,
+# channels last, so the kernels stream through 36 long rows of memory.
 #
 # The backward pass runs the same steps transposed. With Z = A dY AT per tile
-# (dY: the gradient of the 2x2 conv output tile; dL/dM = Z because Y = AT M A):
+# (dY: the gradient of the 4x4 conv output tile; dL/dM = Z because Y = AT M A):
 #
-#     dW[f, c] = GT (sum over tiles of Z[f] * V[c]) G     16 products (F, T) @ (T, C)
-#     dV = Z @ U                                          16 products (T, F) @ (F, C)
+#     dW[f, c] = GT (sum over tiles of Z[f] * V[c]) G     36 products (F, T) @ (T, C)
+#     dV = Z @ U                                          36 products (T, F) @ (F, C)
 #     dx = each tile's B dV BT added back where the tile came from (tiles overlap by 2)
 #
-# The transforms hold only 0, +-1 and +-1/2, so F(2x2, 3x3) is as accurate
-# in float32 as im2col, to rounding (the tests compare the two).
+# Accuracy: G holds 1/6, 1/12 and 1/24, and the transforms scale values by up
+# to 8 before they cancel, so float32 rounding grows about tenfold. On
+# ref-cnn's second layer (ReLU inputs, He-initialised filters) the largest
+# error is 4e-6 of the output's largest value, against 4e-7 for im2col and a
+# GEMM: far below what SGD notices. In float64 both agree to 1e-12, which is
+# what the tests and the gradient checks use.
 
-WINOGRAD_BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))   # input transform, 4x4
-WINOGRAD_G = ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1))      # filter transform, 4x3
-WINOGRAD_AT = ((1, 1, 1, 0), (0, 1, -1, -1))                                # output transform, 2x4
+WINOGRAD_BT = ((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0),   # input transform, 6x6
+               (0, -2, -1, 2, 1, 0), (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1))
+WINOGRAD_G = ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),   # filter transform, 6x3
+              (1 / 24, 1 / 12, 1 / 6), (1 / 24, -1 / 12, 1 / 6), (0, 0, 1))
+WINOGRAD_AT = ((1, 1, 1, 1, 1, 0), (0, 1, -1, 2, -2, 0), (0, 1, 1, 4, 4, 0), (0, 1, -1, 8, -8, 1))   # output, 4x6
 
 
 def winograd_tile_counts(h, w, pad):
     """Tiles (TH, TW) of a 3x3, stride-1 convolution with padding ``pad`` of an HxW image.
 
-    Each tile yields a 2x2 block of the (H+2P-2) x (W+2P-2) output, which must therefore be even.
+    Each tile yields a 4x4 block of the OH x OW = (H+2P-2) x (W+2P-2) output: TH = ceil(OH / 4).
     """
-    if (h + 2 * pad) % 2 or (w + 2 * pad) % 2:
-        raise ValueError(f"Winograd F(2x2, 3x3) needs an even output size, got {h}x{w} with padding {pad}")
-    return (h + 2 * pad - 2) // 2, (w + 2 * pad - 2) // 2
+    oh, ow = h + 2 * pad - 2, w + 2 * pad - 2
+    if oh < 1 or ow < 1:
+        raise ValueError(f"a 3x3 convolution with padding {pad} of a {h}x{w} image has no output")
+    return -(-oh // 4), -(-ow // 4)
 
 
 def winograd_weights(w):
-    """Filter transform. w (F, C, 3, 3) -> U (16, F, C) with U[4a+b, f, c] = (G w[f, c] GT)[a, b]."""
+    """Filter transform. w (F, C, 3, 3) -> U (36, F, C) with U[6a+b, f, c] = (G w[f, c] GT)[a, b]."""
     g = np.array(WINOGRAD_G, dtype=w.dtype)
     f, c = w.shape[:2]
-    # optimize=True: two pairwise products instead of one 4-deep loop (0.1 ms instead of 0.3 ms for 64x32 filters)
-    return np.ascontiguousarray(np.einsum("ai,fcij,bj->abfc", g, w, g, optimize=True).reshape(16, f, c))
+    # optimize=True: two pairwise products instead of one 4-deep loop
+    return np.ascontiguousarray(np.einsum("ai,fcij,bj->abfc", g, w, g, optimize=True).reshape(36, f, c))
 
 
 def winograd_tiles(x, pad):
-    """Input transform. x (N, C, H, W) -> V (16, N*TH*TW, C), tiles of the zero-padded x.
+    """Input transform. x (N, C, H, W) -> V (36, N*TH*TW, C), tiles of the zero-padded x.
 
-    Tile (n, ty, tx) is ``xpad[n, :, 2ty:2ty+4, 2tx:2tx+4]`` and is row
-    t = (n*TH + ty)*TW + tx; ``V[4a+b, t, c] = (BT d B)[a, b]``.
+    x is padded by ``pad`` on the top and left and by enough on the bottom and
+    right for 4TH+2 rows and 4TW+2 columns. Tile (n, ty, tx) is
+    ``xpad[n, :, 4ty:4ty+6, 4tx:4tx+6]`` and is row t = (n*TH + ty)*TW + tx;
+    ``V[6a+b, t, c] = (BT d B)[a, b]``.
     """
     n, c, h, w = x.shape
     th, tw = winograd_tile_counts(h, w, pad)
     bt = np.array(WINOGRAD_BT, dtype=x.dtype)
-    xpad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    d = np.lib.stride_tricks.sliding_window_view(xpad, (4, 4), axis=(2, 3))[:, :, ::2, ::2]  # (N, C, TH, TW, 4, 4)
-    return np.ascontiguousarray(np.einsum("ai,nctuij,bj->abntuc", bt, d, bt).reshape(16, n * th * tw, c))
+    xpad = np.pad(x, ((0, 0), (0, 0), (pad, 4 * th + 2 - h - pad), (pad, 4 * tw + 2 - w - pad)))
+    d = np.lib.stride_tricks.sliding_window_view(xpad, (6, 6), axis=(2, 3))[:, :, ::4, ::4]  # (N, C, TH, TW, 6, 6)
+    return np.ascontiguousarray(np.einsum("ai,nctuij,bj->abntuc", bt, d, bt).reshape(36, n * th * tw, c))
 
 
-def winograd_output(m, b, n, th, tw):
-    """Output transform. m (16, N*TH*TW, F) -> (N, F, 2TH, 2TW): each tile's AT m A, placed side by side,
-    plus the bias b (F,) (None: no bias)."""
+def winograd_output(m, b, n, oh, ow):
+    """Output transform. m (36, N*TH*TW, F) -> (N, F, OH, OW): each tile's AT m A (4x4), placed side by
+    side and cropped to OH x OW, plus the bias b (F,) (None: no bias)."""
     at = np.array(WINOGRAD_AT, dtype=m.dtype)
     f = m.shape[2]
-    y = np.einsum("ia,abntuf,jb->nftiuj", at, m.reshape(4, 4, n, th, tw, f), at).reshape(n, f, 2 * th, 2 * tw)
+    th, tw = -(-oh // 4), -(-ow // 4)
+    y = np.einsum("ia,abntuf,jb->nftiuj", at, m.reshape(6, 6, n, th, tw, f), at).reshape(n, f, 4 * th, 4 * tw)
+    y = y[:, :, :oh, :ow]
     return np.ascontiguousarray(y if b is None else y + b[None, :, None, None])
 
 
 def winograd_output_backward(dout):
-    """Adjoint of :func:`winograd_output`: dout (N, F, 2TH, 2TW) -> (z, db).
+    """Adjoint of :func:`winograd_output`: dout (N, F, OH, OW) -> (z, db).
 
-    z (16, N*TH*TW, F) = ``A dY AT`` for each 2x2 tile dY of dout, dL/dm; db (F,) = dout summed.
+    z (36, N*TH*TW, F) = ``A dY AT`` for each 4x4 tile dY of dout (zero-padded
+    to 4TH x 4TW), dL/dm; db (F,) = dout summed.
     """
-    n, f, h, w = dout.shape
+    n, f, oh, ow = dout.shape
+    th, tw = -(-oh // 4), -(-ow // 4)
     at = np.array(WINOGRAD_AT, dtype=dout.dtype)
-    z = np.einsum("ia,nfyixj,jb->abnyxf", at, dout.reshape(n, f, h // 2, 2, w // 2, 2), at)
-    return np.ascontiguousarray(z.reshape(16, -1, f)), dout.sum(axis=(0, 2, 3))
+    dy = np.zeros((n, f, 4 * th, 4 * tw), dtype=dout.dtype)
+    dy[:, :, :oh, :ow] = dout
+    z = np.einsum("ia,nfyixj,jb->abnyxf", at, dy.reshape(n, f, th, 4, tw, 4), at)
+    return np.ascontiguousarray(z.reshape(36, -1, f)), dout.sum(axis=(0, 2, 3))
 
 
-def winograd_relu_pool(m, b, n, th, tw):
+def winograd_relu_pool(m, b, n, oh, ow):
     """Output transform, bias, ReLU and 2x2/2 max-pooling of the Winograd products.
 
-    Inputs: m (16, N*TH*TW, F) = V @ U.T per position; b (F,) or None.
-    Returns (out, arg) as :func:`conv_relu_pool_forward` on the conv output:
-    out and arg (N, F, TH, TW), each output tile being one pooling window.
+    Inputs: m (36, N*TH*TW, F) = V @ U.T per position; b (F,) or None; OH, OW
+    (even) the conv output's size. Returns (out, arg) as
+    :func:`conv_relu_pool_forward` on the conv output: out and arg (N, F, OH/2, OW/2).
     """
-    y = winograd_output(m, None, n, th, tw)              # (N, F, 2TH, 2TW), before the bias
+    y = winograd_output(m, None, n, oh, ow)              # (N, F, OH, OW), before the bias
     f = m.shape[2]
-    return conv_relu_pool_forward(y.transpose(1, 0, 2, 3).reshape(f, -1), b, n, 2 * th, 2 * tw, 2, 2)
+    return conv_relu_pool_forward(y.transpose(1, 0, 2, 3).reshape(f, -1), b, n, oh, ow, 2, 2)
 
 
 def winograd_pool_backward(dout, arg):
     """Adjoint of :func:`winograd_relu_pool` down to the products: dL/dm.
 
     Inputs: dout and arg (N, F, PH, PW) from the forward pass.
-    Returns (z, db): z (16, N*PH*PW, F) = ``A dY AT`` per tile, where dY (N, F,
+    Returns (z, db): z (36, N*TH*TW, F) = ``A dY AT`` per tile, where dY (N, F,
     2PH, 2PW) is the conv output's gradient, non-zero only at each window's
     passing arg-max; db (F,).
     """
@@ -433,47 +452,47 @@ def winograd_pool_backward(dout, arg):
 
 
 def winograd_tiles_backward(dv, x_shape, pad):
-    """Adjoint of :func:`winograd_tiles`: dv (16, N*TH*TW, C) -> dx (N, C, H, W).
+    """Adjoint of :func:`winograd_tiles`: dv (36, N*TH*TW, C) -> dx (N, C, H, W).
 
-    Each tile's ``B dv BT`` (4x4) is added back where the tile was read from,
+    Each tile's ``B dv BT`` (6x6) is added back where the tile was read from,
     overlapping tiles summing, and the padding is cut off. With
     ``dv = z @ U`` (the products' gradient) this is the input gradient.
     """
     n, c, h, w = x_shape
     th, tw = winograd_tile_counts(h, w, pad)
     bt = np.array(WINOGRAD_BT, dtype=dv.dtype)
-    d = np.einsum("ai,abntuc,bj->nctuij", bt, dv.reshape(4, 4, n, th, tw, c), bt)   # (N, C, TH, TW, 4, 4)
-    dxpad = np.zeros((n, c, 2 * th + 2, 2 * tw + 2), dtype=dv.dtype)
-    for i in range(4):
-        for j in range(4):
-            dxpad[:, :, i:i + 2 * th:2, j:j + 2 * tw:2] += d[..., i, j]
+    d = np.einsum("ai,abntuc,bj->nctuij", bt, dv.reshape(6, 6, n, th, tw, c), bt)   # (N, C, TH, TW, 6, 6)
+    dxpad = np.zeros((n, c, 4 * th + 2, 4 * tw + 2), dtype=dv.dtype)
+    for i in range(6):
+        for j in range(6):
+            dxpad[:, :, i:i + 4 * th:4, j:j + 4 * tw:4] += d[..., i, j]
     return np.ascontiguousarray(dxpad[:, :, pad:pad + h, pad:pad + w])
 
 
 def winograd_weight_grad(dm):
-    """Filter transform's adjoint. dm (16, F, C) = z.T @ V per position -> dW (F, C, 3, 3) = GT dm G."""
+    """Filter transform's adjoint. dm (36, F, C) = z.T @ V per position -> dW (F, C, 3, 3) = GT dm G."""
     g = np.array(WINOGRAD_G, dtype=dm.dtype)
     f, c = dm.shape[1:]
-    return np.ascontiguousarray(np.einsum("ai,abfc,bj->fcij", g, dm.reshape(4, 4, f, c), g, optimize=True))
+    return np.ascontiguousarray(np.einsum("ai,abfc,bj->fcij", g, dm.reshape(6, 6, f, c), g, optimize=True))
 
 
 def winograd_forward(x, u, b, pool):
     """The whole Winograd convolution (padding 1) that Conv2D and ConvReLUPool run.
 
-    Inputs: x (N, C, H, W), H and W even; u = winograd_weights(W) (16, F, C);
-    b (F,) or None; pool (bool): add the ReLU and the 2x2/2 max-pooling.
+    Inputs: x (N, C, H, W) (H and W even when pooling); u = winograd_weights(W)
+    (36, F, C); b (F,) or None; pool (bool): add the ReLU and the 2x2/2 max-pooling.
     Returns (out, arg, v): out (N, F, H, W), or (N, F, H/2, W/2) with arg of
-    the same shape when pooling (arg is None otherwise); v (16, T, C) the
+    the same shape when pooling (arg is None otherwise); v (36, T, C) the
     input tiles, kept for the backward pass. The numba twin runs the same
     steps a few images at a time, so each chunk's products stay in cache.
     """
     n, _, h, w = x.shape
     v = winograd_tiles(x, 1)
-    m = v @ u.transpose(0, 2, 1)                                  # (16, T, F)
+    m = v @ u.transpose(0, 2, 1)                                  # (36, T, F)
     if pool:
-        out, arg = winograd_relu_pool(m, b, n, h // 2, w // 2)
+        out, arg = winograd_relu_pool(m, b, n, h, w)
     else:
-        out, arg = winograd_output(m, b, n, h // 2, w // 2), None
+        out, arg = winograd_output(m, b, n, h, w), None
     return out, arg, v
 
 
@@ -482,7 +501,7 @@ def winograd_backward(dout, arg, v, u, x_shape, need_dx):
 
     ``arg`` is the forward pass's (pooled) or None (plain convolution).
     """
-    z, db = winograd_output_backward(dout) if arg is None else winograd_pool_backward(dout, arg)   # (16, T, F)
+    z, db = winograd_output_backward(dout) if arg is None else winograd_pool_backward(dout, arg)   # (36, T, F)
     dw = winograd_weight_grad(z.transpose(0, 2, 1) @ v)
     dx = winograd_tiles_backward(z @ u, x_shape, 1) if need_dx else None
     return dw, db, dx

@@ -41,14 +41,14 @@ class Conv2D(Layer):
         db = d2.sum(axis=1)         (F,)
         dx = col2im(W2.T @ d2)      (N, C, H, W)
 
-    With the numba kernels, a 3x3, stride-1, padding-1 convolution of
-    even-sized images with at least ``WINOGRAD_MIN_CHANNELS`` input channels
-    is computed by Winograd F(2x2, 3x3) instead (see the Winograd section of
-    :mod:`nncore.kernels.reference`): ``winograd_tiles`` transforms the 4x4
-    input tiles, 16 batched products ``V[xi] @ U[xi].T`` replace the im2col
-    GEMM with 2.25 times fewer multiply-adds, and ``winograd_output`` turns
-    each tile of the products into a 2x2 block of the output and adds the
-    bias. Backward, ``winograd_output_backward`` transforms dout into the
+    With the numba kernels, a 3x3, stride-1, padding-1 convolution with at
+    least ``WINOGRAD_MIN_CHANNELS`` input channels is computed by Winograd
+    F(4x4, 3x3) instead (see the Winograd section of
+    :mod:`nncore.kernels.reference`): ``winograd_tiles`` transforms the 6x6
+    input tiles, 36 batched products ``V[xi] @ U[xi].T`` replace the im2col
+    GEMM with up to 4 times fewer multiply-adds, and ``winograd_output``
+    turns each tile of the products into a 4x4 block of the output and adds
+    the bias. Backward, ``winograd_output_backward`` transforms dout into the
     products' gradient z; dW comes from ``z.T @ V`` and dx from ``z @ U``,
     added back into the image by ``winograd_tiles_backward`` (the input
     transform transposed). ``winograd_forward`` and ``winograd_backward``
@@ -128,15 +128,14 @@ class Conv2D(Layer):
         per_image = (self.in_channels * kh * kw + self.out_channels) * oh * ow * x.dtype.itemsize
         return max(1, self.INFERENCE_COLS_BYTES // per_image)
 
-    #: Winograd needs at least this many input channels: with fewer, the 16 transformed numbers
-    #: per 2x2 output tile and filter cost more memory traffic than the products they save
+    #: Winograd needs at least this many input channels: the transforms cost the same per channel
+    #: whatever the layer, and with fewer channels there are too few products for them to pay
     WINOGRAD_MIN_CHANNELS = 4
 
     def takes_winograd_path(self, x):
-        """True when this call computes the convolution by Winograd F(2x2, 3x3) (see the class docstring)."""
+        """True when this call computes the convolution by Winograd F(4x4, 3x3) (see the class docstring)."""
         return (backend.kernels(x).WINOGRAD and self.kernel_size == (3, 3) and self.stride == 1 and self.pad[0] == 1
-                and self.in_channels >= self.WINOGRAD_MIN_CHANNELS and x.ndim == 4 and x.shape[2] % 2 == 0
-                and x.shape[3] % 2 == 0)
+                and self.in_channels >= self.WINOGRAD_MIN_CHANNELS and x.ndim == 4)
 
     def forward(self, x, training=False):
         if not training and x.shape[0] > self._slice_size(x):
@@ -172,14 +171,14 @@ class Conv2D(Layer):
         return threads.matmul(w2, cols), oh, ow
 
     def _winograd_forward(self, x, pool):
-        """The convolution by Winograd F(2x2, 3x3); ``pool`` adds ReLU and 2x2/2 max-pooling (ConvReLUPool).
+        """The convolution by Winograd F(4x4, 3x3); ``pool`` adds ReLU and 2x2/2 max-pooling (ConvReLUPool).
 
         Returns (out, arg) as the kernels' ``winograd_forward``; caches what backward needs.
         """
         self._check_input(x, 4)
         Conv2D.output_shape(self, x.shape[1:])
         kern = backend.kernels(x)
-        u = kern.winograd_weights(self.params["W"])                         # (16, F, C)
+        u = kern.winograd_weights(self.params["W"])                         # (36, F, C)
         out, arg, v = kern.winograd_forward(x, u, self.params.get("b"), pool)
         self.cache = ("winograd", x.shape, v, u)
         return out, arg

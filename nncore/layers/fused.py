@@ -43,12 +43,13 @@ class ConvReLUPool(Conv2D):
     is all memory traffic, while the direct loop keeps two conv rows in
     registers. Same results (the tests compare both paths with the reference).
 
-    Layers that Conv2D computes by Winograd F(2x2, 3x3) (ref-cnn's second
-    layer; see Conv2D) do so here too when they pool 2x2/2, because each 2x2
-    output tile is exactly one pooling window: ``winograd_relu_pool`` turns
-    each tile of the products into its conv output, adds the bias, applies
-    the ReLU and pools in one pass, and ``winograd_pool_backward`` turns the
-    pooled gradient straight into the products' gradient.
+    Layers that Conv2D computes by Winograd F(4x4, 3x3) (ref-cnn's second
+    layer; see Conv2D) do so here too when they pool 2x2/2 an even-sized
+    output, because each 4x4 output tile then holds four whole pooling
+    windows: ``winograd_relu_pool`` turns each tile of the products into its
+    conv output, adds the bias, applies the ReLU and pools in one pass, and
+    ``winograd_pool_backward`` turns the pooled gradient straight into the
+    products' gradient.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, pool=2,
@@ -76,8 +77,10 @@ class ConvReLUPool(Conv2D):
                 and not self.needs_input_grad)
 
     def takes_winograd_path(self, x):
-        """Conv2D's Winograd condition, and 2x2/2 pooling: each 2x2 output tile is one pooling window."""
-        return super().takes_winograd_path(x) and self.pool == 2 and self.pool_stride == 2
+        """Conv2D's Winograd condition, 2x2/2 pooling and an even-sized input (so also output): each 4x4
+        output tile then holds four whole pooling windows."""
+        return (super().takes_winograd_path(x) and self.pool == 2 and self.pool_stride == 2
+                and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0)
 
     def forward(self, x, training=False):
         if self.takes_direct_path(x):
