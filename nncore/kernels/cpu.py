@@ -634,37 +634,41 @@ def conv_relu_pool_weight_grad(dout, arg, cols, oh, ow, k, stride):
 # as parallel=True loops they took 2-3 s longer to compile on a cold cache.
 
 @_jit
-def _conv3x3_relu_pool2_forward(xpad, w, b, out, arg):
+def _conv3x3_relu_pool2_forward(xpad, wt, b, out, arg):
     n, c = xpad.shape[0], xpad.shape[1]
-    f = w.shape[0]
+    f = wt.shape[1]
     ph, pw = out.shape[2], out.shape[3]
-    q2 = 2 * pw
-    for plane in range(n * f):  # filter inner: the same image is re-read from cache
-        ni = plane // f
-        fi = plane % f
-        r0 = np.empty(q2, dtype=out.dtype)  # the two conv output rows of one pooled row
-        r1 = np.empty(q2, dtype=out.dtype)
-        bias = b[fi]
+    acc = np.empty((4, f), dtype=out.dtype)     # one pooling window's four conv outputs, all filters
+    for ni in range(n):
         for py in range(ph):
-            for q in range(q2):
-                r0[q] = 0
-                r1[q] = 0
-            for ci in range(c):
-                w00, w01, w02 = w[fi, ci, 0, 0], w[fi, ci, 0, 1], w[fi, ci, 0, 2]
-                w10, w11, w12 = w[fi, ci, 1, 0], w[fi, ci, 1, 1], w[fi, ci, 1, 2]
-                w20, w21, w22 = w[fi, ci, 2, 0], w[fi, ci, 2, 1], w[fi, ci, 2, 2]
-                x0, x1 = xpad[ni, ci, 2 * py], xpad[ni, ci, 2 * py + 1]
-                x2, x3 = xpad[ni, ci, 2 * py + 2], xpad[ni, ci, 2 * py + 3]
-                for q in range(q2):  # nine taps written out: the loop over q vectorises
-                    r0[q] += (w00 * x0[q] + w01 * x0[q + 1] + w02 * x0[q + 2]
-                              + w10 * x1[q] + w11 * x1[q + 1] + w12 * x1[q + 2]
-                              + w20 * x2[q] + w21 * x2[q + 1] + w22 * x2[q + 2])
-                    r1[q] += (w00 * x1[q] + w01 * x1[q + 1] + w02 * x1[q + 2]
-                              + w10 * x2[q] + w11 * x2[q + 1] + w12 * x2[q + 2]
-                              + w20 * x3[q] + w21 * x3[q + 1] + w22 * x3[q + 2])
+            r = 2 * py
             for px in range(pw):
-                best, where = _max4(r0[2 * px], r0[2 * px + 1], r1[2 * px], r1[2 * px + 1])
-                _store_relu(out, arg, ni, fi, py, px, best + bias, where)
+                q = 2 * px
+                for k in range(4):
+                    for fi in range(f):
+                        acc[k, fi] = b[fi]
+                for ci in range(c):
+                    x = xpad[ni, ci]        # the 4x4 pixels under the window's four 3x3 fields
+                    p00, p01, p02, p03 = x[r, q], x[r, q + 1], x[r, q + 2], x[r, q + 3]
+                    p10, p11, p12, p13 = x[r + 1, q], x[r + 1, q + 1], x[r + 1, q + 2], x[r + 1, q + 3]
+                    p20, p21, p22, p23 = x[r + 2, q], x[r + 2, q + 1], x[r + 2, q + 2], x[r + 2, q + 3]
+                    p30, p31, p32, p33 = x[r + 3, q], x[r + 3, q + 1], x[r + 3, q + 2], x[r + 3, q + 3]
+                    k = 9 * ci
+                    for fi in range(f):     # filters innermost: this loop vectorises, the pixels are broadcast
+                        w0, w1, w2 = wt[k, fi], wt[k + 1, fi], wt[k + 2, fi]
+                        w3, w4, w5 = wt[k + 3, fi], wt[k + 4, fi], wt[k + 5, fi]
+                        w6, w7, w8 = wt[k + 6, fi], wt[k + 7, fi], wt[k + 8, fi]
+                        acc[0, fi] += (w0 * p00 + w1 * p01 + w2 * p02 + w3 * p10 + w4 * p11 + w5 * p12
+                                       + w6 * p20 + w7 * p21 + w8 * p22)
+                        acc[1, fi] += (w0 * p01 + w1 * p02 + w2 * p03 + w3 * p11 + w4 * p12 + w5 * p13
+                                       + w6 * p21 + w7 * p22 + w8 * p23)
+                        acc[2, fi] += (w0 * p10 + w1 * p11 + w2 * p12 + w3 * p20 + w4 * p21 + w5 * p22
+                                       + w6 * p30 + w7 * p31 + w8 * p32)
+                        acc[3, fi] += (w0 * p11 + w1 * p12 + w2 * p13 + w3 * p21 + w4 * p22 + w5 * p23
+                                       + w6 * p31 + w7 * p32 + w8 * p33)
+                for fi in range(f):
+                    best, where = _max4(acc[0, fi], acc[1, fi], acc[2, fi], acc[3, fi])
+                    _store_relu(out, arg, ni, fi, py, px, best, where)
 
 
 def _pad(x, pad):
@@ -676,8 +680,10 @@ def _pad(x, pad):
 def conv3x3_relu_pool2_forward(x, w, b, pad):
     """numba twin of :func:`nncore.kernels.reference.conv3x3_relu_pool2_forward`.
 
-    Computes each pair of conv rows in registers and pools them at once: no
-    column matrix, no GEMM, no full-size conv output.
+    Computes one pooling window at a time, its four conv outputs for all
+    filters at once (the loop over filters vectorises; the weights are read
+    as a (C*9, F) matrix), and pools them straight away: no column matrix,
+    no GEMM, no full-size conv output.
     """
     n, f = x.shape[0], w.shape[0]
     oh, ow = conv_output_size(x.shape[2], 3, 1, pad), conv_output_size(x.shape[3], 3, 1, pad)
@@ -685,8 +691,8 @@ def conv3x3_relu_pool2_forward(x, w, b, pad):
         b = np.zeros(f, dtype=x.dtype)
     out = np.empty((n, f, oh // 2, ow // 2), dtype=x.dtype)
     arg = np.empty((n, f, oh // 2, ow // 2), dtype=np.int32)
-    xpad, w = _pad(x, pad), np.ascontiguousarray(w)
-    threads.run_slices(n, lambda i, lo, hi: _conv3x3_relu_pool2_forward(xpad[lo:hi], w, b, out[lo:hi], arg[lo:hi]))
+    xpad, wt = _pad(x, pad), np.ascontiguousarray(w.reshape(f, -1).T)   # wt (C*9, F)
+    threads.run_slices(n, lambda i, lo, hi: _conv3x3_relu_pool2_forward(xpad[lo:hi], wt, b, out[lo:hi], arg[lo:hi]))
     return out, arg
 
 

@@ -40,8 +40,9 @@ class ConvReLUPool(Conv2D):
     gradient (a model's first layer, in training and at inference) is
     computed straight from the image by ``conv3x3_relu_pool2_forward``, and
     its dW by ``conv3x3_relu_pool2_weight_grad``: a GEMM with nine inner rows
-    is all memory traffic, while the direct loop keeps two conv rows in
-    registers. Same results (the tests compare both paths with the reference).
+    is all memory traffic, while the direct loop computes one pooling
+    window's four conv outputs for all filters in vector registers. Same
+    results (the tests compare both paths with the reference).
 
     Layers that Conv2D computes by Winograd F(4x4, 3x3) (ref-cnn's second
     layer; see Conv2D) do so here too when they pool 2x2/2 an even-sized
