@@ -364,6 +364,33 @@ def test_winograd_pipelines_match_reference(pool, dtype):
             close(a, r)
 
 
+def test_winograd_stacks_spread_their_planes_over_cache_sets():
+    """The (36, T, channels) buffers get a few unused rows so their 36 planes do not start a multiple
+    of 4 KiB apart (one cache set for a whole tile); rows of 1 KiB or more cannot be spread, and
+    must still get a buffer (an earlier version searched for ever there)."""
+    import math
+    for rows, width in ((8 * 16, 64), (8 * 16, 32), (128 * 16, 32), (100, 7)):
+        a = cpu._stack(rows, width, np.float32)
+        assert a.shape[1] >= rows and a.flags.c_contiguous
+        assert math.gcd(a.strides[0] % 4096, 4096) <= 512
+    for width in (256, 512, 1024):
+        a = cpu._stack(16, width, np.float32)
+        assert a.shape[0] == 36 and 16 <= a.shape[1] < 16 + 4
+
+
+@pytest.mark.parametrize("pool", [True, False])
+def test_winograd_pipelines_with_wide_channels(pool):
+    """256 input and 512 output channels: plane rows of 1 and 2 KiB, which no extra rows can spread."""
+    x, wt, b = _winograd_operands(3, 256, 512, 4, 4, np.float64, 32)
+    u = ref.winograd_weights(wt)
+    fast, slow = cpu.winograd_forward(x, u, b, pool), ref.winograd_forward(x, u, b, pool)
+    np.testing.assert_allclose(fast[0], slow[0], rtol=1e-12, atol=1e-10)
+    dout = np.random.default_rng(33).standard_normal(slow[0].shape)
+    for got, want in zip(cpu.winograd_backward(dout, slow[1], slow[2], u, x.shape, True),
+                         ref.winograd_backward(dout, slow[1], slow[2], u, x.shape, True)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-10)
+
+
 def test_winograd_tile_counts():
     """ceil(output size / 4) tiles per axis; an image too small for any output is an error."""
     assert ref.winograd_tile_counts(14, 14, 1) == (4, 4) and ref.winograd_tile_counts(8, 6, 0) == (2, 1)

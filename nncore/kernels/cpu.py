@@ -797,14 +797,22 @@ def _b(v0, v1, v2, v3, v4, v5):
 
 
 def _stack(rows, width, dtype):
-    """An uninitialised C-contiguous (36, rows + e, width) array whose planes do not start a multiple of
-    4 KiB apart (see above); callers use its first ``rows`` rows."""
-    e, itemsize = 0, np.dtype(dtype).itemsize
-    while True:
-        gap = ((rows + e) * width * itemsize) % 4096
-        if gap and math.gcd(gap, 4096) <= 512:        # the 36 planes spread over at least 8 cache sets
-            return np.empty((36, rows + e, width), dtype=dtype)
-        e += 1
+    """An uninitialised C-contiguous (36, rows + e, width) array whose planes start as far from a
+    multiple of 4 KiB apart as extra rows can put them (see above); callers use its first ``rows`` rows.
+
+    The plane stride modulo 4 KiB repeats every 4096 / gcd(row bytes, 4096) extra rows, so only that
+    many are tried. A stride whose largest power-of-2 factor is at most 512 bytes spreads the 36
+    planes over at least 8 cache sets; rows of 1 KiB or more can never reach that and take the best.
+    """
+    row = width * np.dtype(dtype).itemsize
+    best_e, best = 0, 4096
+    for e in range(4096 // math.gcd(row, 4096)):
+        aligned = math.gcd(((rows + e) * row) % 4096, 4096)    # gcd(0, 4096) = 4096: the worst
+        if aligned < best:
+            best_e, best = e, aligned
+        if best <= 512:
+            break
+    return np.empty((36, rows + best_e, width), dtype=dtype)
 
 
 @_jit
