@@ -700,20 +700,22 @@ def conv3x3_relu_pool2_forward(x, w, b, pad):
 def _conv3x3_relu_pool2_weight_grad(dout, arg, xpad, acc, acc_b):
     n, f, ph, pw = dout.shape
     c = xpad.shape[1]
+    zero = dout.dtype.type(0)
     for ni in range(n):
         for fi in range(f):
             for ci in range(c):
                 x = xpad[ni, ci]
-                # the nine taps' sums for this image, filter and channel stay in registers
-                s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = total = 0.0
+                # the nine taps' sums for this image, filter and channel stay in registers, in the
+                # input's precision (at most PH*PW terms); acc adds the images up in float64
+                s00 = s01 = s02 = s10 = s11 = s12 = s20 = s21 = s22 = total = zero
                 for py in range(ph):
                     for px in range(pw):
                         a = arg[ni, fi, py, px]
                         if a >= 0:
-                            g = np.float64(dout[ni, fi, py, px])
+                            g = dout[ni, fi, py, px]
                             total += g
-                            oy = 2 * py + a // 2   # the window's arg-max, in conv output coordinates
-                            ox = 2 * px + a % 2
+                            oy = 2 * py + (a >> 1)   # the window's arg-max, in conv output coordinates
+                            ox = 2 * px + (a & 1)
                             s00 += g * x[oy, ox]
                             s01 += g * x[oy, ox + 1]
                             s02 += g * x[oy, ox + 2]
@@ -723,9 +725,16 @@ def _conv3x3_relu_pool2_weight_grad(dout, arg, xpad, acc, acc_b):
                             s20 += g * x[oy + 2, ox]
                             s21 += g * x[oy + 2, ox + 1]
                             s22 += g * x[oy + 2, ox + 2]
-                sums = (s00, s01, s02, s10, s11, s12, s20, s21, s22)
-                for k in range(9):
-                    acc[fi, ci * 9 + k] += sums[k]
+                k = 9 * ci
+                acc[fi, k] += s00
+                acc[fi, k + 1] += s01
+                acc[fi, k + 2] += s02
+                acc[fi, k + 3] += s10
+                acc[fi, k + 4] += s11
+                acc[fi, k + 5] += s12
+                acc[fi, k + 6] += s20
+                acc[fi, k + 7] += s21
+                acc[fi, k + 8] += s22
                 if ci == 0:
                     acc_b[fi] += total
 
