@@ -366,8 +366,8 @@ def test_winograd_pipelines_match_reference(pool, dtype):
 
 def test_winograd_stacks_spread_their_planes_over_cache_sets():
     """The (36, T, channels) buffers get a few unused rows so their 36 planes do not start a multiple
-    of 4 KiB apart (one cache set for a whole tile); rows of 1 KiB or more cannot be spread, and
-    must still get a buffer (an earlier version searched for ever there)."""
+    of 4 KiB apart (one cache set for a whole tile); rows whose size is a multiple of 1 KiB cannot be
+    spread, and must still get a buffer (an earlier version searched for ever there)."""
     import math
     for rows, width in ((8 * 16, 64), (8 * 16, 32), (128 * 16, 32), (100, 7)):
         a = cpu._stack(rows, width, np.float32)

@@ -811,7 +811,8 @@ def _stack(rows, width, dtype):
 
     The plane stride modulo 4 KiB repeats every 4096 / gcd(row bytes, 4096) extra rows, so only that
     many are tried. A stride whose largest power-of-2 factor is at most 512 bytes spreads the 36
-    planes over at least 8 cache sets; rows of 1 KiB or more can never reach that and take the best.
+    planes over at least 8 cache sets; rows whose size is a multiple of 1 KiB never reach that and take
+    the best there is.
     """
     row = width * np.dtype(dtype).itemsize
     best_e, best = 0, 4096
