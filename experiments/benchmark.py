@@ -320,14 +320,17 @@ def gemm_shapes(model, batch):
 
 def _chunked(rows, inner):
     """Stacks of products as the Winograd pipelines run them: each thread takes half the tiles and
-    multiplies them ``rows`` tiles at a time into a reused buffer (``inner``: the tiles are the inner
-    dimension, a (36, F, T) @ (36, T, C) product whose chunk products are summed)."""
+    multiplies them ``rows`` tiles at a time into a reused buffer, laid out as the pipelines' own
+    (``inner``: the tiles are the inner dimension, a (36, F, T) @ (36, T, C) product whose chunk
+    products are summed)."""
+    from nncore.kernels import cpu as cpu_kernels
+
     def matmul(a, b):
         t = a.shape[2] if inner else a.shape[1]
 
         def job(i, lo, hi):
-            out = np.empty((a.shape[0], a.shape[1], b.shape[2]) if inner else (a.shape[0], rows, b.shape[2]),
-                           dtype=a.dtype)
+            out = (np.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=a.dtype) if inner
+                   else cpu_kernels._stack(rows, b.shape[2], a.dtype))
             total = np.zeros_like(out) if inner else None
             for s in range(lo, hi, rows):
                 e = min(hi, s + rows)

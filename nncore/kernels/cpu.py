@@ -32,8 +32,8 @@ threads.configure()
 #: with :func:`conv3x3_relu_pool2_forward` instead of im2col and a GEMM (see that layer)
 DIRECT_FIRST_LAYER = True
 
-#: Conv2D and ConvReLUPool compute a 3x3, stride-1, padding-1 convolution of even-sized images
-#: by Winograd F(4x4, 3x3) (the functions at the end) instead of im2col and a GEMM
+#: Conv2D and ConvReLUPool compute a 3x3, stride-1, padding-1 convolution (ConvReLUPool: of even-sized
+#: images) by Winograd F(4x4, 3x3) (the functions at the end) instead of im2col and a GEMM
 WINOGRAD = True
 
 _jit = numba.njit(cache=True, nogil=True)
@@ -1075,9 +1075,8 @@ def winograd_tiles_backward(dv, x_shape, pad):
     n, c, h, w = x_shape
     th, tw = winograd_tile_counts(h, w, pad)
     dx = np.empty(x_shape, dtype=dv.dtype)
-    full = _stack(dv.shape[1], c, dv.dtype)
-    full[:, :dv.shape[1]] = dv
-    threads.run_slices(n, lambda i, lo, hi: _winograd_tiles_backward(full, pad, lo * th * tw, dx[lo:hi]))
+    dv = np.ascontiguousarray(dv)
+    threads.run_slices(n, lambda i, lo, hi: _winograd_tiles_backward(dv, pad, lo * th * tw, dx[lo:hi]))
     return dx
 
 
