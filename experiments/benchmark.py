@@ -280,7 +280,7 @@ def gemm_shapes(model, batch):
     The function is the one the layers call: nncore.threads.matmul. A fused
     first layer that convolves directly (no im2col) has no product to list; a
     layer on the Winograd path lists its three stacks of 36 products, timed
-    chunk by chunk on each thread as the pipelines in nncore.kernels.cpu run them.
+    chunk by chunk on each thread as the pipelines in nncore.kernels.cpu.winograd run them.
     """
     from nncore.kernels import cpu as cpu_kernels   # not at the top: the start-up child times this import
     shapes = [model.input_shape]
@@ -323,14 +323,14 @@ def _chunked(rows, inner):
     multiplies them ``rows`` tiles at a time into a reused buffer, laid out as the pipelines' own
     (``inner``: the tiles are the inner dimension, a (36, F, T) @ (36, T, C) product whose chunk
     products are summed)."""
-    from nncore.kernels import cpu as cpu_kernels
+    from nncore.kernels.cpu import winograd as cpu_winograd
 
     def matmul(a, b):
         t = a.shape[2] if inner else a.shape[1]
 
         def job(i, lo, hi):
             out = (np.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=a.dtype) if inner
-                   else cpu_kernels._stack(rows, b.shape[2], a.dtype))
+                   else cpu_winograd._stack(rows, b.shape[2], a.dtype))
             total = np.zeros_like(out) if inner else None
             for s in range(lo, hi, rows):
                 e = min(hi, s + rows)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from nncore.kernels import cpu, reference as ref
+from nncore.kernels.cpu import winograd as cpu_winograd
 
 CONV_CASES = [
     # (N, C, H, W, KH, KW, stride, pad)
@@ -370,11 +371,11 @@ def test_winograd_stacks_spread_their_planes_over_cache_sets():
     spread, and must still get a buffer (an earlier version searched for ever there)."""
     import math
     for rows, width in ((8 * 16, 64), (8 * 16, 32), (128 * 16, 32), (100, 7)):
-        a = cpu._stack(rows, width, np.float32)
+        a = cpu_winograd._stack(rows, width, np.float32)
         assert a.shape[1] >= rows and a.flags.c_contiguous
         assert math.gcd(a.strides[0] % 4096, 4096) <= 512
     for width in (256, 512, 1024):
-        a = cpu._stack(16, width, np.float32)
+        a = cpu_winograd._stack(16, width, np.float32)
         assert a.shape[0] == 36 and 16 <= a.shape[1] < 16 + 4
 
 

@@ -43,10 +43,10 @@ class Conv2D(Layer):
 
     With the numba kernels, a 3x3, stride-1, padding-1 convolution with at
     least ``WINOGRAD_MIN_CHANNELS`` input channels is computed by Winograd
-    F(4x4, 3x3) instead (see the Winograd section of
-    :mod:`nncore.kernels.reference`): ``winograd_tiles`` transforms the 6x6
-    input tiles, 36 batched products ``V[xi] @ U[xi].T`` replace the im2col
-    GEMM with up to 4 times fewer multiply-adds, and ``winograd_output``
+    F(4x4, 3x3) instead (see :mod:`nncore.kernels.reference.winograd`):
+    ``winograd_tiles`` transforms the 6x6 input tiles, 36 batched products
+    ``V[xi] @ U[xi].T`` replace the im2col GEMM with up to 4 times fewer
+    multiply-adds, and ``winograd_output``
     turns each tile of the products into a 4x4 block of the output and adds
     the bias. Backward, ``winograd_output_backward`` transforms dout into the
     products' gradient z; dW comes from ``z.T @ V`` and dx from ``z @ U``,

@@ -1,0 +1,21 @@
+"""The two numba decorators every CPU kernel uses, and the thread set-up they rely on.
+
+``jit`` compiles a serial loop nest that releases the GIL (``nogil``), so
+:func:`nncore.threads.run_slices` can run it on slices of the batch in
+parallel; ``pjit`` compiles a loop nest whose ``prange`` loop numba splits
+over its own threads. ``cache=True`` stores the machine code on disk, so only
+the first run of a fresh install pays for compilation.
+
+:func:`nncore.threads.configure` runs on import, before any kernel can be
+compiled or called: numba's and the BLAS library's thread pools must be sized
+before their first use.
+"""
+
+import numba
+
+from ... import threads
+
+threads.configure()
+
+jit = numba.njit(cache=True, nogil=True)
+pjit = numba.njit(cache=True, nogil=True, parallel=True)
