@@ -25,6 +25,19 @@ CONV_CASES = [
 DTYPES = [np.float32, np.float64]
 
 
+def test_every_reference_kernel_has_a_numba_twin_with_its_signature():
+    """The layers swap kernel packages freely, so the numba package must offer each reference name,
+    a function with the same parameters (and the flags the layers read)."""
+    import inspect
+    assert {"DIRECT_FIRST_LAYER", "WINOGRAD"} <= set(ref.__all__)
+    for name in ref.__all__:
+        slow, fast = getattr(ref, name), getattr(cpu, name)
+        if callable(slow):
+            assert inspect.signature(fast).parameters.keys() == inspect.signature(slow).parameters.keys(), name
+        else:
+            assert isinstance(fast, bool), name
+
+
 @pytest.mark.parametrize("case", CONV_CASES)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_im2col_matches_reference(case, dtype):

@@ -32,6 +32,7 @@ delete ``nncore/kernels/cpu/__pycache__`` (or set ``NUMBA_CACHE_DIR`` to a
 fresh directory), or the other modules keep running the old code.
 """
 
+from .. import reference as _reference
 from ..reference.conv import conv2d_naive, conv_output_size
 from ..reference.pool import avgpool_backward, avgpool_forward              # not on any hot path
 from ..reference.winograd import winograd_tile_counts, winograd_weight_grad, winograd_weights  # small arrays
@@ -52,12 +53,5 @@ DIRECT_FIRST_LAYER = True
 #: images) by Winograd F(4x4, 3x3) (module ``winograd``) instead of im2col and a GEMM
 WINOGRAD = True
 
-__all__ = [
-    "DIRECT_FIRST_LAYER", "WINOGRAD", "WINOGRAD_CHUNK",
-    "avgpool_backward", "avgpool_forward", "batchnorm_backward", "batchnorm_forward", "col2im", "conv2d_naive",
-    "conv3x3_relu_pool2_forward", "conv3x3_relu_pool2_weight_grad", "conv_output_size", "conv_relu_pool_backward",
-    "conv_relu_pool_forward", "conv_relu_pool_weight_grad", "im2col", "maxpool_backward", "maxpool_forward",
-    "nchw_to_rows", "relu_backward", "relu_forward", "rows_to_nchw", "winograd_backward", "winograd_forward",
-    "winograd_output", "winograd_output_backward", "winograd_pool_backward", "winograd_relu_pool",
-    "winograd_tile_counts", "winograd_tiles", "winograd_tiles_backward", "winograd_weight_grad", "winograd_weights",
-]
+#: the reference package's names, one for one (its twins are interchangeable), and the pipelines' chunk size
+__all__ = _reference.__all__ + ["WINOGRAD_CHUNK"]
