@@ -9,7 +9,8 @@ Usage::
 
 The defaults (conv 32,64 + BatchNorm, dense 256 + dropout 0.25, Adam 2e-3 with a
 cosine schedule, 15 epochs of batch 128, augmentation on, seed 0) reached
-99.52% MNIST test accuracy on 2 CPU cores (~32 s per epoch, ~8 minutes).
+99.52% MNIST test accuracy (the shipped weights/mnist_cnn.npz). An epoch takes
+about 23 s on 2 CPU cores, the whole run about 6 minutes.
 
 Writes weights/<name>.npz (the best-validation weights, with metadata, class
 names, symbols and input scaling) and, in runs/<name>/, history.json,
