@@ -46,15 +46,15 @@ class Conv2D(Layer):
     F(4x4, 3x3) instead (see :mod:`nncore.kernels.reference.winograd`):
     ``winograd_tiles`` transforms the 6x6 input tiles, 36 batched products
     ``V[xi] @ U[xi].T`` replace the im2col GEMM with up to 4 times fewer
-    multiply-adds, and ``winograd_output``
-    turns each tile of the products into a 4x4 block of the output and adds
-    the bias. Backward, ``winograd_output_backward`` transforms dout into the
-    products' gradient z; dW comes from ``z.T @ V`` and dx from ``z @ U``,
-    added back into the image by ``winograd_tiles_backward`` (the input
+    multiply-adds, and ``winograd_output`` turns each tile of the products
+    into a 4x4 block of the output and adds the bias. Backward,
+    ``winograd_output_backward`` transforms dout into the products'
+    gradient z; dW comes from ``z.T @ V`` and dx from ``z @ U``, added
+    back into the image by ``winograd_tiles_backward`` (the input
     transform transposed). ``winograd_forward`` and ``winograd_backward``
     run these steps a few images at a time, so the products stay in cache.
-    Equal to the im2col path up to float32 rounding (the tests compare both
-    with the reference and check the gradients).
+    Equal to the im2col path up to float32 rounding (the tests compare
+    both with the reference and check the gradients).
 
     Parameters
     ----------
