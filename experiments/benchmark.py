@@ -44,7 +44,7 @@ from nncore.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
 from nncore.errors import UsageError
 from nncore.layers import Conv2D, ConvReLUPool, Dense
 from nncore.losses import SoftmaxCrossEntropy
-from nncore.models import ref_cnn
+from nncore.architectures import ref_cnn
 from nncore.optim import SGD
 
 MNIST_TRAIN_IMAGES = 60000

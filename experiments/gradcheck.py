@@ -15,7 +15,7 @@ from nncore.backend import set_cpu_kernels
 from nncore.cli import ArgumentParser, positive_float, run_cli
 from nncore.layers import (AvgPool2D, BatchNorm, Conv2D, ConvReLUPool, Dense, Dropout, Flatten, LeakyReLU,
                            MaxPool2D, ReLU)
-from nncore.model import Sequential
+from nncore.sequential import Sequential
 
 F64 = np.float64
 

@@ -115,7 +115,7 @@ def check_layer(layer, x, training=True, h=1e-6, seed=0, tolerance=LAYER_TOLERAN
 def check_model(model, x, labels, h=1e-6, tolerance=NETWORK_TOLERANCE):
     """Check a whole network end to end: softmax cross-entropy loss against every parameter and the input.
 
-    model: a float64 :class:`~nncore.model.Sequential`; x: prepared input (N, ...) float64;
+    model: a float64 :class:`~nncore.sequential.Sequential`; x: prepared input (N, ...) float64;
     labels: (N,) integers. Returns a list of :class:`CheckResult`.
     """
     _require_float64(x)

@@ -24,7 +24,7 @@ def _check_hyper(name, value, low, high=math.inf, low_inclusive=True):
 
 
 class Optimizer:
-    """Base class: walks the model's (key, layer, name) triples."""
+    """Base class: walks the model's parameters with :meth:`~nncore.Sequential.named_arrays`."""
 
     def __init__(self, model, lr, weight_decay=0.0):
         self.model = model
@@ -33,19 +33,13 @@ class Optimizer:
         self.state = {}      # key -> dict of slot name -> array
         self.steps = 0
 
-    def parameters(self):
-        for i, layer in enumerate(self.model.layers):
-            for name in layer.params:
-                yield f"{i}.{name}", layer, name
-
     def step(self):
         """Apply one update to every parameter that has a gradient."""
         self.steps += 1
-        for key, layer, name in self.parameters():
-            g = layer.grads.get(name)
-            if g is None:
-                continue
-            self.update(key, layer.params[name], g)
+        for ref in self.model.named_arrays(("params",)):
+            g = ref.layer.grads.get(ref.name)
+            if g is not None:
+                self.update(ref.key, ref.value, g)
 
     def update(self, key, p, g):
         raise NotImplementedError
@@ -60,7 +54,7 @@ class Optimizer:
         """Restore from :meth:`state_dict` output (arrays moved to the params' device)."""
         self.steps = int(state["steps"])
         self.lr = float(state["lr"])
-        params = {key: layer.params[name] for key, layer, name in self.parameters()}
+        params = {ref.key: ref.value for ref in self.model.named_arrays(("params",))}
         self.state = {}
         for full, arr in state["arrays"].items():
             key, slot = full.rsplit(".", 1)

@@ -42,7 +42,7 @@ from .augment import augment
 from .errors import TrainingDivergedError, UsageError
 from .layers import Dropout
 from .losses import SoftmaxCrossEntropy
-from .models import MNIST_SCALING, cnn
+from .architectures import MNIST_SCALING, cnn
 from .optim import make_optimizer
 from .schedules import make_schedule
 from .weights import load_model, save_model
@@ -152,7 +152,7 @@ def input_scaling_for(images, use_mnist=False):
 
 
 def build_model(config, class_names, symbols=None, input_scaling=None):
-    """The :func:`nncore.models.cnn` described by ``config`` for len(class_names) classes."""
+    """The :func:`nncore.architectures.cnn` described by ``config`` for len(class_names) classes."""
     return cnn(conv_channels=config.conv, dense=config.dense, num_classes=len(class_names),
                kernel_size=config.kernel_size, batchnorm=config.batchnorm, dropout=config.dropout,
                class_names=class_names, symbols=symbols, input_scaling=input_scaling, seed=config.seed)
@@ -191,22 +191,6 @@ def batch_bounds(n, batch_size):
     if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < 2:
         bounds.pop()
     return bounds
-
-
-def model_arrays(model):
-    """Host copies of every parameter and buffer: {"<layer>.<name>": array}."""
-    return {f"{i}.{name}": backend.to_numpy(arr).copy()
-            for i, layer in enumerate(model.layers) for kind in (layer.params, layer.buffers)
-            for name, arr in kind.items()}
-
-
-def load_model_arrays(model, arrays):
-    """Put arrays from :func:`model_arrays` back into ``model`` (on its device)."""
-    device = model.device
-    for i, layer in enumerate(model.layers):
-        for kind in (layer.params, layer.buffers):
-            for name in kind:
-                kind[name] = backend.to_device(np.asarray(arrays[f"{i}.{name}"], dtype=kind[name].dtype), device)
 
 
 def save_history(history, out_dir):
@@ -347,7 +331,7 @@ class Trainer:
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                     loss, logits = model.train_step(x, backend.to_device(yb, device), self.loss_fn, self.optimizer)
                 loss = float(loss)
-                if not math.isfinite(loss) or not self._params_finite():
+                if not math.isfinite(loss) or not model.all_finite():
                     what = f"the loss became {loss}" if not math.isfinite(loss) else "the weights overflowed"
                     raise TrainingDivergedError(
                         f"training diverged: {what} at epoch {self.epoch + 1}, step {s + 1} "
@@ -371,14 +355,6 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-
-    def _params_finite(self):
-        for layer in self.model.layers:
-            for kind in (layer.params, layer.buffers):
-                for p in kind.values():
-                    if not bool(backend.get_array_module(p).isfinite(p).all()):
-                        return False
-        return True
 
     def _bar(self, total):
         if not self.progress:
@@ -408,7 +384,7 @@ class Trainer:
         best = self.best
         if not has_val or row["val_acc"] >= best["val_acc"]:  # without validation data: the last epoch
             best = {"val_acc": row["val_acc"] if has_val else float("nan"), "epoch": row["epoch"],
-                    "arrays": model_arrays(self.model)}
+                    "arrays": self.model.state_dict()}
         # commit everything at once
         self.best, self.history = best, self.history + [row]
         self.epoch, self.step = self.epoch + 1, 0
@@ -445,7 +421,7 @@ class Trainer:
     def restore_best(self):
         """Load the best-validation weights into the model (no-op before the first epoch)."""
         if self.best["arrays"] is not None:
-            load_model_arrays(self.model, self.best["arrays"])
+            self.model.load_state_dict(self.best["arrays"])
         self.model.eval()
         return self.model
 

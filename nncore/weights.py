@@ -28,7 +28,7 @@ from . import backend
 from .atomic import atomic_write
 from .errors import CorruptInputError, MissingInputError, UsageError
 from .layers import layer_from_config
-from .model import Sequential
+from .sequential import Sequential
 
 FORMAT = "nncore-weights"
 VERSION = 1
@@ -37,11 +37,7 @@ HEADER_KEY = "__nncore__"
 
 def save_model(model, path, metadata=None, extra_arrays=None):
     """Write ``model`` (and optional metadata / extra arrays) to ``path`` atomically."""
-    arrays = {}
-    for i, layer in enumerate(model.layers):
-        for kind in (layer.params, layer.buffers):
-            for name, arr in kind.items():
-                arrays[f"layers.{i}.{name}"] = backend.to_numpy(arr)
+    arrays = model.state_dict()
     for name, arr in (extra_arrays or {}).items():
         arrays[f"extra.{name}"] = backend.to_numpy(arr)
     header = {
@@ -108,7 +104,7 @@ def _header(data, path):
 
 
 def load_model(path, return_extra=False):
-    """Rebuild a :class:`~nncore.model.Sequential` from a weights file.
+    """Rebuild a :class:`~nncore.sequential.Sequential` from a weights file.
 
     The model comes back in evaluation mode on the CPU, with its class names,
     symbols and input scaling, so ``model.predict(images)`` works on raw
@@ -125,23 +121,11 @@ def load_model(path, return_extra=False):
             raise CorruptInputError(f"{path}: the stored architecture is invalid ({exc})") from None
         dtype = np.dtype(header.get("dtype", "float32"))
         model.astype(dtype)
-        expected = set()
-        for i, layer in enumerate(model.layers):
-            for kind in (layer.params, layer.buffers):
-                for name, current in kind.items():
-                    key = f"layers.{i}.{name}"
-                    expected.add(key)
-                    arr = _read(data, key, path)
-                    if arr.shape != current.shape:
-                        raise CorruptInputError(
-                            f"{path}: {key} has shape {arr.shape} but the architecture ({type(layer).__name__}) "
-                            f"needs {current.shape}; the file does not fit its architecture")
-                    if arr.dtype.kind != "f" or not np.isfinite(arr).all():
-                        raise CorruptInputError(f"{path}: {key} holds non-finite or non-float values")
-                    kind[name] = arr.astype(dtype)
-        stray = [k for k in data.files if k.startswith("layers.") and k not in expected]
-        if stray:
-            raise CorruptInputError(f"{path}: arrays {stray[:3]} do not belong to the stored architecture")
+        arrays = {k: _read(data, k, path) for k in data.files if k.startswith("layers.")}
+        try:
+            model.load_state_dict(arrays)
+        except UsageError as exc:
+            raise CorruptInputError(f"{path}: {exc}; the file does not fit its architecture") from None
         extra = {k[len("extra."):]: _read(data, k, path) for k in data.files if k.startswith("extra.")}
     model.eval()
     if return_extra:

@@ -87,7 +87,7 @@ def test_gemm_list_follows_the_fused_model():
         import benchmark
     finally:
         sys.path.pop(0)
-    from nncore.models import ref_cnn
+    from nncore.architectures import ref_cnn
     rows = benchmark.gemm_shapes(ref_cnn(seed=0, fused=True).train(), 4)
     convs = [r for r in rows if r[0].startswith("ConvReLUPool")]
     assert len(convs) == 3 and all("in_channels=32" in r[0] for r in convs)

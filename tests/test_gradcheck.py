@@ -22,7 +22,7 @@ from nncore.backend import set_cpu_kernels
 from nncore.gradcheck import LAYER_TOLERANCE, NETWORK_TOLERANCE, check_layer, check_model
 from nncore.layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, LeakyReLU, MaxPool2D,
                            ReLU)
-from nncore.model import Sequential
+from nncore.sequential import Sequential
 
 F64 = np.float64
 

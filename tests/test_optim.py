@@ -8,7 +8,7 @@ import pytest
 from nncore import SoftmaxCrossEntropy
 from nncore.errors import UsageError
 from nncore.layers import Dense
-from nncore.model import Sequential
+from nncore.sequential import Sequential
 from nncore.optim import SGD, Adam, make_optimizer
 from nncore.schedules import CosineLR, StepLR, make_schedule
 
@@ -90,7 +90,7 @@ def test_optimizer_state_round_trip():
     opt2 = SGD(model, lr=0.5, momentum=0.9)
     opt2.load_state_dict(state)
     assert opt2.lr == 0.1 and opt2.steps == 1
-    np.testing.assert_array_equal(opt2.state["0.W"]["v"], opt.state["0.W"]["v"])
+    np.testing.assert_array_equal(opt2.state["layers.0.W"]["v"], opt.state["layers.0.W"]["v"])
 
 
 def test_schedules():

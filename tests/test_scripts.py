@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import nncore
-from nncore.models import MNIST_SCALING
+from nncore.architectures import MNIST_SCALING
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG = b"\x89PNG\r\n\x1a\n"

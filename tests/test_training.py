@@ -109,7 +109,7 @@ def test_evaluate_counts_the_last_partial_batch(mnist):
 # -- resumption, interruption, divergence --------------------------------------------
 
 def _arrays(trainer):
-    return training.model_arrays(trainer.model)
+    return trainer.model.state_dict()
 
 
 @pytest.mark.parametrize("stop", [StopAt(0), StopAt(0, 4)], ids=["epoch-boundary", "mid-epoch"])
@@ -160,7 +160,7 @@ def test_best_weights_are_restored(mnist, tmp_path):
     best = trainer.best
     assert best["val_acc"] == max(r["val_acc"] for r in trainer.history)
     trainer.restore_best()
-    now = training.model_arrays(trainer.model)
+    now = trainer.model.state_dict()
     assert all(np.array_equal(now[k], best["arrays"][k]) for k in now)
     assert trainer.best["val_acc"] > 0.3  # chance is 0.1
 

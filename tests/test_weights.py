@@ -9,7 +9,7 @@ import pytest
 import nncore
 from nncore.errors import CorruptInputError, MissingInputError, OutputError, UsageError
 from nncore.layers import BatchNorm, Conv2D, Dense, Flatten, MaxPool2D, ReLU
-from nncore.model import Sequential
+from nncore.sequential import Sequential
 
 
 def bn_model():

@@ -21,10 +21,34 @@ an input whose dtype differs from their parameters' (float32 for training,
 float64 for gradient checks) instead of silently upcasting.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .. import backend
 from ..errors import UsageError
+
+
+class ArrayRef(NamedTuple):
+    """One parameter or buffer of a layer, as :meth:`Layer.named_arrays` yields it.
+
+    ``key`` names it (``"W"`` in a layer, ``"layers.0.W"`` in a model); ``value``
+    reads it and ``set(new)`` replaces it, so every walk over a model's arrays
+    (weights files, checkpoints, optimizers, device moves, checks) goes through
+    this one record.
+    """
+
+    key: str
+    layer: "Layer"
+    kind: str      # "params" (learned) or "buffers" (saved, not learned)
+    name: str
+
+    @property
+    def value(self):
+        return getattr(self.layer, self.kind)[self.name]
+
+    def set(self, value):
+        getattr(self.layer, self.kind)[self.name] = value
 
 
 class Layer:
@@ -76,19 +100,23 @@ class Layer:
         """Total number of learnable scalars."""
         return int(sum(int(np.prod(p.shape)) for p in self.params.values()))
 
+    def named_arrays(self, kinds=("params", "buffers"), prefix=""):
+        """Yield an :class:`ArrayRef` for each parameter, then each buffer (keys ``prefix + name``)."""
+        for kind in kinds:
+            for name in getattr(self, kind):
+                yield ArrayRef(prefix + name, self, kind, name)
+
     def astype(self, dtype):
         """Cast parameters and buffers to ``dtype`` (e.g. float64 for a gradient check)."""
-        for d in (self.params, self.buffers):
-            for k in d:
-                d[k] = d[k].astype(dtype)
+        for ref in self.named_arrays():
+            ref.set(ref.value.astype(dtype))
         self.grads = {}
         return self
 
     def to(self, device):
         """Move parameters and buffers to ``"cpu"`` or ``"gpu"``."""
-        for d in (self.params, self.buffers):
-            for k in d:
-                d[k] = backend.to_device(d[k], device)
+        for ref in self.named_arrays():
+            ref.set(backend.to_device(ref.value, device))
         self.grads = {}
         return self
 

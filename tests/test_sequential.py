@@ -6,7 +6,7 @@ import pytest
 import nncore
 from nncore.errors import UsageError
 from nncore.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
-from nncore.model import Sequential
+from nncore.sequential import Sequential
 
 
 def test_ref_cnn_shapes_and_parameter_count():

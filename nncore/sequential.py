@@ -110,6 +110,52 @@ class Sequential:
             layer.to(device)
         return self
 
+    # -- the one walk over the model's arrays --------------------------------
+    def named_arrays(self, kinds=("params", "buffers")):
+        """Yield an :class:`~nncore.layers.base.ArrayRef` per array, keyed ``"layers.<i>.<name>"``.
+
+        The one key scheme of nncore: weights files, checkpoints and optimizer
+        states all name arrays this way. ``kinds=("params",)`` walks the learned
+        arrays only (what an optimizer updates).
+        """
+        for i, layer in enumerate(self.layers):
+            yield from layer.named_arrays(kinds, prefix=f"layers.{i}.")
+
+    def state_dict(self):
+        """Host (NumPy) copies of every parameter and buffer: ``{"layers.<i>.<name>": array}``."""
+        return {ref.key: backend.to_numpy(ref.value).copy() for ref in self.named_arrays()}
+
+    def load_state_dict(self, arrays):
+        """Put the arrays of :meth:`state_dict` (or a weights file) back, on this model's device and dtype.
+
+        Every key must be present with the right shape and finite float values,
+        and no other ``layers.`` key may be given; otherwise a UsageError names the
+        first problem and the model is left unchanged.
+        """
+        refs = list(self.named_arrays())
+        stray = sorted(set(k for k in arrays if k.startswith("layers.")) - {r.key for r in refs})
+        if stray:
+            raise UsageError(f"arrays {stray[:3]} do not belong to this model's layers")
+        new = []
+        for ref in refs:
+            if ref.key not in arrays:
+                raise UsageError(f"no array {ref.key!r} for {type(ref.layer).__name__}")
+            arr = backend.to_numpy(arrays[ref.key])
+            if arr.shape != ref.value.shape:
+                raise UsageError(f"{ref.key} has shape {arr.shape} but {type(ref.layer).__name__} needs "
+                                 f"{tuple(ref.value.shape)}")
+            if arr.dtype.kind != "f" or not np.isfinite(arr).all():
+                raise UsageError(f"{ref.key} holds non-finite or non-float values")
+            new.append(arr.astype(ref.value.dtype))
+        device = self.device
+        for ref, arr in zip(refs, new):
+            ref.set(backend.to_device(arr, device))
+        return self
+
+    def all_finite(self):
+        """True when no parameter or buffer holds NaN or infinity."""
+        return all(bool(backend.get_array_module(r.value).isfinite(r.value).all()) for r in self.named_arrays())
+
     def astype(self, dtype):
         for layer in self.layers:
             layer.astype(dtype)

@@ -4,7 +4,7 @@ import numpy as np
 
 from .errors import UsageError
 from .layers import BatchNorm, Conv2D, ConvReLUPool, Dense, Dropout, Flatten, MaxPool2D, ReLU
-from .model import Sequential
+from .sequential import Sequential
 
 #: MNIST's pixel mean and standard deviation on the [0, 1] scale.
 MNIST_SCALING = {"mean": 0.1307, "std": 0.3081}
