@@ -19,10 +19,13 @@ import time
 import numpy as np
 
 import nncore
-from nncore import backend, training
+from nncore import backend
 from nncore.atomic import atomic_write, check_writable
-from nncore.cli import ArgumentParser, positive_int, run_cli
+from nncore.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
+from nncore.data import load_data
 from nncore.errors import UsageError
+from nncore.json_values import finite_or_none
+from nncore.training import evaluate
 
 
 def build_parser():
@@ -34,7 +37,7 @@ def build_parser():
     p.add_argument("--batch-size", type=positive_int, default=1000)
     p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="evaluate only the first N test images")
     p.add_argument("--grid", type=positive_int, default=40, help="images per grid")
-    p.add_argument("--seed", type=int, default=0, help="seed for picking the random sample grid")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed for picking the random sample grid")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
     p.add_argument("--device", default="cpu", choices=["cpu", "gpu"], help="where to run the model")
     p.add_argument("--merge", action="append", default=[], metavar="A,B[,...]",
@@ -92,12 +95,14 @@ def check_classes(model, d, weights, dataset):
                          f"{d['class_names']}; pass the matching --dataset")
 
 
-def _num(v):
-    return None if v is None or not np.isfinite(v) else round(float(v), 6)
-
-
 def main(argv):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    with parser.flag_errors():  # library errors name settings (dataset=...); users see flags (--dataset)
+        return evaluate_weights(args)
+
+
+def evaluate_weights(args):
     start = time.perf_counter()
     if args.device == "gpu":
         backend.import_cupy()  # DeviceError (exit 7) with the reason when no usable GPU
@@ -108,14 +113,14 @@ def main(argv):
     name = os.path.splitext(os.path.basename(args.weights))[0]
     out_dir = args.out_dir or os.path.join("runs", f"eval_{name}")
     check_writable(os.path.join(out_dir, "summary.json"))
-    d = training.load_data(dataset, args.data_dir, log=None)
+    d = load_data(dataset, args.data_dir, log=None)
     check_classes(model, d, args.weights, dataset)
     x, y = d["x_test"], np.asarray(d["y_test"]).astype(np.int64)
     if args.limit:
         x, y = x[:args.limit], y[:args.limit]
     if not len(y):
         raise UsageError(f"dataset {dataset} has no test images")
-    ev = training.evaluate(model, x, y, args.batch_size)
+    ev = evaluate(model, x, y, args.batch_size)
     pred, conf = ev["pred"], ev["proba"].max(axis=1)
     k = model.num_classes
     cm = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
@@ -140,8 +145,8 @@ def main(argv):
     summary = {
         "weights": args.weights, "dataset": dataset, "images": int(len(y)), "accuracy": round(ev["accuracy"], 6),
         "loss": round(ev["loss"], 6), "errors": int((pred != y).sum()),
-        "per_class": [{"class": c, "symbol": s, "support": int(n), "precision": _num(p), "recall": _num(r),
-                       "accuracy": _num(r), "f1": _num(f)}
+        "per_class": [{"class": c, "symbol": s, "support": int(n), "precision": finite_or_none(p, 6),
+                       "recall": finite_or_none(r, 6), "accuracy": finite_or_none(r, 6), "f1": finite_or_none(f, 6)}
                       for c, s, n, p, r, f in zip(model.class_names, model.symbols, support, precision, recall, f1)],
         "merged": [{"classes": [model.class_names[i] for i in g], "accuracy": round(merged_accuracy(y, pred, [g], k), 6)}
                    for g in groups],

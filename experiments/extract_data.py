@@ -13,17 +13,15 @@ prepares users' photos for classification. Unreadable files are listed and
 skipped. The chart is written next to the .npz as <stem>_classes.png.
 """
 
-import io
 import os
 import sys
 import time
 
-import numpy as np
-
-from nncore.atomic import atomic_write, check_writable
+from nncore.atomic import check_writable
 from nncore.cli import ArgumentParser, fraction, nonnegative_int, positive_int, run_cli
-from nncore.data import data_root, load_image_folder, mnist_dataset, save_dataset, stratified_split
+from nncore.data import data_root, extract_image_folder, mnist_dataset, save_dataset_dict
 from nncore.errors import UsageError
+from nncore.plots import plot_class_counts
 
 
 def build_parser():
@@ -34,7 +32,7 @@ def build_parser():
     m.add_argument("--data-dir", default=None, help="folder holding mnist/ (default: $NNCORE_DATA_DIR or ./data)")
     m.add_argument("--out", default=os.path.join("data", "mnist.npz"), help="output .npz file")
     m.add_argument("--val-size", type=nonnegative_int, default=5000, help="validation examples split off the 60k training set")
-    m.add_argument("--seed", type=int, default=0, help="seed of the validation split")
+    m.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the validation split")
     m.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
     f = sub.add_parser("folders", help="an image folder tree PATH/<class>/<images>")
     f.add_argument("path", help="the folder with one sub-folder per class ('symbols' = <data root>/symbols)")
@@ -42,7 +40,7 @@ def build_parser():
     f.add_argument("--out", default=None, help="output .npz file (default: data/<folder name>.npz)")
     f.add_argument("--val", type=fraction, default=0.15, help="validation fraction")
     f.add_argument("--test", type=fraction, default=0.15, help="test fraction")
-    f.add_argument("--seed", type=int, default=0, help="seed of the split")
+    f.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the split")
     f.add_argument("--workers", type=positive_int, default=2, help="preprocessing processes")
     return p
 
@@ -55,32 +53,6 @@ def check_output(path):
 def chart_path(out):
     stem, _ = os.path.splitext(out)
     return stem + "_classes.png"
-
-
-def save_chart(path, labels, counts, title):
-    """Stacked bar chart of train/val/test counts per class, written atomically as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(labels) + 2), 4))
-    bottom = np.zeros(len(labels))
-    for split, colour in zip(("train", "val", "test"), ("tab:blue", "tab:orange", "tab:green")):
-        values = np.asarray(counts[split], dtype=float)
-        ax.bar(range(len(labels)), values, bottom=bottom, label=split, color=colour)
-        bottom += values
-    ax.set_xticks(range(len(labels)))
-    ax.set_xticklabels(labels, rotation=45 if len(labels) > 12 else 0)
-    ax.set_ylabel("images")
-    ax.set_title(title)
-    ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    with atomic_write(path, "wb") as f:
-        f.write(buf.getvalue())
 
 
 def print_counts(class_names, symbols, counts):
@@ -96,9 +68,7 @@ def extract_mnist(args):
     check_output(args.out)
     d = mnist_dataset(args.data_dir, val_size=args.val_size, seed=args.seed, download=not args.no_download)
     d["meta"]["data_dir"] = os.path.abspath(os.path.join(data_root(args.data_dir), "mnist"))
-    keys = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
-    save_dataset(args.out, *(d[k] for k in keys), d["class_names"], d["symbols"], d["meta"])
-    return d["class_names"], d["symbols"], d["meta"]["counts"], "MNIST"
+    return d, [], "MNIST"
 
 
 def extract_folders(args):
@@ -107,34 +77,29 @@ def extract_folders(args):
         path = os.path.join(data_root(args.data_dir), "symbols")
     if args.val + args.test >= 1.0:
         raise UsageError(f"--val {args.val} plus --test {args.test} leaves no training data; make them sum below 1")
-    out = args.out or os.path.join("data", os.path.basename(os.path.normpath(path)) + ".npz")
-    args.out = out
-    check_output(out)
-    folder = load_image_folder(path, workers=args.workers, progress=sys.stderr.isatty())
+    args.out = args.out or os.path.join("data", os.path.basename(os.path.normpath(path)) + ".npz")
+    check_output(args.out)
     fractions = (1.0 - args.val - args.test, args.val, args.test)
-    tr, va, te = stratified_split(folder.labels, fractions, args.seed)
-    x, y = folder.images, folder.labels
-    meta = {
-        "source": os.path.abspath(path), "seed": args.seed, "fractions": list(fractions),
-        "skipped": [p for p, _ in folder.skipped],
-    }
-    save_dataset(out, x[tr], y[tr], x[va], y[va], x[te], y[te], folder.class_names, folder.symbols, meta)
-    if folder.skipped:
-        print(f"skipped {len(folder.skipped)} file(s):")
-        for _, reason in folder.skipped:
-            print(f"  {reason}")
-    counts = {s: np.bincount(y[i], minlength=len(folder.class_names)).tolist() for s, i in (("train", tr), ("val", va), ("test", te))}
-    return folder.class_names, folder.symbols, counts, os.path.basename(os.path.normpath(path))
+    d, skipped = extract_image_folder(path, fractions, args.seed, workers=args.workers, progress=sys.stderr.isatty())
+    return d, skipped, os.path.basename(os.path.normpath(path))
 
 
 def main(argv):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     start = time.perf_counter()
-    extract = extract_mnist if args.command == "mnist" else extract_folders
-    class_names, symbols, counts, title = extract(args)
-    print_counts(class_names, symbols, counts)
+    with parser.flag_errors():  # library errors name settings (val_size=...); users see flags (--val-size)
+        extract = extract_mnist if args.command == "mnist" else extract_folders
+        d, skipped, title = extract(args)
+    save_dataset_dict(args.out, d)
+    if skipped:
+        print(f"skipped {len(skipped)} file(s):")
+        for _, reason in skipped:
+            print(f"  {reason}")
+    counts = d["meta"]["counts"]
+    print_counts(d["class_names"], d["symbols"], counts)
     chart = chart_path(args.out)
-    save_chart(chart, class_names, counts, f"{title}: images per class")
+    plot_class_counts(d["class_names"], counts, chart, f"{title}: images per class")
     print(f"wrote {args.out} and {chart} in {time.perf_counter() - start:.1f} s")
     return 0
 

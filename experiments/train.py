@@ -26,17 +26,23 @@ import os
 import shlex
 import time
 
+import numpy as np
+
 import nncore
-from nncore import backend, training
+from nncore import backend
+from nncore.architectures import MNIST_SCALING
 from nncore.atomic import check_writable
-from nncore.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
+from nncore.cli import ArgumentParser, int_list, int_list_or_none, nonnegative_int, positive_int, run_cli
+from nncore.data import dataset_name, load_data
 from nncore.errors import CorruptInputError, MissingInputError
+from nncore.json_values import finite_or_none
+from nncore.training import TrainConfig, Trainer, evaluate
 
 DEFAULT_LR = {"adam": 2e-3, "sgd": 0.05}
 
 
 def build_parser():
-    d = training.TrainConfig()
+    d = TrainConfig()
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="mnist", help="mnist, symbols, or PATH.npz (from extract_data.py)")
@@ -46,14 +52,16 @@ def build_parser():
     g.add_argument("--limit-eval", type=positive_int, default=None, metavar="N",
                    help="use only N validation and N test images")
     g = p.add_argument_group("model")
-    g.add_argument("--conv", default=",".join(map(str, d.conv)), help="channels of each conv block")
-    g.add_argument("--dense", default=",".join(map(str, d.dense)), help="hidden dense layers ('none' for none)")
+    g.add_argument("--conv", type=int_list, default=",".join(map(str, d.conv)), help="channels of each conv block")
+    g.add_argument("--dense", type=int_list_or_none, default=",".join(map(str, d.dense)),
+                   help="hidden dense layers ('none' for none)")
     g.add_argument("--kernel-size", type=int, default=d.kernel_size, help="conv kernel size (odd)")
     g.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=d.batchnorm, help="batch normalisation")
     g.add_argument("--dropout", type=float, default=d.dropout, help="dropout after each hidden dense layer")
     g = p.add_argument_group("optimisation")
     g.add_argument("--batch-size", type=int, default=d.batch_size)
-    g.add_argument("--epochs", type=int, default=None, help=f"epochs (default {d.epochs}; with --resume: the checkpoint's)")
+    g.add_argument("--epochs", type=positive_int, default=None,
+                   help=f"epochs (default {d.epochs}; with --resume: the checkpoint's)")
     g.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3 for adam, 0.05 for sgd)")
     g.add_argument("--optimizer", default=d.optimizer, help="sgd or adam")
     g.add_argument("--momentum", type=float, default=d.momentum, help="SGD (Nesterov) momentum")
@@ -62,7 +70,8 @@ def build_parser():
     g.add_argument("--warmup", type=float, default=d.warmup, help="linear warm-up epochs (cosine schedule)")
     g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment,
                    help="random shifts (2 px), rotations (10 deg) and scaling (0.9-1.1) of training images")
-    g.add_argument("--seed", type=int, default=d.seed, help="seed of the weights, shuffling, augmentation, dropout")
+    g.add_argument("--seed", type=nonnegative_int, default=d.seed,
+                   help="seed of the weights, shuffling, augmentation, dropout")
     g = p.add_argument_group("running")
     g.add_argument("--threads", type=positive_int, default=None, help="CPU threads (default: all available)")
     g.add_argument("--device", default="cpu", choices=["cpu", "gpu"], help="where to train")
@@ -75,19 +84,32 @@ def build_parser():
 
 
 def make_config(args):
+    """The validated TrainConfig of the flags (a SettingError names the field; main words it as a flag)."""
     opt = str(args.optimizer).lower()
     lr = args.lr if args.lr is not None else DEFAULT_LR.get(opt, 1e-3)
-    return training.TrainConfig(
-        conv=training.parse_sizes(args.conv, "--conv"), dense=training.parse_sizes(args.dense, "--dense", True),
-        kernel_size=args.kernel_size, batchnorm=args.batchnorm, dropout=args.dropout, batch_size=args.batch_size,
-        epochs=args.epochs if args.epochs is not None else training.TrainConfig.epochs, lr=lr, optimizer=opt,
+    return TrainConfig(
+        conv=args.conv, dense=args.dense, kernel_size=args.kernel_size, batchnorm=args.batchnorm,
+        dropout=args.dropout, batch_size=args.batch_size,
+        epochs=args.epochs if args.epochs is not None else TrainConfig.epochs, lr=lr, optimizer=opt,
         momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule, warmup=args.warmup,
         augment=args.augment, seed=args.seed).validate()
 
 
-def finite_or_none(v):
-    """JSON has no NaN: None for NaN/inf floats, the value otherwise."""
-    return None if isinstance(v, float) and not math.isfinite(v) else v
+def input_scaling_for(images, is_mnist=False):
+    """MNIST_SCALING, or {"mean", "std"} of the training images (uint8 (N, 28, 28)) on the [0, 1] scale."""
+    if is_mnist:
+        return dict(MNIST_SCALING)
+    x = np.asarray(images, dtype=np.float64) / 255.0
+    std = float(x.std())
+    return {"mean": round(float(x.mean()), 6), "std": round(std if std > 1e-6 else 1.0, 6)}
+
+
+def build_model(config, d):
+    """The :func:`nncore.cnn` described by ``config`` for dataset ``d`` (classes, symbols, input scaling)."""
+    return nncore.cnn(conv_channels=config.conv, dense=config.dense, num_classes=len(d["class_names"]),
+                      kernel_size=config.kernel_size, batchnorm=config.batchnorm, dropout=config.dropout,
+                      class_names=d["class_names"], symbols=d["symbols"],
+                      input_scaling=input_scaling_for(d["x_train"], d["meta"]["is_mnist"]), seed=config.seed)
 
 
 def subset(d, limit_train, limit_eval):
@@ -100,14 +122,20 @@ def subset(d, limit_train, limit_eval):
 
 
 def main(argv):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    with parser.flag_errors():  # library errors name settings (batch_size=...); users see flags (--batch-size)
+        return train(args, argv)
+
+
+def train(args, argv):
     say = (lambda line: None) if args.quiet else print
     config = None if args.resume else make_config(args)
     if args.threads:
         nncore.set_num_threads(args.threads)
     if args.device == "gpu":
         backend.import_cupy()  # DeviceError (exit 7) with the reason when no usable GPU
-    name = args.name or f"{training.dataset_name(args.dataset)}_cnn"
+    name = args.name or f"{dataset_name(args.dataset)}_cnn"
     out_dir = args.out_dir or os.path.join("runs", name)
     weights_path = os.path.join(args.weights_dir, f"{name}.npz")
     check_writable(weights_path)
@@ -130,26 +158,25 @@ def main(argv):
         if isinstance(ckpt.get("run"), dict) and "dataset" in ckpt["run"]:
             run_info = {**run_info, **ckpt["run"]}
     start = time.perf_counter()
-    d = training.load_data(run_info["dataset"], args.data_dir, run_info["val_size"], log=say)
+    d = load_data(run_info["dataset"], args.data_dir, run_info["val_size"], log=say)
     subset(d, run_info["limit_train"], run_info["limit_eval"])
     common = dict(out_dir=out_dir, progress=not args.quiet, log=say, run_info=run_info, resume_hint=resume_hint)
     if args.resume:
-        trainer = training.Trainer.resume(ckpt_path, d["x_train"], d["y_train"], d["x_val"], d["y_val"],
-                                          epochs=args.epochs, device=args.device, **common)
+        trainer = Trainer.resume(ckpt_path, d["x_train"], d["y_train"], d["x_val"], d["y_val"],
+                                 epochs=args.epochs, device=args.device, **common)
         say(f"resuming {ckpt_path} at epoch {trainer.epoch + 1}, step {trainer.step} "
             f"(settings from the checkpoint)")
     else:
-        scaling = training.input_scaling_for(d["x_train"], use_mnist=d["meta"]["is_mnist"])
-        model = training.build_model(config, d["class_names"], d["symbols"], scaling)
+        model = build_model(config, d)
         if args.device == "gpu":
             model.to("gpu")
-        trainer = training.Trainer(model, config, d["x_train"], d["y_train"], d["x_val"], d["y_val"], **common)
+        trainer = Trainer(model, config, d["x_train"], d["y_train"], d["x_val"], d["y_val"], **common)
         say(model.summary())
     say(f"training on {len(d['y_train'])} images, validating on {len(d['y_val'])}, "
         f"{trainer.config.epochs} epochs of {trainer.steps_per_epoch} steps")
     trainer.fit()
     model = trainer.restore_best()
-    test = training.evaluate(model, d["x_test"], d["y_test"]) if len(d["y_test"]) else {"accuracy": float("nan")}
+    test = evaluate(model, d["x_test"], d["y_test"]) if len(d["y_test"]) else {"accuracy": float("nan")}
     cfg = trainer.config
     meta = {
         "dataset": run_info["dataset"], "test_accuracy": finite_or_none(test["accuracy"]),

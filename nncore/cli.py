@@ -4,14 +4,24 @@
 on stderr and the error's exit code (see :mod:`nncore.errors`), so that users
 see ``error: cannot read digit.png: not an image file`` instead of a
 traceback. Pass ``--debug`` to any script to get the full traceback.
+
+The argparse types below (:func:`positive_int`, :func:`int_list`...) refuse a
+bad flag before any work starts. Library errors name settings, not flags
+(``batch_size must be ...``); :meth:`ArgumentParser.flag_errors` re-words them
+with the script's flags (``--batch-size must be ...``).
 """
 
 import argparse
+import contextlib
 import errno
 import os
+import re
 import sys
 
-from .errors import NncoreError, OutputError, UsageError
+from .errors import NncoreError, OutputError, SettingError, UsageError
+
+# a setting named in a library message's hint: "batchnorm=False", "lr=0.0001"
+_SETTING_HINT = re.compile(r"\b([a-z][a-z0-9_]*)=([^\s;,()]+)")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -35,6 +45,53 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(f"{message} (see --help)")
+
+    def flags(self):
+        """Every option string of this parser and of its sub-commands, e.g. {"--lr", "--no-augment", ...}."""
+        found = set(self._option_string_actions)
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    found |= sub.flags() if isinstance(sub, ArgumentParser) else set(sub._option_string_actions)
+        return found
+
+    def flag_wording(self, message):
+        """``message`` with each ``setting=value`` hint written as this parser's flag.
+
+        ``batchnorm=False`` -> ``--no-batchnorm``, ``augment=True`` -> ``--augment``,
+        ``lr=0.001`` -> ``--lr 0.001``; settings without a flag stay as they are.
+        """
+        flags = self.flags()
+
+        def reword(match):
+            flag, value = "--" + match.group(1).replace("_", "-"), match.group(2)
+            if value == "False" and "--no-" + flag[2:] in flags:
+                return "--no-" + flag[2:]
+            if value == "True" and flag in flags:
+                return flag
+            if value not in ("True", "False") and flag in flags:
+                return f"{flag} {value}"
+            return match.group(0)
+        return _SETTING_HINT.sub(reword, message)
+
+    @contextlib.contextmanager
+    def flag_errors(self):
+        """Within the block, errors that name settings are re-raised naming this parser's flags.
+
+        A :class:`~nncore.errors.SettingError` about ``batch_size`` becomes a UsageError
+        ``--batch-size <problem>`` when the parser has ``--batch-size``; ``setting=value``
+        hints in any nncore error become flags (:meth:`flag_wording`).
+        """
+        try:
+            yield
+        except NncoreError as exc:
+            flag = "--" + exc.setting.replace("_", "-") if isinstance(exc, SettingError) else None
+            if flag in self.flags():
+                raise UsageError(self.flag_wording(f"{flag} {exc.problem}")) from None
+            worded = self.flag_wording(str(exc))
+            if worded == str(exc) or isinstance(exc, SettingError):
+                raise
+            raise type(exc)(worded) from None
 
 
 def positive_int(text):
@@ -79,6 +136,29 @@ def fraction(text):
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
     return value
+
+
+def _int_list(text, allow_empty):
+    t = str(text).strip().lower()
+    if allow_empty and t in ("", "none", "0"):
+        return ()
+    try:
+        values = tuple(int(p) for p in t.split(",") if p.strip() != "")
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers such as 32,64, got {text!r}")
+    return values
+
+
+def int_list(text):
+    """argparse type: comma-separated positive integers, ``"32,64"`` -> ``(32, 64)``; at least one."""
+    return _int_list(text, allow_empty=False)
+
+
+def int_list_or_none(text):
+    """argparse type: like :func:`int_list`, or ``none`` (also ``""`` and ``0``) for ``()``."""
+    return _int_list(text, allow_empty=True)
 
 
 class _GuardedStream:

@@ -35,6 +35,20 @@ class UsageError(NncoreError, ValueError):
     exit_code = 2
 
 
+class SettingError(UsageError):
+    """An invalid value of a named setting, e.g. a field of ``TrainConfig``.
+
+    ``str(exc)`` is ``"<setting> <problem>"``, e.g. ``"batch_size must be >= 2 with
+    BatchNorm, got 1; use a larger batch or batchnorm=False"``. Library messages name
+    settings, never command-line flags; a script re-words them with its own flags
+    (:meth:`nncore.cli.ArgumentParser.flag_errors`).
+    """
+
+    def __init__(self, setting, problem):
+        self.setting, self.problem = setting, problem
+        super().__init__(f"{setting} {problem}")
+
+
 class MissingInputError(NncoreError, FileNotFoundError):
     """A file or folder the user named (or nncore expects) is not there."""
 

@@ -37,7 +37,7 @@ def plot_history(history, path, title=None):
     """Loss and accuracy curves (train and validation) against the epoch.
 
     history: list of dicts with epoch, train_loss, train_acc, val_loss, val_acc
-    (as written by :class:`nncore.training.Trainer`).
+    (as written by :class:`nncore.training.Trainer`; None for NaN, as in history.json).
     """
     plt = _plt()
     ep = [r["epoch"] for r in history]
@@ -117,5 +117,29 @@ def plot_image_grid(images, titles, path, ncols=10, colors=None, title=None):
         axes[0, 0].text(0.5, 0.5, "(none)", ha="center", va="center")
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_class_counts(labels, counts, path, title="images per class"):
+    """Stacked bars of the images of each class in each split (a dataset's class balance).
+
+    labels: C class labels for the x axis; counts: {"train": (C,), "val": (C,), "test": (C,)}
+    (as in a dataset's ``meta["counts"]``); splits missing from ``counts`` are left out.
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(labels) + 2), 4))
+    bottom = np.zeros(len(labels))
+    for split, colour in zip(("train", "val", "test"), ("tab:blue", "tab:orange", "tab:green")):
+        if split not in counts:
+            continue
+        values = np.asarray(counts[split], dtype=float)
+        ax.bar(range(len(labels)), values, bottom=bottom, label=split, color=colour)
+        bottom += values
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=45 if len(labels) > 12 else 0)
+    ax.set_ylabel("images")
+    ax.set_title(title)
+    ax.legend()
     fig.tight_layout()
     return save_figure(fig, path)

@@ -301,3 +301,13 @@ def test_symbols_get_mnist_strokes(symbols_dir):
         check_mnist_like(out)
         canon = np.asarray(Image.fromarray(out).resize((112, 112), Image.Resampling.BILINEAR))
         assert stroke_width(canon > 127) >= WIDTH_LOW - 1.5
+
+
+def test_fit_background_returns_the_background_only():
+    """It used to return a noise sigma that no caller used (preprocess_image measures the noise itself)."""
+    from nncore.data.preprocess import _fit_background
+    flat = np.full((30, 40), 0.9, np.float32)
+    bg = _fit_background(flat)
+    assert isinstance(bg, np.ndarray) and bg.shape == flat.shape and np.allclose(bg, 0.9)
+    ramp = np.tile(np.linspace(0.5, 1.0, 100, dtype=np.float32), (80, 1))
+    assert np.abs(_fit_background(ramp) - ramp).max() < 0.01

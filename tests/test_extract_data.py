@@ -43,6 +43,7 @@ def test_folders_tiny_tree(tmp_path):
     assert len(d["y_train"]) == 9 and len(d["y_val"]) == 3 and len(d["y_test"]) == 3
     assert d["meta"]["seed"] == 1 and d["meta"]["skipped"][0].endswith("broken.png")
     again = run(["folders", root, "--out", "out/again.npz", "--val", "0.2", "--test", "0.2", "--seed", "1"], tmp_path)
+    assert again.returncode == 0, again.stderr
     d2 = load_dataset(tmp_path / "out" / "again.npz")
     np.testing.assert_array_equal(d["x_test"], d2["x_test"])  # deterministic
 
@@ -82,3 +83,31 @@ def test_mnist_extraction(tmp_path, data_dir, mnist_dir):
     assert d["x_train"].shape == (55000, 28, 28) and len(d["y_val"]) == 5000 and len(d["y_test"]) == 10000
     assert d["class_names"] == [str(i) for i in range(10)]
     assert (tmp_path / "m_classes.png").is_file()
+
+
+def test_class_chart_is_drawn_by_nncore_plots(tmp_path):
+    """extract_data.py had its own matplotlib code; the chart now comes from nncore.plots.plot_class_counts."""
+    from nncore.plots import plot_class_counts
+    assert "matplotlib" not in open(SCRIPT, encoding="utf-8").read()
+    path = plot_class_counts(["a", "b"], {"train": [5, 3], "val": [1, 1], "test": [1, 0]}, str(tmp_path / "c.png"))
+    assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_extracted_symbols_serve_as_the_training_cache(tmp_path):
+    """extract_data.py folders symbols and --dataset symbols share one extraction (and its cache file)."""
+    from nncore.data import load_data
+    root = tmp_path / "root"
+    make_tree(root / "symbols", per_class=3, extra_bad=False)
+    proc = run(["folders", "symbols"], tmp_path, {"NNCORE_DATA_DIR": str(root)})
+    assert proc.returncode == 0, proc.stderr
+    made = load_dataset(tmp_path / "data" / "symbols.npz")
+    assert made["meta"]["fingerprint"] and made["meta"]["source"] == str(root / "symbols")
+    lines = []
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        d = load_data("symbols", str(root), log=lines.append)
+    finally:
+        os.chdir(cwd)
+    assert lines[-1].startswith("using data/symbols.npz")
+    np.testing.assert_array_equal(d["x_test"], made["x_test"])

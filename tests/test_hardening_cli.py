@@ -118,17 +118,27 @@ def bad_mnist(tmp_path_factory, mnist_dir):
 
 # -- hyperparameters and flags (no data needed: refused before loading) ------------------------------
 
+# The library names settings (lr, batch_size); train.py words them as its flags (--lr, --batch-size).
 @pytest.mark.parametrize("flags, words", [
-    (["--lr", "-1"], "learning rate"), (["--lr", "nan"], "learning rate"), (["--lr", "abc"], "invalid float"),
-    (["--batch-size", "0"], "batch size"), (["--batch-size", "1"], "BatchNorm"), (["--optimizer", "rmsprop"], "unknown optimizer"),
+    (["--lr", "-1"], "--lr must be a positive"), (["--lr", "nan"], "--lr must be a positive"),
+    (["--lr", "abc"], "invalid float"), (["--batch-size", "0"], "--batch-size must be a positive integer"),
+    (["--batch-size", "1"], "BatchNorm"), (["--optimizer", "rmsprop"], "--optimizer must be sgd or adam"),
     (["--conv", "0"], "--conv"), (["--conv", "abc"], "--conv"), (["--conv", "8,8,8,8,8"], "at most 4"),
     (["--dense", "-1"], "--dense"), (["--dropout", "1.5"], "dropout"), (["--epochs", "0"], "epochs"),
-    (["--kernel-size", "2"], "kernel size"), (["--kernel-size", "99"], "kernel size"), (["--momentum", "1.5"], "momentum"),
-    (["--weight-decay", "-1"], "weight decay"), (["--warmup", "100"], "warmup"), (["--seed", "-1"], "seed"),
+    (["--kernel-size", "2"], "--kernel-size must be an odd number"),
+    (["--kernel-size", "99"], "--kernel-size must be an odd number"), (["--momentum", "1.5"], "momentum"),
+    (["--weight-decay", "-1"], "--weight-decay must be"), (["--warmup", "100"], "warmup"), (["--seed", "-1"], "seed"),
     (["--limit-train", "0"], "positive integer"), (["--device", "tpu"], "invalid choice"),
 ])
 def test_train_bad_hyperparameters_exit_2(tmp_path, flags, words):
     check_error(run("train", *TINY, *flags, cwd=tmp_path), 2, words, tmp_path)
+
+
+def test_train_error_messages_name_flags_not_settings(tmp_path):
+    line = check_error(run("train", *TINY, "--batch-size", "1", cwd=tmp_path), 2, "--batch-size")
+    assert "--no-batchnorm" in line and "batch_size" not in line and "batchnorm=" not in line
+    line = check_error(run("train", *TINY, "--val-size", "70000", cwd=tmp_path), 2, "--val-size must be in [0, 60000)")
+    assert "val_size" not in line
 
 
 @pytest.mark.parametrize("name, flags, words", [
@@ -137,9 +147,15 @@ def test_train_bad_hyperparameters_exit_2(tmp_path, flags, words):
     ("classify", ["--batch-size", "0"], "positive integer"), ("classify", ["--workers", "0"], "positive integer"),
     ("classify", ["--device", "tpu"], "invalid choice"), ("extract_data", ["folders", "x", "--val", "1.5"], "--val"),
     ("extract_data", [], "required"),
+    # refused before any work (these once passed argparse and failed in NumPy after the work was done)
+    ("evaluate", ["--seed", "-1"], "--seed"), ("extract_data", ["folders", "x", "--seed", "-1"], "--seed"),
+    ("extract_data", ["mnist", "--seed", "-1"], "--seed"),
+    ("extract_data", ["mnist", "--val-size", "60000", "--out", "o/m.npz"], "--val-size must be in [0, 60000)"),
 ])
 def test_other_scripts_bad_flags_exit_2(tmp_path, name, flags, words):
-    check_error(run(name, *flags, cwd=tmp_path), 2, words, tmp_path)
+    # no data root: a flag must be refused before any data is looked for
+    check_error(run(name, *flags, cwd=tmp_path, env={"NNCORE_DATA_DIR": str(tmp_path / "none")}), 2, words, tmp_path)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "o").exists()
 
 
 @pytest.mark.skipif(not NO_CUPY, reason="CuPy is installed; the GPU path is tested in test_gpu.py")

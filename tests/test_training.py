@@ -1,7 +1,9 @@
 """The training loop (nncore.training), augmentation (nncore.augment) and plots, used in-process."""
 
+import argparse
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -9,7 +11,8 @@ import pytest
 import nncore
 from nncore import training
 from nncore.augment import affine_warp, augment
-from nncore.errors import TrainingDivergedError, UsageError
+from nncore.cli import int_list, int_list_or_none
+from nncore.errors import SettingError, TrainingDivergedError, UsageError
 
 TINY = dict(conv=(8, 16), dense=(32,), batch_size=64, epochs=2, lr=2e-3, dropout=0.25, augment=True, seed=3)
 
@@ -23,10 +26,16 @@ def mnist(mnist_dir):
             d["x_train"][-256:], d["y_train"][-256:].astype(np.int64))
 
 
+def make_model(cfg, num_classes=10):
+    """The cnn a TrainConfig describes (as experiments/train.py builds it)."""
+    return nncore.cnn(conv_channels=cfg.conv, dense=cfg.dense, num_classes=num_classes, kernel_size=cfg.kernel_size,
+                      batchnorm=cfg.batchnorm, dropout=cfg.dropout, seed=cfg.seed)
+
+
 def make_trainer(mnist, out_dir, callbacks=(), **overrides):
     cfg = training.TrainConfig(**{**TINY, **overrides})
-    model = training.build_model(cfg, [str(i) for i in range(10)])
-    return training.Trainer(model, cfg, *mnist, out_dir=out_dir, progress=False, log=None, callbacks=callbacks)
+    return training.Trainer(make_model(cfg), cfg, *mnist, out_dir=out_dir, progress=False, log=None,
+                            callbacks=callbacks)
 
 
 class StopAt:
@@ -83,12 +92,22 @@ def test_bad_hyperparameters_raise_usage_error(bad):
     assert "\n" not in str(err.value) and err.value.exit_code == 2
 
 
-def test_parse_sizes():
-    assert training.parse_sizes("32,64", "--conv") == (32, 64)
-    assert training.parse_sizes("none", "--dense", allow_empty=True) == ()
+@pytest.mark.parametrize("bad", [dict(conv=()), dict(batch_size=1), dict(batch_size=0), dict(lr=-1.0),
+                                 dict(kernel_size=2), dict(warmup=100.0), dict(seed=-1)])
+def test_config_errors_name_the_field_not_a_flag(bad):
+    """The library speaks of settings (batch_size=...); only the scripts know their flags."""
+    with pytest.raises(SettingError) as err:
+        training.TrainConfig(**bad).validate()
+    msg = str(err.value)
+    assert "--" not in msg and err.value.setting in bad and msg.startswith(err.value.setting + " ")
+
+
+def test_int_list():  # was test_parse_sizes, when the parser lived in nncore.training
+    assert int_list("32,64") == (32, 64)
+    assert int_list_or_none("none") == ()
     for bad in ("32,x", "0", "-3", ""):
-        with pytest.raises(UsageError):
-            training.parse_sizes(bad, "--conv")
+        with pytest.raises(argparse.ArgumentTypeError):
+            int_list(bad)
 
 
 def test_batches_cover_every_sample():
@@ -98,7 +117,7 @@ def test_batches_cover_every_sample():
 
 
 def test_evaluate_counts_the_last_partial_batch(mnist):
-    model = training.build_model(training.TrainConfig(**TINY), [str(i) for i in range(10)])
+    model = make_model(training.TrainConfig(**TINY))
     x, y = mnist[2][:201], mnist[3][:201]
     ev = training.evaluate(model, x, y, batch_size=50)
     assert ev["pred"].shape == (201,) and ev["proba"].shape == (201, 10)
@@ -130,6 +149,51 @@ def test_resume_ends_where_an_uninterrupted_run_ends(mnist, tmp_path, stop):
     assert straight.best["epoch"] == resumed.best["epoch"]
 
 
+def test_resume_accepts_a_checkpoint_with_the_old_array_names(mnist, tmp_path):
+    """Checkpoints written before the "layers.<i>.<name>" keys held extra.opt.0.W.m and extra.best.0.W."""
+    straight = make_trainer(mnist, str(tmp_path / "a"))
+    straight.fit()
+    broken = make_trainer(mnist, str(tmp_path / "b"), callbacks=[StopAt(1, 3)])
+    with pytest.raises(KeyboardInterrupt):
+        broken.fit()
+    path = tmp_path / "b" / "checkpoint.npz"
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    old = {re.sub(r"^extra\.(opt|best)\.layers\.", r"extra.\1.", k): v for k, v in arrays.items()}
+    assert "extra.opt.0.W.m" in old and "extra.best.0.W" in old and "extra.opt.layers.0.W.m" not in old
+    np.savez(path, **old)
+    resumed = training.Trainer.resume(str(path), *mnist, out_dir=str(tmp_path / "b"), progress=False, log=None)
+    assert resumed.best["arrays"].keys() == straight.model.state_dict().keys()
+    resumed.fit()
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert straight.best["epoch"] == resumed.best["epoch"]
+    resumed.restore_best()
+    assert all(np.array_equal(v, straight.best["arrays"][k]) for k, v in resumed.model.state_dict().items())
+    assert "extra.opt.layers.0.W.m" in np.load(path).files  # saved again in today's names
+
+
+def test_fit_trains_in_training_mode_and_returns_in_evaluation_mode(mnist):
+    """The Trainer docstring promises train mode during the steps; the steps see model.training True."""
+    modes = []
+
+    class Spy:
+        def on_step(self, trainer, loss):
+            modes.append(trainer.model.training)
+
+        def on_epoch_end(self, trainer, row):
+            modes.append(trainer.model.training)
+
+    trainer = make_trainer(mnist, None, callbacks=[Spy()], epochs=1)
+    trainer.fit()
+    assert modes[:-1] == [True] * trainer.steps_per_epoch and modes[-1] is False  # validated in eval mode
+    assert not trainer.model.training
+    stopped = make_trainer(mnist, None, callbacks=[StopAt(0, 2)], epochs=1)
+    with pytest.raises(KeyboardInterrupt):
+        stopped.fit()
+    assert not stopped.model.training
+
+
 def test_ctrl_c_leaves_a_loadable_checkpoint(mnist, tmp_path, capsys):
     trainer = make_trainer(mnist, str(tmp_path), callbacks=[StopAt(1, 3)])
     trainer.resume_hint = "python experiments/train.py --resume"
@@ -152,6 +216,7 @@ def test_huge_learning_rate_stops_with_training_diverged(mnist, tmp_path):
         trainer.fit()
     msg = str(err.value)
     assert err.value.exit_code == 6 and "\n" not in msg and "lower learning rate" in msg
+    assert "--lr" not in msg and "lr=1e+07" in msg  # a setting; train.py words it as its flag
 
 
 def test_best_weights_are_restored(mnist, tmp_path):
@@ -177,3 +242,17 @@ def test_history_files_and_curves(tmp_path):
     plot_history(hist, str(tmp_path / "curves.png"))
     assert open(tmp_path / "curves.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_deferred_interrupt_defers_the_first_ctrl_c_only():
+    import signal
+    before = signal.getsignal(signal.SIGINT)
+    with training.DeferredInterrupt(note="") as ctrl_c:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert ctrl_c.requested and not ctrl_c.forced
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # the handler runs between bytecodes
+                pass
+        assert ctrl_c.forced
+    assert signal.getsignal(signal.SIGINT) is before

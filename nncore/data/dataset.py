@@ -19,11 +19,12 @@ import zipfile
 import numpy as np
 
 from ..atomic import atomic_write
-from ..errors import CorruptInputError, MissingInputError, UsageError
+from ..errors import CorruptInputError, MissingInputError, SettingError, UsageError
 
 SPLITS = ("train", "val", "test")
 KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "class_names", "symbols", "meta")
 FORMAT_VERSION = 1
+MNIST_TRAIN_IMAGES = 60000  # the md5-checked MNIST training files always hold 60,000 images
 
 
 def _check_fractions(fractions):
@@ -127,6 +128,11 @@ def save_dataset(path, x_train, y_train, x_val, y_val, x_test, y_test, class_nam
     return os.fspath(path)
 
 
+def save_dataset_dict(path, d):
+    """:func:`save_dataset` of a dict with the keys of :func:`load_dataset` (x_train ... meta)."""
+    return save_dataset(path, *(d[k] for k in KEYS[:6]), d["class_names"], d["symbols"], d.get("meta"))
+
+
 _REMAKE = "re-create it with `python experiments/extract_data.py mnist` or `... folders PATH`"
 
 
@@ -196,10 +202,10 @@ def mnist_dataset(root=None, val_size=5000, seed=0, download=True):
     """
     from .mnist import load_mnist
 
+    if not 0 <= val_size < MNIST_TRAIN_IMAGES:  # checked before minutes of download or reading
+        raise SettingError("val_size", f"must be in [0, {MNIST_TRAIN_IMAGES}), got {val_size}")
     d = load_mnist(root, download=download)
     n = len(d["y_train"])
-    if not 0 <= val_size < n:
-        raise UsageError(f"val_size must be in [0, {n}), got {val_size}")
     tr, va, _ = stratified_split(d["y_train"], (1 - val_size / n, val_size / n, 0.0), seed)
     names = [str(i) for i in range(10)]
     out = {

@@ -10,6 +10,8 @@ classes are the sub-folder names in sorted order and the symbol is the name.
 """
 
 import csv
+import hashlib
+import json
 import multiprocessing
 import os
 from typing import NamedTuple
@@ -77,6 +79,41 @@ def list_classes(root):
     return names + extra, [symbols[n] for n in names] + extra
 
 
+def list_image_files(root):
+    """The files of an image-folder tree, in extraction order.
+
+    Returns (paths, labels, class_names, symbols): the files of each class
+    folder sorted by name, classes in :func:`list_classes` order, hidden files
+    left out. Raises MissingInputError for a missing tree or one without files.
+    """
+    root = os.fspath(root)
+    class_names, symbols = list_classes(root)
+    paths, labels = [], []
+    for k, name in enumerate(class_names):
+        for entry in sorted(os.scandir(os.path.join(root, name)), key=lambda e: e.name):
+            if entry.is_file() and not entry.name.startswith("."):
+                paths.append(entry.path)
+                labels.append(k)
+    if not paths:
+        raise MissingInputError(f"no image files in the class folders of {root}")
+    return paths, labels, class_names, symbols
+
+
+def folder_fingerprint(root):
+    """A short hex digest of an image-folder tree's manifest: classes, symbols, and each file's name, size and mtime.
+
+    It changes when a file is added, removed, replaced or touched, or when
+    classes.csv changes the classes, so a cached extraction can tell it is stale.
+    """
+    root = os.fspath(root)
+    paths, labels, class_names, symbols = list_image_files(root)
+    digest = hashlib.sha256(json.dumps([class_names, symbols]).encode())
+    for path, label in zip(paths, labels):
+        st = os.stat(path)
+        digest.update(f"{label}\0{os.path.relpath(path, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return f"{len(paths)}-{digest.hexdigest()[:16]}"
+
+
 def _work(path):
     """Worker: (image (28, 28) uint8 or None, reason or None)."""
     try:
@@ -105,16 +142,7 @@ def load_image_folder(root, workers=2, progress=False):
     CorruptInputError if no file at all could be read.
     """
     root = os.fspath(root)
-    class_names, symbols = list_classes(root)
-    paths, labels = [], []
-    for k, name in enumerate(class_names):
-        folder = os.path.join(root, name)
-        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-            if entry.is_file() and not entry.name.startswith("."):
-                paths.append(entry.path)
-                labels.append(k)
-    if not paths:
-        raise MissingInputError(f"no image files in the class folders of {root}")
+    paths, labels, class_names, symbols = list_image_files(root)
     chunks = max(1, min(256, len(paths) // (8 * max(1, workers))))
     if workers > 1 and len(paths) > 200:
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"

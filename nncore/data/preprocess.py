@@ -243,9 +243,10 @@ def _design(h, w):
 
 
 def _fit_background(g):
-    """Robustly fit a smooth background to grey (H, W).
+    """Robustly fit a smooth background to grey (H, W): returns the background (H, W) float32.
 
-    Returns (background (H, W) float32, noise sigma float).
+    A quadratic surface is fitted to a small copy of the image, ignoring pixels
+    more than 3 robust standard deviations (MAD) from the current fit.
     """
     h, w = g.shape
     small = g
@@ -257,7 +258,6 @@ def _fit_background(g):
     A = _design(sh, sw)
     coef = np.zeros(6, dtype=np.float32)
     coef[0] = np.median(z)
-    sigma = 0.0
     for _ in range(4):
         r = z - A @ coef
         sigma = 1.4826 * float(np.median(np.abs(r - np.median(r))))
@@ -278,8 +278,8 @@ def _fit_background(g):
             break
         coef = new
     if np.abs(coef[1:]).max() < 1e-3:
-        return np.full_like(g, coef[0]), sigma
-    return (_design(h, w) @ coef).reshape(h, w), sigma
+        return np.full_like(g, coef[0])
+    return (_design(h, w) @ coef).reshape(h, w)
 
 
 def _otsu(values):
@@ -317,7 +317,7 @@ def _ink(g):
     correction): dark ink -> (b - g) / b, light ink -> (g - b) / (1 - b), so
     a stroke in a shadow is as strong as one in full light.
     """
-    bg, _ = _fit_background(g)
+    bg = _fit_background(g)
     r = g - bg
     sigma = _noise(r)
     if sigma > 0.01:  # visible sensor/paper noise: a light blur before thresholding
