@@ -82,12 +82,23 @@ def get_array_module(*arrays):
 
 
 def normalize_device(device):
-    """Map user spellings to ``"cpu"`` or ``"gpu"``; anything else is a UsageError."""
+    """Map user spellings to ``"cpu"`` or ``"gpu"``; anything else is a UsageError.
+
+    ``cuda:0`` is the GPU; nncore runs on one GPU only, so ``cuda:1`` and other
+    indices are refused (select that card with ``CUDA_VISIBLE_DEVICES`` instead:
+    it then appears as device 0).
+    """
     d = str(device).lower()
     if d in ("cpu", "numpy"):
         return "cpu"
-    if d in ("gpu", "cuda", "cupy") or d.startswith("cuda:"):
+    if d in ("gpu", "cuda", "cupy"):
         return "gpu"
+    index = d[len("cuda:"):] if d.startswith("cuda:") else None
+    if index is not None and index.isdigit():
+        if int(index) == 0:
+            return "gpu"
+        raise UsageError(f"device {device!r}: nncore runs on one GPU, cuda:0; to use GPU {index}, "
+                         f"set CUDA_VISIBLE_DEVICES={index} (that card is then cuda:0)")
     raise UsageError(f"unknown device {device!r}; use 'cpu' or 'gpu'")
 
 

@@ -27,7 +27,22 @@ def test_unknown_kernels_and_devices_are_usage_errors():
         kernels.set_cpu_kernels("fortran")
     with pytest.raises(UsageError, match="unknown device"):
         backend.normalize_device("tpu")
+    with pytest.raises(UsageError, match="unknown device"):
+        backend.normalize_device("cuda:one")
     assert backend.normalize_device("cuda:0") == "gpu" and backend.normalize_device("CPU") == "cpu"
+
+
+@pytest.mark.parametrize("device", ["cuda:1", "CUDA:3", "cuda:12"])
+def test_a_gpu_index_other_than_0_is_refused_not_dropped(device):
+    """nncore runs on one GPU. "cuda:1" used to be accepted and then run on GPU 0; now it is refused, in
+    one line naming the fix, before CuPy is even imported."""
+    with pytest.raises(UsageError) as info:
+        backend.normalize_device(device)
+    index = device.split(":")[1]
+    message = str(info.value)
+    assert f"CUDA_VISIBLE_DEVICES={index}" in message and "\n" not in message
+    with pytest.raises(UsageError, match="CUDA_VISIBLE_DEVICES"):
+        backend.to_device(np.zeros(2), device)
 
 
 def test_the_backend_does_not_import_the_kernels():
