@@ -368,3 +368,61 @@ def test_direct_first_layer_with_three_channels_and_no_padding(kernels):
     assert_all_pass(check_layer(layer, x))
     layer.forward(x, training=True)
     assert (path_of(layer) == "direct") == (kernels == "numba")
+
+
+def _smooth_for_conv_relu_pool(c, f, h, w, seed, rng_w):
+    """An input whose conv outputs (weights from ``rng_w``) sit away from 0 and from pooling ties."""
+    x = np.random.default_rng(seed).standard_normal((2, c, h, w))
+    conv_out = Conv2D(c, f, 3, padding=1, dtype=F64, rng=rng_w).forward(x)
+    assert np.abs(conv_out).min() > 1e-4
+    windows = np.sort(conv_out.reshape(2, f, h // 2, 2, w // 2, 2).transpose(0, 1, 2, 4, 3, 5)
+                      .reshape(2, f, h // 2, w // 2, 4), axis=-1)
+    assert (windows[..., -1] - windows[..., -2]).min() > 1e-4
+    return x
+
+
+@pytest.mark.parametrize("path,allowed,c,input_grad", [
+    ("direct", {}, 1, False),                  # a first layer, straight from the image
+    ("im2col", {"direct": False}, 1, False),   # the same by im2col: dW summed from the window maxima
+    ("im2col", {"direct": False}, 1, True),    # ... and with dx: d2 and the GEMMs
+    ("winograd", {}, 4, True),
+    ("winograd", {}, 4, False),
+    ("im2col", {"winograd": False}, 4, True),
+])
+def test_conv_relu_pool_gradients_on_each_numba_path(path, allowed, c, input_grad):
+    """Every path the numba kernels can take for the fused layer, steered with cpu.conv_algorithms."""
+    from nncore.kernels import cpu
+    from nncore.layers import ConvReLUPool
+    set_cpu_kernels("numba")
+    layer = ConvReLUPool(c, 3, 3, padding=1, dtype=F64, rng=7)
+    layer.needs_input_grad = input_grad
+    x = _smooth_for_conv_relu_pool(c, 3, 6, 8, 31, 7)
+    with cpu.conv_algorithms(**allowed):
+        results = check_layer(layer, x)
+        layer.forward(x, training=True)
+    assert path_of(layer) == path
+    assert [r.array for r in results] == (["x"] if input_grad else []) + ["W", "b"]
+    assert_all_pass(results)
+
+
+@pytest.mark.parametrize("path,allowed", [("winograd", {}), ("im2col", {"winograd": False})])
+def test_conv2d_gradients_on_each_numba_path(path, allowed):
+    from nncore.kernels import cpu
+    set_cpu_kernels("numba")
+    layer = Conv2D(4, 3, 3, padding=1, dtype=F64, rng=8)
+    layer.params["b"] = np.random.default_rng(9).standard_normal(3)
+    x = np.random.default_rng(32).standard_normal((2, 4, 5, 7))
+    with cpu.conv_algorithms(**allowed):
+        results = check_layer(layer, x)
+        layer.forward(x, training=True)
+    assert path_of(layer) == path
+    assert_all_pass(results)
+
+
+def test_backward_after_an_inference_pass_is_a_clear_error():
+    """forward(x, training=False) keeps nothing for backward (and may run in slices): a one-line UsageError."""
+    from nncore.errors import UsageError
+    layer = Conv2D(2, 3, 3, padding=1, dtype=F64, rng=0)
+    out = layer.forward(np.zeros((1, 2, 5, 5)))
+    with pytest.raises(UsageError, match="training=True"):
+        layer.backward(np.ones_like(out))
