@@ -31,6 +31,7 @@ def test_every_reference_kernel_has_a_numba_twin_with_its_signature():
     choice) are keywords with defaults, so a call written for the reference fits it. No flags remain
     for the layers to read: every exported name is a function."""
     import inspect
+    assert set(ref.__all__) <= set(cpu.__all__) and set(cpu.__all__) <= set(dir(cpu))
     for name in ref.__all__:
         slow, fast = getattr(ref, name), getattr(cpu, name)
         assert callable(slow) and callable(fast), name

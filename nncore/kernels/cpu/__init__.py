@@ -43,7 +43,6 @@ delete ``nncore/kernels/cpu/__pycache__`` (or set ``NUMBA_CACHE_DIR`` to a
 fresh directory), or the other modules keep running the old code.
 """
 
-from .. import reference as _reference
 from ..reference.conv import conv2d_naive, conv_output_size
 from ..reference.pool import avgpool_backward, avgpool_forward              # not on any hot path
 from ..reference.winograd import winograd_tile_counts, winograd_weight_grad, winograd_weights  # small arrays
@@ -59,8 +58,16 @@ from .pool import maxpool_backward, maxpool_forward
 from .winograd import (WINOGRAD_CHUNK, winograd_backward, winograd_forward, winograd_output, winograd_output_backward,
                        winograd_pool_backward, winograd_relu_pool, winograd_tiles, winograd_tiles_backward)
 
-#: the reference package's names, one for one (its twins are interchangeable), then the CPU's own:
-#: the algorithm choice (module ``algorithms``) and the Winograd pipelines' chunk size
-__all__ = _reference.__all__ + [
+#: the reference package's names, one for one (its twins are interchangeable; the tests check both lists)...
+__all__ = [
+    "avgpool_backward", "avgpool_forward", "batchnorm_backward", "batchnorm_forward", "bias_relu_pool_backward",
+    "bias_relu_pool_forward", "bias_relu_pool_weight_grad", "col2im", "conv2d_backward", "conv2d_forward",
+    "conv2d_naive", "conv3x3_relu_pool2_forward", "conv3x3_relu_pool2_weight_grad", "conv_output_size",
+    "conv_relu_pool_backward", "conv_relu_pool_forward", "im2col", "maxpool_backward", "maxpool_forward",
+    "nchw_to_rows", "relu_backward", "relu_forward", "rows_to_nchw", "winograd_backward", "winograd_forward",
+    "winograd_output", "winograd_output_backward", "winograd_pool_backward", "winograd_relu_pool",
+    "winograd_tile_counts", "winograd_tiles", "winograd_tiles_backward", "winograd_weight_grad", "winograd_weights",
+    # ... then the CPU's own: the algorithm choice (module ``algorithms``) and the Winograd pipelines' chunk size
     "ALGORITHMS", "DIRECT_WEIGHT_GRAD_ROWS", "INFERENCE_COLS_BYTES", "WINOGRAD_CHUNK", "WINOGRAD_MIN_CHANNELS",
-    "conv2d_algorithm", "conv_algorithms", "conv_relu_pool_algorithm"]
+    "conv2d_algorithm", "conv_algorithms", "conv_relu_pool_algorithm",
+]
