@@ -1,7 +1,16 @@
 """Benchmark: train and run the reference CNN with nncore and with PyTorch, side by side.
 
-One run times, interleaved round by round (so that load from other processes
-hits every framework alike):
+Four modes, each with only the flags it uses (``benchmark.py MODE --help``)::
+
+    python experiments/benchmark.py                       # compare (the default mode), table
+    python experiments/benchmark.py --steps 30 --json     # + one JSON line at the end
+    python experiments/benchmark.py --no-torch            # nncore only
+    python experiments/benchmark.py first-layer           # the first layer: direct vs im2col + GEMM
+    python experiments/benchmark.py winograd              # the second layer: Winograd vs im2col + GEMM
+    python experiments/benchmark.py gpu                   # nncore (CuPy) beside PyTorch CUDA
+
+``compare`` times, interleaved round by round (so that load from other
+processes hits every framework alike):
 
 * a training step (forward, softmax cross-entropy, backward, SGD momentum
   update) at ``--batch`` (128) in float32, and
@@ -18,16 +27,17 @@ of training at ``--batch`` (one fresh subprocess per framework), the start-up
 time with numba's on-disk cache cold (a fresh ``NUMBA_CACHE_DIR``) and warm,
 and the estimated time of one MNIST epoch (60000 images).
 
-Usage::
-
-    python experiments/benchmark.py                      # full run, table
-    python experiments/benchmark.py --steps 30 --json    # + one JSON line at the end
-    python experiments/benchmark.py --no-torch           # nncore only
+``first-layer`` and ``winograd`` time one fused layer of ref-cnn, and the whole
+inference, with the numba kernels' path allowed and kept off (by
+:func:`nncore.kernels.cpu.conv_algorithms`, so the layer falls back to im2col
+and one GEMM), interleaved. ``gpu`` times nncore through CuPy and PyTorch CUDA
+at several batch sizes. A flag of another mode is refused (exit 2).
 
 Timings are wall-clock medians with the interquartile range. Run on an idle
 machine (check ``uptime``); other processes distort every figure.
 """
 
+import argparse
 import json
 import os
 import resource
@@ -39,8 +49,8 @@ import time
 
 import numpy as np
 
-from nncore import backend, threads
-from nncore.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
+from nncore import backend, kernels, threads
+from nncore.cli import ArgumentParser, int_list, nonnegative_int, positive_int, run_cli
 from nncore.errors import UsageError
 from nncore.layers import Conv2D, ConvReLUPool, Dense
 from nncore.losses import SoftmaxCrossEntropy
@@ -100,13 +110,13 @@ class NncoreRunner:
         self.xi = rng.standard_normal((args.infer_batch, 1, 28, 28)).astype(np.float32)
 
     def train_step(self):
-        backend.set_cpu_kernels(self.kernels)
+        kernels.set_cpu_kernels(self.kernels)
         t = time.perf_counter()
         self.model.train_step(self.x, self.y, self.loss, self.opt)
         return time.perf_counter() - t
 
     def infer(self):
-        backend.set_cpu_kernels(self.kernels)
+        kernels.set_cpu_kernels(self.kernels)
         t = time.perf_counter()
         self.model.forward(self.xi, training=False)
         return time.perf_counter() - t
@@ -147,16 +157,6 @@ class TorchRunner:
 
 # ----------------------------------------------------------------------------- GPU
 
-def _batches(text, flag):
-    try:
-        sizes = [int(b) for b in text.split(",") if b.strip()]
-    except ValueError:
-        sizes = []
-    if not sizes or min(sizes) < 1:
-        raise UsageError(f"{flag} must be a comma-separated list of positive integers, got {text!r}")
-    return sizes
-
-
 def _gpu_rates(step, sync, images, warmup, steps):
     """Median images/s of ``step()`` on the GPU, timed between device synchronisations."""
     for _ in range(warmup):
@@ -174,8 +174,7 @@ def _gpu_rates(step, sync, images, warmup, steps):
 def gpu_main(args):
     """ref-cnn on the GPU: nncore (CuPy) and, when present, PyTorch CUDA, at several batch sizes."""
     cp = backend.import_cupy()  # DeviceError with the real reason when there is no usable GPU
-    train_batches = _batches(args.gpu_train_batches, "--gpu-train-batches")
-    infer_batches = _batches(args.gpu_infer_batches, "--gpu-infer-batches")
+    train_batches, infer_batches = args.gpu_train_batches, args.gpu_infer_batches
     sync = cp.cuda.Device().synchronize
     torch, torch_note = import_torch(args)
     if torch is not None and not torch.cuda.is_available():
@@ -235,7 +234,7 @@ def gpu_main(args):
 
 def layer_breakdown(args, rng):
     """Median forward and backward milliseconds of each layer in nncore's training step (numba)."""
-    backend.set_cpu_kernels("numba")
+    kernels.set_cpu_kernels("numba")
     model = ref_cnn(seed=0, fused=True).train()
     opt, loss_fn = SGD(model, lr=LR, momentum=MOMENTUM), SoftmaxCrossEntropy()
     x, y = batch_data(args.batch, rng)
@@ -277,21 +276,23 @@ def layer_breakdown(args, rng):
 def gemm_shapes(model, batch):
     """The matrix products of one training step: (name, A shape, B shape, transpose flags, function).
 
-    The function is the one the layers call: nncore.threads.matmul. A fused
-    first layer that convolves directly (no im2col) has no product to list; a
-    layer on the Winograd path lists its three stacks of 36 products, timed
-    chunk by chunk on each thread as the pipelines in nncore.kernels.cpu.winograd run them.
+    The function is the one the kernels call: nncore.threads.matmul. Each
+    convolution takes the path the CPU kernels in use choose for it (the
+    reference kernels: always im2col). A fused first layer that convolves
+    directly (no im2col) has no product to list; a layer on the Winograd path
+    lists its three stacks of 36 products, timed chunk by chunk on each thread
+    as the pipelines in nncore.kernels.cpu.winograd run them.
     """
-    from nncore.kernels import cpu as cpu_kernels   # not at the top: the start-up child times this import
     shapes = [model.input_shape]
     for layer in model.layers:
         shapes.append(layer.output_shape(shapes[-1]))
     out = []
     for layer, s_in, s_out in zip(model.layers, shapes, shapes[1:]):
-        x = np.zeros((1,) + tuple(s_in), np.float32)   # what the layer's path choice looks at
-        if isinstance(layer, ConvReLUPool) and layer.takes_direct_path(x):
+        path = conv_path(layer, (batch,) + tuple(s_in)) if isinstance(layer, Conv2D) else None
+        if path == "direct":
             continue
-        if isinstance(layer, Conv2D) and layer.takes_winograd_path(x):
+        if path == "winograd":
+            from nncore.kernels import cpu as cpu_kernels   # not at the top: the start-up child times this import
             f, c = layer.params["W"].shape[:2]
             th, tw = cpu_kernels.winograd_tile_counts(s_in[1], s_in[2], 1)
             per = th * tw                                    # 6x6 input tiles per image
@@ -318,35 +319,52 @@ def gemm_shapes(model, batch):
     return out
 
 
+def conv_path(layer, x_shape):
+    """The algorithm the CPU kernels in use take for a Conv2D or ConvReLUPool layer and an input of x_shape."""
+    if kernels.cpu_kernels_name() != "numba":
+        return "im2col"
+    from nncore.kernels import cpu as cpu_kernels   # not at the top: the start-up child times this import
+    w_shape = layer.params["W"].shape
+    if isinstance(layer, ConvReLUPool):
+        return cpu_kernels.conv_relu_pool_algorithm(x_shape, w_shape, layer.stride, layer.pad, layer.pool,
+                                                    layer.pool_stride, layer.needs_input_grad)
+    return cpu_kernels.conv2d_algorithm(x_shape, w_shape, layer.stride, layer.pad)
+
+
 def _chunked(rows, inner):
-    """Stacks of products as the Winograd pipelines run them: each thread takes half the tiles and
-    multiplies them ``rows`` tiles at a time into a reused buffer, laid out as the pipelines' own
-    (``inner``: the tiles are the inner dimension, a (36, F, T) @ (36, T, C) product whose chunk
-    products are summed)."""
+    """Stacks of products as the Winograd pipelines run them: each thread takes a slice of the tiles and
+    multiplies them ``rows`` tiles at a time into a reused buffer, laid out as the pipelines' own.
+
+    ``inner``: the tiles are the inner dimension, a (36, F, T) @ (36, T, C) product; as in
+    ``winograd_backward``, each thread adds its chunks' products into its own (36, F, C) slab, the
+    slabs are summed, and that sum (the product) is returned. Otherwise each chunk's (36, rows, C)
+    product is left in the buffer, which the pipelines' next kernel reads at once: nothing is returned.
+    """
     from nncore.kernels.cpu import winograd as cpu_winograd
 
     def matmul(a, b):
         t = a.shape[2] if inner else a.shape[1]
+        slabs = np.zeros((threads.num_slices(t), a.shape[0], a.shape[1], b.shape[2]), dtype=a.dtype) if inner else None
 
         def job(i, lo, hi):
-            out = (np.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=a.dtype) if inner
+            out = (np.empty(slabs.shape[1:], dtype=a.dtype) if inner
                    else cpu_winograd._stack(rows, b.shape[2], a.dtype))
-            total = np.zeros_like(out) if inner else None
             for s in range(lo, hi, rows):
                 e = min(hi, s + rows)
                 if inner:
                     np.matmul(a[:, :, s:e], b[:, s:e], out=out)
-                    total += out
+                    slabs[i] += out
                 else:
                     np.matmul(a[:, s:e], b, out=out[:, :e - s])
 
         threads.run_slices(t, job)
+        return slabs.sum(axis=0) if inner else None
     return matmul
 
 
 def gemm_times(args, rng):
     """Median milliseconds of each GEMM of a training step, same shapes and layouts as the layers use."""
-    backend.set_cpu_kernels("numba")
+    kernels.set_cpu_kernels("numba")
     model = ref_cnn(seed=0, fused=True).train()   # the contender whose step the GEMM share refers to
     rows = []
     for name, sa, sb, ta, tb, fn in gemm_shapes(model, args.batch):
@@ -371,7 +389,7 @@ def child_main(args):
     if args.child == "start":
         t0 = time.perf_counter()
         import nncore.kernels.cpu  # noqa: F401  (numba, compiled kernels' cache index)
-        backend.set_cpu_kernels("numba")
+        kernels.set_cpu_kernels("numba")
         threads.set_num_threads(args.threads)
         t_import = time.perf_counter() - t0
         runner = NncoreRunner("numba", args, rng)
@@ -387,7 +405,7 @@ def child_main(args):
         runner = NncoreRunner("numba", args, rng)
         for _ in range(args.steps):
             runner.train_step()
-    elif args.child == "rss-torch":
+    else:                                   # "rss-torch" (argparse checks the choices)
         torch, why = import_torch(args)
         if torch is None:
             raise UsageError(why)
@@ -395,8 +413,6 @@ def child_main(args):
         runner = TorchRunner(torch, False, args, rng)
         for _ in range(args.steps):
             runner.train_step()
-    else:
-        raise UsageError(f"unknown --child {args.child!r}")
     print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
     return 0
 
@@ -414,7 +430,7 @@ def peak_rss_mb():
 
 
 def run_child(mode, args, env=None, steps=None):
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", mode, "--threads", str(args.threads),
+    cmd = [sys.executable, os.path.abspath(__file__), "compare", "--child", mode, "--threads", str(args.threads),
            "--batch", str(args.batch), "--infer-batch", str(args.infer_batch),
            "--steps", str(steps if steps is not None else max(3, min(args.steps, 10)))]
     if args.no_torch:
@@ -444,45 +460,83 @@ def start_times(args):
 
 # ----------------------------------------------------------------------------- main
 
+MODES = {
+    "compare": "the default: nncore (numba fused, numba layer by layer, reference kernels) beside PyTorch CPU, "
+               "with a per-layer breakdown, the GEMM share, peak memory and start-up times",
+    "first-layer": "ref-cnn's fused first layer on its two CPU paths, direct vs im2col + GEMM, interleaved",
+    "winograd": "ref-cnn's fused second layer on its two CPU paths, Winograd vs im2col + GEMM, interleaved",
+    "gpu": "nncore through CuPy beside PyTorch CUDA, at several batch sizes",
+}
+
+#: flags of the single-mode benchmark that became modes
+_OLD_FLAGS = {"--device": "run `benchmark.py gpu` for the GPU (the CPU is the other modes)",
+              "--first-layer": "run `benchmark.py first-layer`", "--winograd": "run `benchmark.py winograd`"}
+
+
 def build_parser():
-    p = ArgumentParser(description="Benchmark nncore against PyTorch CPU on the reference CNN.")
-    p.add_argument("--steps", type=positive_int, default=30, help="timed iterations per contender")
-    p.add_argument("--warmup", type=nonnegative_int, default=5, help="untimed iterations first")
-    p.add_argument("--block", type=positive_int, default=3,
+    """The top-level parser and its modes: (parser, {mode name: its sub-parser})."""
+    p = ArgumentParser(description="Benchmark nncore on the reference CNN (ref-cnn), in one of four modes.",
+                       epilog="Without a mode, runs compare: `benchmark.py --steps 40 --json` is "
+                              "`benchmark.py compare --steps 40 --json`. `benchmark.py MODE --help` lists its flags.")
+    sub = p.add_subparsers(dest="mode", metavar="MODE", title="modes")
+    modes = {name: sub.add_parser(name, help=text, description=text) for name, text in MODES.items()}
+    for name, q in modes.items():
+        q.add_argument("--steps", type=positive_int, default=30, help="timed iterations per contender")
+        q.add_argument("--warmup", type=nonnegative_int, default=5, help="untimed iterations first")
+        q.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+        if name != "gpu":
+            q.add_argument("--threads", type=positive_int, default=2, help="threads for every framework")
+            q.add_argument("--batch", type=positive_int, default=128, help="training batch size")
+            q.add_argument("--infer-batch", type=positive_int, default=1000, help="inference batch size")
+    q = modes["compare"]
+    q.add_argument("--block", type=positive_int, default=3,
                    help="consecutive iterations per contender in each interleaved round (the first is not timed)")
-    p.add_argument("--threads", type=positive_int, default=2, help="threads for every framework")
-    p.add_argument("--batch", type=positive_int, default=128, help="training batch size")
-    p.add_argument("--infer-batch", type=positive_int, default=1000, help="inference batch size")
-    p.add_argument("--skip-reference", action="store_true", help="leave out nncore's plain-NumPy kernels")
-    p.add_argument("--no-torch", action="store_true", help="leave out PyTorch (also automatic when absent)")
-    p.add_argument("--skip-subprocess", action="store_true",
+    q.add_argument("--skip-reference", action="store_true", help="leave out nncore's plain-NumPy kernels")
+    q.add_argument("--skip-subprocess", action="store_true",
                    help="skip the peak-memory and start-up measurements (they start fresh interpreters)")
-    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    p.add_argument("--first-layer", action="store_true",
-                   help="only compare the fused first layer's two CPU paths (direct vs im2col + GEMM), interleaved")
-    p.add_argument("--winograd", action="store_true",
-                   help="only compare the fused second layer's two CPU paths (Winograd vs im2col + GEMM), interleaved")
-    p.add_argument("--device", default="cpu", help="cpu, or gpu: nncore through CuPy beside PyTorch CUDA")
-    p.add_argument("--gpu-train-batches", default="128,256,1024", help="--device gpu: training batch sizes")
-    p.add_argument("--gpu-infer-batches", default="128,1024,4096", help="--device gpu: inference batch sizes")
-    p.add_argument("--child", default=None, help=argparse_suppress())
-    return p
+    q.add_argument("--child", choices=["start", "rss-nncore", "rss-torch"], default=None, help=argparse.SUPPRESS)
+    for name in ("compare", "gpu"):
+        modes[name].add_argument("--no-torch", action="store_true",
+                                 help="leave out PyTorch (also automatic when absent)")
+    q = modes["gpu"]
+    q.add_argument("--gpu-train-batches", type=int_list, default=(128, 256, 1024), metavar="N,N,...", help="training batch sizes")
+    q.add_argument("--gpu-infer-batches", type=int_list, default=(128, 1024, 4096), metavar="N,N,...", help="inference batch sizes")
+    return p, modes
 
 
-def argparse_suppress():
-    import argparse
-    return argparse.SUPPRESS
+def parse_args(argv):
+    """Parse ``[MODE] flags`` (compare when no mode is given); a flag the mode does not use is a UsageError."""
+    argv = [a for a in argv if a != "--debug"]        # run_cli reads --debug; it may stand before the mode
+    if argv and not argv[0].startswith("-") and argv[0] not in MODES:
+        raise UsageError(f"unknown mode {argv[0]!r}; choose one of {', '.join(MODES)} (see --help)")
+    if not argv or argv[0] not in MODES and argv[0] not in ("-h", "--help"):
+        argv = ["compare"] + argv
+    parser, modes = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    flags = [a for a in extra if a.startswith("-")]
+    if not flags:
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        return args
+    flag = flags[0].split("=")[0]
+    owners = [name for name, q in modes.items() if flag in q._option_string_actions]
+    if owners:
+        raise UsageError(f"the {args.mode} mode has no {flag} flag (it belongs to: {', '.join(owners)}); "
+                         f"see `benchmark.py {args.mode} --help`")
+    if flag in _OLD_FLAGS:
+        raise UsageError(f"{flag} is gone: {_OLD_FLAGS[flag]}")
+    parser.error(f"unrecognized arguments: {' '.join(extra)}")
 
 
 def fmt_rate(s):
     return f"{s['img_s']:>9,.0f}  [{s['q1']:>9,.0f} {s['q3']:>9,.0f}]  {s['ms']:8.2f} ms"
 
 
-def path_ab_main(args, flag, layer_index, labels):
-    """One fused layer of ref-cnn (and the whole inference) with a numba-kernel path on and off, interleaved.
+def path_ab_main(args, path, layer_index):
+    """One fused layer of ref-cnn (and the whole inference) with a numba-kernel path allowed and kept off, interleaved.
 
-    ``flag`` names the switch in nncore.kernels.cpu (DIRECT_FIRST_LAYER or WINOGRAD); ``labels`` are
-    the (on, off) names of the two paths.
+    ``path`` ("direct" or "winograd") is allowed or kept off with :func:`nncore.kernels.cpu.conv_algorithms`;
+    kept off, the layer takes im2col and one GEMM ("gemm" in the table and the JSON).
     """
     from nncore.kernels import cpu as cpu_kernels
     rng = np.random.default_rng(0)
@@ -490,25 +544,31 @@ def path_ab_main(args, flag, layer_index, labels):
     layer = model.layers[layer_index]
     x = rng.standard_normal((args.batch,) + model.shapes[layer_index]).astype(np.float32)
     xi = rng.standard_normal((args.infer_batch, 1, 28, 28)).astype(np.float32)
-    times = {path: {"fwd": [], "bwd": [], "infer": []} for path in ("on", "off")}
+    for on, want in ((True, path), (False, "im2col")):
+        with cpu_kernels.conv_algorithms(**{path: on}):
+            took = conv_path(layer, x.shape)
+        if took != want:
+            raise UsageError(f"ref-cnn's layer {layer_index + 1} takes {took!r} with {path} {'on' if on else 'off'}, "
+                             f"not {want!r}: nothing to compare")
+    labels = {True: path, False: "gemm"}
+    times = {on: {"fwd": [], "bwd": [], "infer": []} for on in labels}
     for it in range(args.warmup + args.steps):
-        for path in times:
-            setattr(cpu_kernels, flag, path == "on")
-            t0 = time.perf_counter()
-            out = layer.forward(x, training=True)
-            t1 = time.perf_counter()
-            layer.backward(np.ones_like(out))
-            t2 = time.perf_counter()
-            model.forward(xi, training=False)
-            t3 = time.perf_counter()
+        for on in labels:
+            with cpu_kernels.conv_algorithms(**{path: on}):
+                t0 = time.perf_counter()
+                out = layer.forward(x, training=True)
+                t1 = time.perf_counter()
+                layer.backward(np.ones_like(out))
+                t2 = time.perf_counter()
+                model.forward(xi, training=False)
+                t3 = time.perf_counter()
             if it >= args.warmup:
                 for key, dt in (("fwd", t1 - t0), ("bwd", t2 - t1), ("infer", t3 - t2)):
-                    times[path][key].append(1e3 * dt)
-    setattr(cpu_kernels, flag, True)
-    med = {labels[p == "off"]: {k: statistics.median(v) for k, v in d.items()} for p, d in times.items()}
+                    times[on][key].append(1e3 * dt)
+    med = {labels[on]: {k: statistics.median(v) for k, v in d.items()} for on, d in times.items()}
     print(f"ref-cnn layer {layer_index + 1}, batch {args.batch}; whole-model inference, batch {args.infer_batch}; "
           f"{args.threads} threads; medians of {args.steps}, ms")
-    for label in reversed(labels):
+    for label in ("gemm", path):
         m = med[label]
         print(f"  {label:<14} layer fwd {m['fwd']:6.2f}  bwd {m['bwd']:6.2f}  inference {m['infer']:7.1f}")
     if args.json:
@@ -517,19 +577,18 @@ def path_ab_main(args, flag, layer_index, labels):
 
 
 def main(argv):
-    args = build_parser().parse_args(argv)
-    device = backend.normalize_device(args.device)
-    if device == "gpu":
+    args = parse_args(argv)
+    if args.mode == "gpu":
         return gpu_main(args)
-    if args.child:
+    if args.mode == "compare" and args.child:
         return child_main(args)
 
     threads.set_num_threads(args.threads)
     import nncore.kernels.cpu  # noqa: F401  (configures numba's and BLAS's thread pools)
-    if args.first_layer:
-        return path_ab_main(args, "DIRECT_FIRST_LAYER", 0, ("direct", "gemm"))
-    if args.winograd:
-        return path_ab_main(args, "WINOGRAD", 1, ("winograd", "gemm"))
+    if args.mode == "first-layer":
+        return path_ab_main(args, "direct", 0)
+    if args.mode == "winograd":
+        return path_ab_main(args, "winograd", 1)
     torch, torch_note = import_torch(args)
     if torch is not None:
         torch.set_num_threads(args.threads)
@@ -559,7 +618,7 @@ def main(argv):
                 times = [(r.train_step if kind == "train" else r.infer)() for _ in range(args.block)]
                 if it >= args.warmup:
                     record[name].extend(times[1:] if args.block > 1 else times)
-    backend.set_cpu_kernels("numba")
+    kernels.set_cpu_kernels("numba")
     train_s = {k: stats(v, args.batch) for k, v in train.items()}
     infer_s = {k: stats(v, args.infer_batch) for k, v in infer.items()}
 

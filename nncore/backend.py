@@ -1,14 +1,16 @@
-"""The one place that decides where array math runs.
+"""Arrays and devices: which module owns an array, and where arrays live.
 
 Layers never import NumPy or CuPy for array math. They ask this module:
 
 * :func:`get_array_module(x)` returns ``numpy`` for a NumPy array and
   ``cupy`` for a CuPy array (the Chainer/DeZero pattern), so one layer code
   path serves both devices;
-* :func:`kernels(x)` returns the kernel module for that array: the numba
-  kernels (:mod:`nncore.kernels.cpu`) or the plain-NumPy reference kernels
-  (:mod:`nncore.kernels.reference`) on the CPU, the CuPy kernels
-  (:mod:`nncore.kernels.gpu`) on a GPU.
+* :func:`to_device`, :func:`to_numpy` and :func:`device_of` move arrays and
+  say where they are.
+
+The kernels that do the array math are chosen by
+:func:`nncore.kernels.kernels_for`, which imports this module; this module
+never imports the kernels.
 
 CuPy is imported lazily, only when a GPU is asked for, so a CPU-only install
 never touches it. Asking for a GPU that is not there raises
@@ -16,7 +18,6 @@ never touches it. Asking for a GPU that is not there raises
 """
 
 import importlib
-import os
 
 import numpy as np
 
@@ -24,26 +25,18 @@ from .errors import DeviceError, UsageError
 
 GPU_INSTALL_HINT = 'pip install -e ".[gpu]"  (CuPy for CUDA 12)'
 
-_CPU_KERNELS = {"numba": "nncore.kernels.cpu", "reference": "nncore.kernels.reference"}
-_state = {"cpu_kernels": os.environ.get("NNCORE_KERNELS", "numba"), "cupy": None}
+_state = {"cupy": None}
 
 
-def set_cpu_kernels(name):
-    """Choose the CPU kernels: ``"numba"`` (fast, default) or ``"reference"`` (plain NumPy).
-
-    The environment variable ``NNCORE_KERNELS`` sets the default.
-    """
-    if name not in _CPU_KERNELS:
-        raise UsageError(f"unknown CPU kernels {name!r}; choose one of {sorted(_CPU_KERNELS)}")
-    _state["cpu_kernels"] = name
-
-
-def cpu_kernels_name():
-    """Name of the CPU kernels in use: ``"numba"`` or ``"reference"``."""
-    name = _state["cpu_kernels"]
-    if name not in _CPU_KERNELS:
-        raise UsageError(f"NNCORE_KERNELS={name!r} is not valid; choose one of {sorted(_CPU_KERNELS)}")
-    return name
+def __getattr__(name):
+    """``backend.set_cpu_kernels`` and ``backend.cpu_kernels_name``: the old spellings of
+    :func:`nncore.kernels.set_cpu_kernels` and :func:`nncore.kernels.cpu_kernels_name`, kept
+    while nncore/cli.py and experiments/gradcheck.py still use them. New code imports them
+    from :mod:`nncore.kernels`."""
+    if name in ("set_cpu_kernels", "cpu_kernels_name"):
+        from . import kernels
+        return getattr(kernels, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def import_cupy():
@@ -88,20 +81,24 @@ def get_array_module(*arrays):
     return np
 
 
-def kernels(x):
-    """The kernel module for array ``x``: numba or reference on CPU, CuPy kernels on GPU."""
-    if is_gpu_array(x):
-        return importlib.import_module("nncore.kernels.gpu")
-    return importlib.import_module(_CPU_KERNELS[cpu_kernels_name()])
-
-
 def normalize_device(device):
-    """Map user spellings to ``"cpu"`` or ``"gpu"``; anything else is a UsageError."""
+    """Map user spellings to ``"cpu"`` or ``"gpu"``; anything else is a UsageError.
+
+    ``cuda:0`` is the GPU; nncore runs on one GPU only, so ``cuda:1`` and other
+    indices are refused (select that card with ``CUDA_VISIBLE_DEVICES`` instead:
+    it then appears as device 0).
+    """
     d = str(device).lower()
     if d in ("cpu", "numpy"):
         return "cpu"
-    if d in ("gpu", "cuda", "cupy") or d.startswith("cuda:"):
+    if d in ("gpu", "cuda", "cupy"):
         return "gpu"
+    index = d[len("cuda:"):] if d.startswith("cuda:") else None
+    if index is not None and index.isdigit():
+        if int(index) == 0:
+            return "gpu"
+        raise UsageError(f"device {device!r}: nncore runs on one GPU, cuda:0; to use GPU {index}, "
+                         f"set CUDA_VISIBLE_DEVICES={index} (that card is then cuda:0)")
     raise UsageError(f"unknown device {device!r}; use 'cpu' or 'gpu'")
 
 

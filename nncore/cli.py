@@ -205,9 +205,9 @@ def _silence_stdout(stream):
 
 def check_environment():
     """Refuse bad NNCORE_* settings up front (UsageError), not when the kernels first load."""
-    from . import backend, threads
+    from . import kernels, threads
     threads.default_num_threads()
-    backend.cpu_kernels_name()
+    kernels.cpu_kernels_name()
 
 
 def run_cli(main, argv=None):

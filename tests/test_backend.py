@@ -6,27 +6,57 @@ import sys
 import numpy as np
 import pytest
 
-from nncore import backend
+from nncore import backend, kernels
 from nncore.errors import DeviceError, UsageError
 
 
 def test_numpy_arrays_use_numpy_and_the_chosen_cpu_kernels():
     x = np.zeros(3)
     assert backend.get_array_module(x) is np
-    assert backend.kernels(x).__name__ == "nncore.kernels.cpu"
-    backend.set_cpu_kernels("reference")
+    assert kernels.kernels_for(x).__name__ == "nncore.kernels.cpu"
+    kernels.set_cpu_kernels("reference")
     try:
-        assert backend.kernels(x).__name__ == "nncore.kernels.reference"
+        assert kernels.kernels_for(x).__name__ == "nncore.kernels.reference"
+        assert kernels.cpu_kernels_name() == "reference"
     finally:
-        backend.set_cpu_kernels("numba")
+        kernels.set_cpu_kernels("numba")
 
 
 def test_unknown_kernels_and_devices_are_usage_errors():
     with pytest.raises(UsageError, match="unknown CPU kernels"):
-        backend.set_cpu_kernels("fortran")
+        kernels.set_cpu_kernels("fortran")
     with pytest.raises(UsageError, match="unknown device"):
         backend.normalize_device("tpu")
+    with pytest.raises(UsageError, match="unknown device"):
+        backend.normalize_device("cuda:one")
     assert backend.normalize_device("cuda:0") == "gpu" and backend.normalize_device("CPU") == "cpu"
+
+
+@pytest.mark.parametrize("device", ["cuda:1", "CUDA:3", "cuda:12"])
+def test_a_gpu_index_other_than_0_is_refused_not_dropped(device):
+    """nncore runs on one GPU. "cuda:1" used to be accepted and then run on GPU 0; now it is refused, in
+    one line naming the fix, before CuPy is even imported."""
+    with pytest.raises(UsageError) as info:
+        backend.normalize_device(device)
+    index = device.split(":")[1]
+    message = str(info.value)
+    assert f"CUDA_VISIBLE_DEVICES={index}" in message and "\n" not in message
+    with pytest.raises(UsageError, match="CUDA_VISIBLE_DEVICES"):
+        backend.to_device(np.zeros(2), device)
+
+
+def test_the_backend_does_not_import_the_kernels():
+    """One-way dependency: nncore.kernels imports nncore.backend, never the reverse (at module level;
+    backend's two old spellings of the CPU-kernel setting forward to nncore.kernels when used)."""
+    import ast
+    tree = ast.parse(open(backend.__file__).read())
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+            assert not any("kernels" in name for name in names), ast.dump(node)
+    assert "importlib.import_module(\"nncore.kernels" not in open(backend.__file__).read()
+    assert backend.set_cpu_kernels is kernels.set_cpu_kernels
+    assert backend.cpu_kernels_name is kernels.cpu_kernels_name
 
 
 def test_importing_nncore_and_running_on_cpu_never_imports_cupy():

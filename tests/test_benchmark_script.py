@@ -17,9 +17,10 @@ KEYS = {"nncore_train_img_s", "nncore_infer_img_s", "torch_train_img_s", "torch_
         "layers", "gemms", "gemm_share", "mnist_epoch_s", "ratios", "peak_rss_mb", "start"}
 
 
-def run(*extra):
-    return subprocess.run([sys.executable, str(SCRIPT), *TINY, *extra], capture_output=True, text=True,
-                          timeout=600, env=dict(os.environ))
+def run(*extra, mode=None):
+    """The benchmark with tiny settings; ``mode`` None runs the default mode (compare)."""
+    return subprocess.run([sys.executable, str(SCRIPT), *([mode] if mode else []), *TINY, *extra],
+                          capture_output=True, text=True, timeout=600, env=dict(os.environ))
 
 
 def last_json(proc):
@@ -57,22 +58,22 @@ def test_with_torch_when_installed():
 
 
 def test_gpu_without_a_device_is_one_clear_line():
-    """Without CuPy or a CUDA device, --device gpu exits 7 with the real reason and the install command."""
+    """Without CuPy or a CUDA device, the gpu mode exits 7 with the real reason and the install command."""
     try:
         import cupy  # noqa: F401
         pytest.skip("CuPy is installed here; the GPU benchmark itself is exercised on GPU machines")
     except ImportError:
         pass
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--device", "gpu"], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, str(SCRIPT), "gpu"], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 7
     assert proc.stderr.startswith("error:") and "cupy" in proc.stderr.lower() and ".[gpu]" in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
 
 
-@pytest.mark.parametrize("flag,paths", [("--first-layer", {"direct", "gemm"}), ("--winograd", {"winograd", "gemm"})])
-def test_path_comparison_reports_both_paths(flag, paths):
-    out = last_json(run(flag))
+@pytest.mark.parametrize("mode,paths", [("first-layer", {"direct", "gemm"}), ("winograd", {"winograd", "gemm"})])
+def test_path_comparison_reports_both_paths(mode, paths):
+    out = last_json(run(mode=mode))
     assert set(out) == paths
     for path in out.values():
         assert set(path) == {"fwd", "bwd", "infer"} and min(path.values()) > 0
@@ -94,12 +95,60 @@ def test_gemm_list_follows_the_fused_model():
     assert [r[1:5] for r in convs] == [((36, 4 * 16, 32), (36, 64, 32), False, True),
                                        ((36, 4 * 16, 64), (36, 4 * 16, 32), True, False),
                                        ((36, 4 * 16, 64), (36, 64, 32), False, False)]
-    from nncore import backend
-    backend.set_cpu_kernels("reference")
+    from nncore import kernels
+    kernels.set_cpu_kernels("reference")
     try:
         rows = benchmark.gemm_shapes(ref_cnn(seed=0, fused=True).train(), 4)
     finally:
-        backend.set_cpu_kernels("numba")
+        kernels.set_cpu_kernels("numba")
     convs = [r for r in rows if r[0].startswith("ConvReLUPool")]
     assert len(convs) == 5 and convs[0][1:3] == ((32, 9), (9, 4 * 28 * 28))   # a first layer: no dcols
     assert convs[2][1:3] == ((64, 288), (288, 4 * 14 * 14))
+
+
+def _benchmark_module():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import benchmark
+    finally:
+        sys.path.pop(0)
+    return benchmark
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["gpu", "--threads", "2"], "the gpu mode has no --threads flag (it belongs to: compare, first-layer, winograd)"),
+    (["gpu", "--batch", "8"], "the gpu mode has no --batch flag"),
+    (["first-layer", "--no-torch"], "the first-layer mode has no --no-torch flag (it belongs to: compare, gpu)"),
+    (["winograd", "--skip-subprocess"], "the winograd mode has no --skip-subprocess flag (it belongs to: compare)"),
+    (["--gpu-train-batches", "8"], "the compare mode has no --gpu-train-batches flag (it belongs to: gpu)"),
+    (["--device", "gpu", "--threads", "2"], "--device is gone: run `benchmark.py gpu`"),
+    (["--first-layer"], "--first-layer is gone: run `benchmark.py first-layer`"),
+    (["--winograd", "--batch", "8"], "--winograd is gone: run `benchmark.py winograd`"),
+    (["fast"], "unknown mode 'fast'"),
+    (["compare", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+])
+def test_a_flag_the_mode_does_not_use_is_refused(argv, words):
+    """No flag is accepted and ignored: each mode takes only the flags it uses, and says whose a flag is."""
+    proc = subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and words in proc.stderr and proc.stderr.count("\n") == 1
+    assert proc.stdout == ""
+
+
+def test_modes_and_their_flags_parse():
+    benchmark = _benchmark_module()
+    args = benchmark.parse_args(["--steps", "40", "--warmup", "3", "--json"])
+    assert args.mode == "compare" and (args.steps, args.warmup, args.json) == (40, 3, True)
+    args = benchmark.parse_args(["gpu", "--gpu-infer-batches", "8,16", "--no-torch"])
+    assert args.mode == "gpu" and args.gpu_infer_batches == (8, 16) and not hasattr(args, "threads")
+    args = benchmark.parse_args(["--debug", "winograd", "--threads", "1"])
+    assert args.mode == "winograd" and args.threads == 1 and not hasattr(args, "block")
+
+
+def test_chunked_winograd_products_are_the_products():
+    """The GEMM timer for Winograd's dW stacks computes what the pipeline does: the summed product."""
+    import numpy as np
+    benchmark = _benchmark_module()
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((36, 5, 23)), rng.standard_normal((36, 23, 4))
+    np.testing.assert_allclose(benchmark._chunked(4, True)(a, b), a @ b, rtol=1e-12, atol=1e-12)

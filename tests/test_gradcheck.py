@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from nncore import gradcheck
-from nncore.backend import set_cpu_kernels
+from nncore.kernels import set_cpu_kernels
 from nncore.gradcheck import LAYER_TOLERANCE, NETWORK_TOLERANCE, check_layer, check_model
 from nncore.layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, LeakyReLU, MaxPool2D,
                            ReLU)
@@ -45,6 +45,13 @@ def distinct_values(shape, seed, gap=0.01):
     """A shuffled ramp: all values differ by at least ``gap``, so pooling has no ties."""
     rng = np.random.default_rng(seed)
     return (rng.permutation(int(np.prod(shape))) * gap - 1.0).reshape(shape)
+
+
+def path_of(layer):
+    """The algorithm a conv layer's last training forward pass took, read from the kernels' ctx type
+    (opaque to the layer; the tests look inside to know which path they checked)."""
+    return {"WinogradContext": "winograd", "DirectContext": "direct", "Conv2DContext": "im2col",
+            "ConvReLUPoolContext": "im2col"}[type(layer.ctx).__name__]
 
 
 def assert_all_pass(results):
@@ -231,7 +238,7 @@ def test_winograd_conv_relu_pool(kernels, c, f, h, w, bias, input_grad):
     assert [r.array for r in results] == (["x"] if input_grad else []) + ["W"] + (["b"] if bias else [])
     assert_all_pass(results)
     layer.forward(x, training=True)
-    assert (layer.cache[0] == "winograd") == (kernels == "numba")
+    assert (path_of(layer) == "winograd") == (kernels == "numba")
 
 
 @pytest.mark.parametrize("c,f,h,w,bias,input_grad", [(4, 3, 4, 6, True, True), (5, 2, 6, 6, False, True),
@@ -247,45 +254,56 @@ def test_winograd_conv2d(kernels, c, f, h, w, bias, input_grad):
     assert [r.array for r in results] == (["x"] if input_grad else []) + ["W"] + (["b"] if bias else [])
     assert_all_pass(results)
     layer.forward(x, training=True)
-    assert (layer.cache[0] == "winograd") == (kernels == "numba")
+    assert (path_of(layer) == "winograd") == (kernels == "numba")
 
 
 def test_winograd_conditions():
     """Fewer than 4 input channels, other kernels, strides or paddings, and odd sizes when pooling:
-    im2col instead."""
-    from nncore.backend import set_cpu_kernels
+    im2col instead (the numba package's choice, asked with the shapes the layers pass it)."""
+    from nncore.kernels import cpu
     from nncore.layers import ConvReLUPool
-    set_cpu_kernels("numba")
+
+    def conv(layer, x):
+        return cpu.conv2d_algorithm(x.shape, layer.params["W"].shape, layer.stride, layer.pad)
+
+    def fused(layer, x):
+        return cpu.conv_relu_pool_algorithm(x.shape, layer.params["W"].shape, layer.stride, layer.pad, layer.pool,
+                                            layer.pool_stride, layer.needs_input_grad)
+
     x = np.zeros((1, 4, 6, 6))
-    assert Conv2D(4, 2, 3, padding=1).takes_winograd_path(x)
-    assert Conv2D(4, 2, 3, padding=1).takes_winograd_path(x[:, :, :5])
-    assert not Conv2D(3, 2, 3, padding=1).takes_winograd_path(x[:, :3])
-    assert not Conv2D(4, 2, 5, padding=2).takes_winograd_path(x)
-    assert not Conv2D(4, 2, 3, padding=1, stride=2).takes_winograd_path(x)
-    assert not Conv2D(4, 2, 3, padding=0).takes_winograd_path(x)
-    assert ConvReLUPool(4, 2, 3, padding=1).takes_winograd_path(x)
-    assert not ConvReLUPool(4, 2, 3, padding=1, pool=3).takes_winograd_path(x)
-    assert not ConvReLUPool(4, 2, 3, padding=1).takes_winograd_path(x[:, :, :5])
+    assert conv(Conv2D(4, 2, 3, padding=1), x) == "winograd"
+    assert conv(Conv2D(4, 2, 3, padding=1), x[:, :, :5]) == "winograd"
+    assert conv(Conv2D(3, 2, 3, padding=1), x[:, :3]) == "im2col"
+    assert conv(Conv2D(4, 2, 5, padding=2), x) == "im2col"
+    assert conv(Conv2D(4, 2, 3, padding=1, stride=2), x) == "im2col"
+    assert conv(Conv2D(4, 2, 3, padding=0), x) == "im2col"
+    assert fused(ConvReLUPool(4, 2, 3, padding=1), x) == "winograd"
+    assert fused(ConvReLUPool(4, 2, 3, padding=1, pool=3), x) == "im2col"
+    assert fused(ConvReLUPool(4, 2, 3, padding=1), x[:, :, :5]) == "im2col"
     set_cpu_kernels("reference")
     try:
-        assert not Conv2D(4, 2, 3, padding=1).takes_winograd_path(x)
+        layer = Conv2D(4, 2, 3, padding=1, dtype=F64)
+        layer.forward(x, training=True)
+        assert path_of(layer) == "im2col"
     finally:
         set_cpu_kernels("numba")
 
 
 def test_odd_sizes_leave_the_winograd_path():
     """A 7x7 input (a 3x3 pooled map drops the last conv row): im2col, same results as unfused."""
-    from nncore.backend import set_cpu_kernels
+    from nncore.kernels import cpu
     from nncore.layers import ConvReLUPool
     set_cpu_kernels("numba")
     layer = ConvReLUPool(4, 3, 3, padding=1, dtype=F64, rng=4)
     x = np.random.default_rng(26).standard_normal((2, 4, 7, 7))
-    assert not layer.takes_winograd_path(x) and layer.takes_winograd_path(x[:, :, :6, :6])
+    w_shape = layer.params["W"].shape
+    assert cpu.conv_relu_pool_algorithm(x.shape, w_shape, 1, 1, 2, 2, True) == "im2col"
+    assert cpu.conv_relu_pool_algorithm(x[:, :, :6, :6].shape, w_shape, 1, 1, 2, 2, True) == "winograd"
     want = x
     for unfused in (Conv2D(4, 3, 3, padding=1, dtype=F64, rng=4), ReLU(), MaxPool2D(2)):
         want = unfused.forward(want, training=True)
     np.testing.assert_allclose(layer.forward(x, training=True), want, rtol=1e-12, atol=1e-12)
-    assert layer.cache[0] == x.shape                                    # the im2col cache
+    assert path_of(layer) == "im2col"
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -333,7 +351,7 @@ def test_conv_relu_pool_as_a_first_layer(kernels):
     assert [r.array for r in results] == ["W", "b"]
     assert_all_pass(results)
     layer.forward(x, training=True)
-    assert (layer.cache[0] == "direct") == (kernels == "numba")
+    assert (path_of(layer) == "direct") == (kernels == "numba")
 
 
 def test_direct_first_layer_with_three_channels_and_no_padding(kernels):
@@ -349,4 +367,62 @@ def test_direct_first_layer_with_three_channels_and_no_padding(kernels):
     assert (windows[..., -1] - windows[..., -2]).min() > 1e-4
     assert_all_pass(check_layer(layer, x))
     layer.forward(x, training=True)
-    assert (layer.cache[0] == "direct") == (kernels == "numba")
+    assert (path_of(layer) == "direct") == (kernels == "numba")
+
+
+def _smooth_for_conv_relu_pool(c, f, h, w, seed, rng_w):
+    """An input whose conv outputs (weights from ``rng_w``) sit away from 0 and from pooling ties."""
+    x = np.random.default_rng(seed).standard_normal((2, c, h, w))
+    conv_out = Conv2D(c, f, 3, padding=1, dtype=F64, rng=rng_w).forward(x)
+    assert np.abs(conv_out).min() > 1e-4
+    windows = np.sort(conv_out.reshape(2, f, h // 2, 2, w // 2, 2).transpose(0, 1, 2, 4, 3, 5)
+                      .reshape(2, f, h // 2, w // 2, 4), axis=-1)
+    assert (windows[..., -1] - windows[..., -2]).min() > 1e-4
+    return x
+
+
+@pytest.mark.parametrize("path,allowed,c,input_grad", [
+    ("direct", {}, 1, False),                  # a first layer, straight from the image
+    ("im2col", {"direct": False}, 1, False),   # the same by im2col: dW summed from the window maxima
+    ("im2col", {"direct": False}, 1, True),    # ... and with dx: d2 and the GEMMs
+    ("winograd", {}, 4, True),
+    ("winograd", {}, 4, False),
+    ("im2col", {"winograd": False}, 4, True),
+])
+def test_conv_relu_pool_gradients_on_each_numba_path(path, allowed, c, input_grad):
+    """Every path the numba kernels can take for the fused layer, steered with cpu.conv_algorithms."""
+    from nncore.kernels import cpu
+    from nncore.layers import ConvReLUPool
+    set_cpu_kernels("numba")
+    layer = ConvReLUPool(c, 3, 3, padding=1, dtype=F64, rng=7)
+    layer.needs_input_grad = input_grad
+    x = _smooth_for_conv_relu_pool(c, 3, 6, 8, 31, 7)
+    with cpu.conv_algorithms(**allowed):
+        results = check_layer(layer, x)
+        layer.forward(x, training=True)
+    assert path_of(layer) == path
+    assert [r.array for r in results] == (["x"] if input_grad else []) + ["W", "b"]
+    assert_all_pass(results)
+
+
+@pytest.mark.parametrize("path,allowed", [("winograd", {}), ("im2col", {"winograd": False})])
+def test_conv2d_gradients_on_each_numba_path(path, allowed):
+    from nncore.kernels import cpu
+    set_cpu_kernels("numba")
+    layer = Conv2D(4, 3, 3, padding=1, dtype=F64, rng=8)
+    layer.params["b"] = np.random.default_rng(9).standard_normal(3)
+    x = np.random.default_rng(32).standard_normal((2, 4, 5, 7))
+    with cpu.conv_algorithms(**allowed):
+        results = check_layer(layer, x)
+        layer.forward(x, training=True)
+    assert path_of(layer) == path
+    assert_all_pass(results)
+
+
+def test_backward_after_an_inference_pass_is_a_clear_error():
+    """forward(x, training=False) keeps nothing for backward (and may run in slices): a one-line UsageError."""
+    from nncore.errors import UsageError
+    layer = Conv2D(2, 3, 3, padding=1, dtype=F64, rng=0)
+    out = layer.forward(np.zeros((1, 2, 5, 5)))
+    with pytest.raises(UsageError, match="training=True"):
+        layer.backward(np.ones_like(out))

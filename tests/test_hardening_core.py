@@ -111,10 +111,10 @@ def test_bad_thread_setting_is_a_usage_error(monkeypatch):
 
 
 def test_bad_kernel_setting_is_a_usage_error(monkeypatch):
-    from nncore import backend
-    monkeypatch.setitem(backend._state, "cpu_kernels", "fortran")
+    from nncore import kernels
+    monkeypatch.setitem(kernels._state, "cpu_kernels", "fortran")
     with pytest.raises(UsageError, match="NNCORE_KERNELS"):
-        backend.kernels(np.zeros(1))
+        kernels.kernels_for(np.zeros(1))
 
 
 def test_atomic_write_cleans_up_on_error(tmp_path):

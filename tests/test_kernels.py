@@ -27,15 +27,39 @@ DTYPES = [np.float32, np.float64]
 
 def test_every_reference_kernel_has_a_numba_twin_with_its_signature():
     """The layers swap kernel packages freely, so the numba package must offer each reference name,
-    a function with the same parameters (and the flags the layers read)."""
+    a function whose parameters start with the reference's, in order; any it adds (the algorithm
+    choice) are keywords with defaults, so a call written for the reference fits it. No flags remain
+    for the layers to read: every exported name is a function."""
     import inspect
-    assert {"DIRECT_FIRST_LAYER", "WINOGRAD"} <= set(ref.__all__)
+    assert set(ref.__all__) <= set(cpu.__all__) and set(cpu.__all__) <= set(dir(cpu))
     for name in ref.__all__:
         slow, fast = getattr(ref, name), getattr(cpu, name)
-        if callable(slow):
-            assert inspect.signature(fast).parameters.keys() == inspect.signature(slow).parameters.keys(), name
-        else:
-            assert isinstance(fast, bool), name
+        assert callable(slow) and callable(fast), name
+        p_slow = list(inspect.signature(slow).parameters.values())
+        p_fast = list(inspect.signature(fast).parameters.values())
+        assert [p.name for p in p_fast[:len(p_slow)]] == [p.name for p in p_slow], name
+        assert [p.default for p in p_fast[:len(p_slow)]] == [p.default for p in p_slow], name
+        assert all(p.default is not inspect.Parameter.empty for p in p_fast[len(p_slow):]), name
+
+
+def test_the_gpu_module_has_the_reference_kernels_but_the_cpu_only_paths():
+    """nncore/kernels/gpu.py needs CuPy to import, so its names and parameters are read from its source:
+    every reference kernel but the CPU-only paths (direct, Winograd) and the test-only loops is defined
+    there with the reference's parameters, or imported from the reference (the array-generic ones)."""
+    import ast
+    import inspect
+    from pathlib import Path
+    import nncore.kernels
+    tree = ast.parse((Path(nncore.kernels.__file__).parent / "gpu.py").read_text())
+    defs = {node.name: [a.arg for a in node.args.args] for node in tree.body if isinstance(node, ast.FunctionDef)}
+    imported = {alias.name for node in tree.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+    cpu_only = {name for name in ref.__all__
+                if getattr(ref, name).__module__.rsplit(".", 1)[1] in ("direct", "winograd")} | {"conv2d_naive"}
+    assert {"conv3x3_relu_pool2_forward", "winograd_forward"} <= cpu_only
+    for name in sorted(set(ref.__all__) - cpu_only):
+        assert name in defs or name in imported, name
+        if name in defs:
+            assert defs[name] == list(inspect.signature(getattr(ref, name)).parameters), name
 
 
 @pytest.mark.parametrize("case", CONV_CASES)
@@ -157,14 +181,14 @@ def test_fused_conv_relu_pool_matches_reference(n, f, oh, ow, k, s, dtype):
     rng = np.random.default_rng(8)
     y = rng.standard_normal((f, n * oh * ow)).astype(dtype)
     b = rng.standard_normal(f).astype(dtype)
-    out_f, arg_f = cpu.conv_relu_pool_forward(y, b, n, oh, ow, k, s)
-    out_r, arg_r = ref.conv_relu_pool_forward(y, b, n, oh, ow, k, s)
+    out_f, arg_f = cpu.bias_relu_pool_forward(y, b, n, oh, ow, k, s)
+    out_r, arg_r = ref.bias_relu_pool_forward(y, b, n, oh, ow, k, s)
     np.testing.assert_array_equal(out_f, out_r)
     np.testing.assert_array_equal(arg_f, arg_r)
     assert (arg_r == -1).any() and (arg_r >= 0).any()  # both branches exercised
     dout = rng.standard_normal(out_r.shape).astype(dtype)
-    d2f, dbf = cpu.conv_relu_pool_backward(dout, arg_f, oh, ow, k, s)
-    d2r, dbr = ref.conv_relu_pool_backward(dout, arg_r, oh, ow, k, s)
+    d2f, dbf = cpu.bias_relu_pool_backward(dout, arg_f, oh, ow, k, s)
+    d2r, dbr = ref.bias_relu_pool_backward(dout, arg_r, oh, ow, k, s)
     np.testing.assert_allclose(d2f, d2r, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(dbf, dbr, rtol=1e-5, atol=1e-6)
 
@@ -173,7 +197,7 @@ def test_fused_reference_is_the_unfused_composition():
     """The reference fused kernel is, by definition, rows_to_nchw -> relu -> maxpool."""
     rng = np.random.default_rng(9)
     y, b = rng.standard_normal((3, 2 * 36)), rng.standard_normal(3)
-    out, _ = ref.conv_relu_pool_forward(y, b, 2, 6, 6, 2, 2)
+    out, _ = ref.bias_relu_pool_forward(y, b, 2, 6, 6, 2, 2)
     expected, _ = ref.maxpool_forward(np.maximum(ref.rows_to_nchw(y, b, 2, 6, 6), 0), 2, 2)
     np.testing.assert_array_equal(out, expected)
 
@@ -206,10 +230,10 @@ def test_fused_weight_gradient_matches_reference(n, f, oh, ow, k, s, dtype):
     rng = np.random.default_rng(11)
     y = rng.standard_normal((f, n * oh * ow)).astype(dtype)
     cols = rng.standard_normal((9, n * oh * ow)).astype(dtype)
-    out, arg = ref.conv_relu_pool_forward(y, rng.standard_normal(f).astype(dtype), n, oh, ow, k, s)
+    out, arg = ref.bias_relu_pool_forward(y, rng.standard_normal(f).astype(dtype), n, oh, ow, k, s)
     dout = rng.standard_normal(out.shape).astype(dtype)
-    fast = cpu.conv_relu_pool_weight_grad(dout, arg, cols, oh, ow, k, s)
-    slow = ref.conv_relu_pool_weight_grad(dout, arg, cols, oh, ow, k, s)
+    fast = cpu.bias_relu_pool_weight_grad(dout, arg, cols, oh, ow, k, s)
+    slow = ref.bias_relu_pool_weight_grad(dout, arg, cols, oh, ow, k, s)
     for a, b in zip(fast, slow):
         assert a.dtype == dtype
         np.testing.assert_allclose(a, b, rtol=1e-4 if dtype == np.float32 else 1e-10, atol=1e-5)
@@ -244,11 +268,11 @@ def test_direct_first_layer_matches_reference(n, c, h, w, pad, dtype):
 
 
 def test_direct_first_layer_reference_is_the_gemm_path():
-    """The reference direct kernel is, by definition, im2col -> GEMM -> the fused conv_relu_pool."""
+    """The reference direct kernel is, by definition, im2col -> GEMM -> the fused bias_relu_pool."""
     rng = np.random.default_rng(13)
     x, wt, b = rng.standard_normal((2, 1, 6, 6)), rng.standard_normal((3, 1, 3, 3)), rng.standard_normal(3)
     out, arg = ref.conv3x3_relu_pool2_forward(x, wt, b, 1)
-    want = ref.conv_relu_pool_forward(wt.reshape(3, -1) @ ref.im2col(x, 3, 3, 1, 1), b, 2, 6, 6, 2, 2)
+    want = ref.bias_relu_pool_forward(wt.reshape(3, -1) @ ref.im2col(x, 3, 3, 1, 1), b, 2, 6, 6, 2, 2)
     np.testing.assert_array_equal(out, want[0])
     np.testing.assert_array_equal(arg, want[1])
 
@@ -276,12 +300,12 @@ def test_winograd_reference_equals_im2col_convolution():
     tol = dict(rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(ref.winograd_output(m, b, n, h, w), ref.conv2d_naive(x, wt, b, 1, 1), **tol)
     out, arg = ref.winograd_relu_pool(m, b, n, h, w)
-    want_out, want_arg = ref.conv_relu_pool_forward(wt.reshape(f, -1) @ cols, b, n, h, w, 2, 2)
+    want_out, want_arg = ref.bias_relu_pool_forward(wt.reshape(f, -1) @ cols, b, n, h, w, 2, 2)
     np.testing.assert_allclose(out, want_out, **tol)
     np.testing.assert_array_equal(arg, want_arg)
     dout = np.random.default_rng(21).standard_normal(out.shape)
     z, db = ref.winograd_pool_backward(dout, arg)
-    d2, want_db = ref.conv_relu_pool_backward(dout, arg, h, w, 2, 2)
+    d2, want_db = ref.bias_relu_pool_backward(dout, arg, h, w, 2, 2)
     np.testing.assert_allclose(ref.winograd_weight_grad(z.transpose(0, 2, 1) @ v), (d2 @ cols.T).reshape(wt.shape),
                                **tol)
     np.testing.assert_allclose(db, want_db, **tol)

@@ -1,0 +1,58 @@
+"""The three kernel packages, and the function that picks one for an array.
+
+=====================  ==================================================================
+:mod:`.reference`      plain NumPy: the lecture version, and the oracle of the fast ones
+:mod:`.cpu`            numba: the default on a CPU; chooses Winograd, a direct first layer
+                       or im2col by shape
+:mod:`.gpu`            CuPy: im2col and cuBLAS
+=====================  ==================================================================
+
+All three offer the same functions under the same names (the tests check
+it), so a layer asks :func:`kernels_for` for the package that fits its
+array and calls it::
+
+    out, ctx = kernels_for(x).conv2d_forward(x, W, b, stride, pad, training)
+
+The CPU package is numba's unless ``NNCORE_KERNELS=reference`` is set or
+:func:`set_cpu_kernels` chose otherwise. The packages load on first use:
+a CPU-only run never imports CuPy, and a reference-only run never imports numba.
+
+Dependencies go one way: this package imports :mod:`nncore.backend` (which
+tells a NumPy array from a CuPy one); the backend never imports the kernels.
+"""
+
+import importlib
+import os
+
+from .. import backend
+from ..errors import UsageError
+
+#: ``NNCORE_KERNELS`` / :func:`set_cpu_kernels` name -> the package it selects
+CPU_KERNELS = {"numba": "nncore.kernels.cpu", "reference": "nncore.kernels.reference"}
+
+_state = {"cpu_kernels": os.environ.get("NNCORE_KERNELS", "numba")}
+
+
+def set_cpu_kernels(name):
+    """Choose the CPU kernels: ``"numba"`` (fast, default) or ``"reference"`` (plain NumPy).
+
+    The environment variable ``NNCORE_KERNELS`` sets the default.
+    """
+    if name not in CPU_KERNELS:
+        raise UsageError(f"unknown CPU kernels {name!r}; choose one of {sorted(CPU_KERNELS)}")
+    _state["cpu_kernels"] = name
+
+
+def cpu_kernels_name():
+    """Name of the CPU kernels in use: ``"numba"`` or ``"reference"`` (a bad ``NNCORE_KERNELS`` is a UsageError)."""
+    name = _state["cpu_kernels"]
+    if name not in CPU_KERNELS:
+        raise UsageError(f"NNCORE_KERNELS={name!r} is not valid; choose one of {sorted(CPU_KERNELS)}")
+    return name
+
+
+def kernels_for(x):
+    """The kernel package for array ``x``: :mod:`.gpu` for a CuPy array, else the chosen CPU package."""
+    if backend.is_gpu_array(x):
+        return importlib.import_module("nncore.kernels.gpu")
+    return importlib.import_module(CPU_KERNELS[cpu_kernels_name()])

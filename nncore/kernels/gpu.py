@@ -1,7 +1,12 @@
 """CUDA kernels through CuPy. Same names and results as :mod:`.reference`.
 
-Imported only when a CuPy array reaches a layer (see :func:`nncore.backend.kernels`),
+Imported only when a CuPy array reaches a layer (see :func:`nncore.kernels.kernels_for`),
 so a CPU-only install never loads this module.
+
+Every convolution is im2col and one cuBLAS product, as in the reference
+package: ``conv2d_forward``/``conv2d_backward`` and the fused
+``conv_relu_pool_forward``/``conv_relu_pool_backward`` at the end of this
+module. (The Winograd and direct first-layer paths exist for the CPU only.)
 
 Every kernel is a CuPy ``ElementwiseKernel``: one CUDA thread per *output*
 element, which reads what it needs and writes only its own element. The
@@ -17,12 +22,10 @@ overflow.
 import functools
 
 from ..backend import import_cupy
+from ..errors import UsageError
 from .reference import batchnorm_backward, batchnorm_forward, conv_output_size  # noqa: F401  (array-generic)
-
-#: first layers go through im2col and cuBLAS here too (a GPU has no use for the CPU's direct path)
-DIRECT_FIRST_LAYER = False
-#: ... and so do 3x3 convolutions: the Winograd kernels exist for the CPU only
-WINOGRAD = False
+from .reference.conv import Conv2DContext
+from .reference.fused import ConvReLUPoolContext
 
 cp = import_cupy()
 
@@ -222,21 +225,65 @@ def relu_backward(dout, out):
     return _RELU_BWD(dout, out)
 
 
-def conv_relu_pool_forward(y, b, n, oh, ow, k, stride):
-    """CUDA twin of :func:`nncore.kernels.reference.conv_relu_pool_forward` (composed of the kernels above)."""
+def bias_relu_pool_forward(y, b, n, oh, ow, k, stride):
+    """CUDA twin of :func:`nncore.kernels.reference.bias_relu_pool_forward` (composed of the kernels above)."""
     out, arg = maxpool_forward(relu_forward(rows_to_nchw(y, b, n, oh, ow)), k, stride)
     return out, cp.where(out > 0, arg, cp.int32(-1)).astype(cp.int32)
 
 
-def conv_relu_pool_backward(dout, arg, oh, ow, k, stride):
-    """CUDA twin of :func:`nncore.kernels.reference.conv_relu_pool_backward`."""
+def bias_relu_pool_backward(dout, arg, oh, ow, k, stride):
+    """CUDA twin of :func:`nncore.kernels.reference.bias_relu_pool_backward`."""
     n, f = dout.shape[:2]
     passed = cp.where(arg >= 0, dout, dout.dtype.type(0))
     dconv = maxpool_backward(passed, cp.maximum(arg, 0), (n, f, oh, ow), k, stride)
     return nchw_to_rows(dconv)
 
 
-def conv_relu_pool_weight_grad(dout, arg, cols, oh, ow, k, stride):
-    """CUDA twin of :func:`nncore.kernels.reference.conv_relu_pool_weight_grad` (through d2 and cuBLAS)."""
-    d2, db = conv_relu_pool_backward(dout, arg, oh, ow, k, stride)
+def bias_relu_pool_weight_grad(dout, arg, cols, oh, ow, k, stride):
+    """CUDA twin of :func:`nncore.kernels.reference.bias_relu_pool_weight_grad` (through d2 and cuBLAS)."""
+    d2, db = bias_relu_pool_backward(dout, arg, oh, ow, k, stride)
     return d2 @ cols.T, db
+
+
+def conv2d_forward(x, w, b, stride, pad, training=True):
+    """CUDA twin of :func:`nncore.kernels.reference.conv2d_forward`: im2col and one cuBLAS product."""
+    n, f, kh, kw = x.shape[0], w.shape[0], w.shape[2], w.shape[3]
+    oh, ow = conv_output_size(x.shape[2], kh, stride, pad), conv_output_size(x.shape[3], kw, stride, pad)
+    cols = im2col(x, kh, kw, stride, pad)                                    # (C*KH*KW, N*OH*OW)
+    out = rows_to_nchw(w.reshape(f, -1) @ cols, b, n, oh, ow)
+    return out, (Conv2DContext(x.shape, cols, w, stride, pad) if training else None)
+
+
+def _gemm_backward(ctx, d2, db, need_dx):
+    """(dx or None, dw = d2 @ cols.T, db) from d2 = dL/dy (F, N*OH*OW)."""
+    w = ctx.w
+    dw = (d2 @ ctx.cols.T).reshape(w.shape)
+    if not need_dx:
+        return None, dw, db
+    dcols = w.reshape(w.shape[0], -1).T @ d2                                 # (C*KH*KW, N*OH*OW)
+    return col2im(dcols, ctx.x_shape, w.shape[2], w.shape[3], ctx.stride, ctx.pad), dw, db
+
+
+def conv2d_backward(ctx, dout, need_dx):
+    """CUDA twin of :func:`nncore.kernels.reference.conv2d_backward`: (dx or None, dw, db)."""
+    d2, db = nchw_to_rows(dout)
+    return _gemm_backward(ctx, d2, db, need_dx)
+
+
+def conv_relu_pool_forward(x, w, b, stride, pad, pool, pool_stride, training=True, need_dx=True):
+    """CUDA twin of :func:`nncore.kernels.reference.conv_relu_pool_forward`: im2col, cuBLAS, one fused pass."""
+    n, f, kh, kw = x.shape[0], w.shape[0], w.shape[2], w.shape[3]
+    oh, ow = conv_output_size(x.shape[2], kh, stride, pad), conv_output_size(x.shape[3], kw, stride, pad)
+    cols = im2col(x, kh, kw, stride, pad)
+    out, arg = bias_relu_pool_forward(w.reshape(f, -1) @ cols, b, n, oh, ow, pool, pool_stride)
+    if not training:
+        return out, None
+    return out, ConvReLUPoolContext(x.shape, cols, w, stride, pad, oh, ow, pool, pool_stride, arg, need_dx)
+
+
+def conv_relu_pool_backward(ctx, dout, need_dx):
+    """CUDA twin of :func:`nncore.kernels.reference.conv_relu_pool_backward`: (dx or None, dw, db)."""
+    if need_dx and not ctx.need_dx:
+        raise UsageError("conv_relu_pool_backward: dx asked for, but the forward pass was told need_dx=False")
+    d2, db = bias_relu_pool_backward(dout, ctx.arg, ctx.oh, ctx.ow, ctx.pool, ctx.pool_stride)
+    return _gemm_backward(ctx, d2, db, need_dx)

@@ -2,6 +2,7 @@
 
 from .. import backend
 from ..errors import UsageError
+from ..kernels import kernels_for
 from .base import Layer
 
 
@@ -19,11 +20,11 @@ class ReLU(Layer):
         self.out = None
 
     def forward(self, x, training=False):
-        self.out = backend.kernels(x).relu_forward(x)
+        self.out = kernels_for(x).relu_forward(x)
         return self.out
 
     def backward(self, dout):
-        return backend.kernels(dout).relu_backward(dout, self.out)
+        return kernels_for(dout).relu_backward(dout, self.out)
 
 
 class LeakyReLU(Layer):

@@ -3,7 +3,8 @@
 A layer is a small object with two methods and two dicts:
 
 * ``forward(x, training=False)`` computes the output and caches on the
-  instance what ``backward`` will need;
+  instance what ``backward`` will need (the convolutions only when
+  ``training=True``: at inference they keep nothing);
 * ``backward(dout)`` takes the gradient of the loss with respect to the
   output and returns the gradient with respect to the input. It fills
   ``self.grads`` and never modifies ``dout``;

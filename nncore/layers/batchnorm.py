@@ -4,6 +4,7 @@ import numpy as np
 
 from .. import backend
 from ..errors import UsageError
+from ..kernels import kernels_for
 from .base import Layer, check_dtype
 
 
@@ -84,7 +85,7 @@ class BatchNorm(Layer):
             raise UsageError("BatchNorm in training mode needs at least 2 values per feature; "
                              "use a batch larger than 1 (or evaluation mode)")
         x3 = x.reshape(x.shape[0], self.num_features, -1)                  # (N, C, P): P = H*W, or 1
-        out, xhat, mu, var, inv_std = backend.kernels(x).batchnorm_forward(
+        out, xhat, mu, var, inv_std = kernels_for(x).batchnorm_forward(
             x3, self.params["gamma"], self.params["beta"], self.eps)
         mom = x.dtype.type(self.momentum)
         self.buffers["running_mean"] = mom * self.buffers["running_mean"] + (1 - mom) * mu
@@ -96,7 +97,7 @@ class BatchNorm(Layer):
     def backward(self, dout):
         xhat, inv_std, shape = self.cache
         dout3 = dout.reshape(shape[0], self.num_features, -1)
-        dx, dgamma, dbeta = backend.kernels(dout).batchnorm_backward(
+        dx, dgamma, dbeta = kernels_for(dout).batchnorm_backward(
             dout3, xhat, self.params["gamma"], inv_std, need_dx=self.needs_input_grad)
         self.grads["beta"], self.grads["gamma"] = dbeta, dgamma
         return None if dx is None else dx.reshape(shape)

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from .. import backend
 from ..errors import UsageError
+from ..kernels import kernels_for
 from .conv import Conv2D
 
 
@@ -17,7 +17,8 @@ class ConvReLUPool(Conv2D):
     reverse. Fused, one kernel reads the GEMM output ``y`` once and writes
     only the pooled result.
 
-    Shapes:
+    Shapes
+    ------
     - x: (N, C, H, W); W: (F, C, KH, KW); b: (F,)
     - y = W2 @ im2col(x): (F, N*OH*OW), the convolution before its bias
     - out: (N, F, PH, PW), PH = (OH - pool) // pool_stride + 1
@@ -30,27 +31,24 @@ class ConvReLUPool(Conv2D):
     monotone, so they commute with the max.
 
     Backward: a pooled gradient flows to its window's arg-max if that maximum
-    was positive (the ReLU passes it), and nowhere otherwise; from there on it
-    is Conv2D's backward (dW, db, col2im). A first layer needs no input
-    gradient; when its C*KH*KW is small, dW is summed straight from the window
-    maxima (``conv_relu_pool_weight_grad``), skipping the mostly-zero d2.
+    was positive (the ReLU passes it), and nowhere otherwise; that gives d2,
+    the gradient of y, and from there on it is Conv2D's backward
+    (dW = d2 @ cols.T, db, dx = col2im(W2.T @ d2)).
 
-    Thin first layers skip im2col too. With the numba kernels, a 3x3,
-    stride-1 layer with C*9 <= 32 rows and 2x2/2 pooling that needs no input
-    gradient (a model's first layer, in training and at inference) is
-    computed straight from the image by ``conv3x3_relu_pool2_forward``, and
-    its dW by ``conv3x3_relu_pool2_weight_grad``: a GEMM with nine inner rows
-    is all memory traffic, while the direct loop computes one pooling
-    window's four conv outputs for all filters in vector registers. Same
-    results (the tests compare both paths with the reference).
+    Both passes are one kernel call each, ``conv_relu_pool_forward`` and
+    ``conv_relu_pool_backward`` (:mod:`nncore.kernels.reference.fused`
+    computes them as above). The numba kernels choose the algorithm by
+    shape (:mod:`nncore.kernels.cpu.algorithms`): a thin first layer, which
+    needs no input gradient, is convolved and pooled straight from the image;
+    a 3x3 layer of 4 or more channels pooling an even-sized output takes
+    Winograd F(4x4, 3x3), whose 4x4 output tiles hold whole pooling windows;
+    other layers im2col. The layer tells the kernels whether it needs dx.
 
-    Layers that Conv2D computes by Winograd F(4x4, 3x3) (ref-cnn's second
-    layer; see Conv2D) do so here too when they pool 2x2/2 an even-sized
-    output, because each 4x4 output tile then holds four whole pooling
-    windows: ``winograd_relu_pool`` turns each tile of the products into its
-    conv output, adds the bias, applies the ReLU and pools in one pass, and
-    ``winograd_pool_backward`` turns the pooled gradient straight into the
-    products' gradient.
+    Parameters
+    ----------
+    in_channels, out_channels, kernel_size, stride, padding, bias, dtype, rng : as :class:`Conv2D`
+    pool : int >= 1, the max-pooling window
+    pool_stride : int >= 1, default ``pool``
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, pool=2,
@@ -71,52 +69,17 @@ class ConvReLUPool(Conv2D):
             raise UsageError(f"ConvReLUPool: conv output {oh}x{ow} is smaller than the pooling window {self.pool}")
         return (f, (oh - self.pool) // self.pool_stride + 1, (ow - self.pool) // self.pool_stride + 1)
 
-    def takes_direct_path(self, x):
-        """True when this call takes the direct first-layer path (see the class docstring)."""
-        return (backend.kernels(x).DIRECT_FIRST_LAYER and self.kernel_size == (3, 3) and self.stride == 1
-                and self.pool == 2 and self.pool_stride == 2 and self.in_channels * 9 <= self.DIRECT_WEIGHT_GRAD_ROWS
-                and not self.needs_input_grad)
-
-    def takes_winograd_path(self, x):
-        """Conv2D's Winograd condition, 2x2/2 pooling and an even-sized input (so also output): each 4x4
-        output tile then holds four whole pooling windows."""
-        return (super().takes_winograd_path(x) and self.pool == 2 and self.pool_stride == 2
-                and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0)
-
     def forward(self, x, training=False):
-        if self.takes_direct_path(x):
-            self._check_input(x, 4)
-            self.output_shape(x.shape[1:])
-            out, self.arg = backend.kernels(x).conv3x3_relu_pool2_forward(x, self.params["W"], self.params.get("b"),
-                                                                         self.pad[0])
-            self.cache = ("direct", x)
-            return out
-        if not training and x.shape[0] > self._slice_size(x):
-            return self._sliced(x)
-        if self.takes_winograd_path(x):
-            out, self.arg = self._winograd_forward(x, pool=True)
-            return out
-        y, oh, ow = self._forward_gemm(x)
-        out, arg = backend.kernels(x).conv_relu_pool_forward(y, self.params.get("b"), x.shape[0], oh, ow,
-                                                             self.pool, self.pool_stride)
-        self.arg = arg
+        self._check_input(x, 4)
+        self.output_shape(x.shape[1:])
+        out, self.ctx = kernels_for(x).conv_relu_pool_forward(x, self.params["W"], self.params.get("b"), self.stride,
+                                                              self.pad, self.pool, self.pool_stride, training,
+                                                              self.needs_input_grad)
         return out
 
-    #: a first layer (no input gradient) with at most this many C*KH*KW rows takes
-    #: its weight gradient straight from the window maxima instead of via d2 and a GEMM
-    DIRECT_WEIGHT_GRAD_ROWS = 32
-
     def backward(self, dout):
-        kern = backend.kernels(dout)
-        if self.cache[0] == "winograd":
-            return self._winograd_backward(dout, self.arg)
-        if self.cache[0] == "direct":
-            self._store_grads(*kern.conv3x3_relu_pool2_weight_grad(dout, self.arg, self.cache[1], self.pad[0]))
-            return None
-        x_shape, cols, oh, ow = self.cache
-        if not self.needs_input_grad and cols.shape[0] <= self.DIRECT_WEIGHT_GRAD_ROWS:
-            self._store_grads(*kern.conv_relu_pool_weight_grad(dout, self.arg, cols, oh, ow, self.pool,
-                                                               self.pool_stride))
-            return None
-        d2, db = kern.conv_relu_pool_backward(dout, self.arg, oh, ow, self.pool, self.pool_stride)
-        return self._backward_gemm(d2, db)
+        dx, self.grads["W"], db = kernels_for(dout).conv_relu_pool_backward(self._forward_ctx(), dout,
+                                                                            self.needs_input_grad)
+        if self.use_bias:
+            self.grads["b"] = db
+        return dx

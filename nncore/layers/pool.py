@@ -1,7 +1,7 @@
 """MaxPool2D and AvgPool2D: downsampling over k x k windows."""
 
-from .. import backend
 from ..errors import UsageError
+from ..kernels import kernels_for
 from .base import Layer
 
 
@@ -43,13 +43,13 @@ class MaxPool2D(_Pool2D):
     def forward(self, x, training=False):
         self._check_input(x, 4)
         self.output_shape(x.shape[1:])
-        out, arg = backend.kernels(x).maxpool_forward(x, self.k, self.stride)
+        out, arg = kernels_for(x).maxpool_forward(x, self.k, self.stride)
         self.cache = (x.shape, arg)
         return out
 
     def backward(self, dout):
         x_shape, arg = self.cache
-        return backend.kernels(dout).maxpool_backward(dout, arg, x_shape, self.k, self.stride)
+        return kernels_for(dout).maxpool_backward(dout, arg, x_shape, self.k, self.stride)
 
 
 class AvgPool2D(_Pool2D):
@@ -65,7 +65,7 @@ class AvgPool2D(_Pool2D):
         self._check_input(x, 4)
         self.output_shape(x.shape[1:])
         self.cache = x.shape
-        return backend.kernels(x).avgpool_forward(x, self.k, self.stride)
+        return kernels_for(x).avgpool_forward(x, self.k, self.stride)
 
     def backward(self, dout):
-        return backend.kernels(dout).avgpool_backward(dout, self.cache, self.k, self.stride)
+        return kernels_for(dout).avgpool_backward(dout, self.cache, self.k, self.stride)

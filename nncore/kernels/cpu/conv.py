@@ -1,10 +1,17 @@
-"""numba twins of :mod:`nncore.kernels.reference.conv`: im2col, col2im and the NCHW <-> rows moves."""
+"""numba twins of :mod:`nncore.kernels.reference.conv`: im2col, col2im, the NCHW <-> rows moves, and the
+convolution by the algorithm :mod:`.algorithms` chooses (Winograd or im2col)."""
+
+from collections import namedtuple
 
 import numpy as np
 from numba import prange
 
-from ..reference.conv import conv_output_size
+from ... import threads
+from ..reference.conv import Conv2DContext, conv_output_size
+from ..reference.winograd import winograd_weights
+from .algorithms import conv2d_algorithm, in_slices, inference_slice
 from .jit import jit, pjit
+from .winograd import winograd_backward, winograd_forward
 
 
 @jit
@@ -214,3 +221,61 @@ def nchw_to_rows(dout):
     db = np.empty(f, dtype=dout.dtype)
     _nchw_to_rows(np.ascontiguousarray(dout).reshape(n, f, oh * ow), d2, db)
     return d2, db
+
+
+# ----------------------------------------------------------------------------- the convolution
+
+#: what the backward pass needs after the Winograd path: the input tiles v, the filter
+#: transform u, and for the fused layer the pooling's arg and the need_dx promise
+WinogradContext = namedtuple("WinogradContext", "x_shape v u arg need_dx")
+
+
+def conv2d_forward(x, w, b, stride, pad, training=True, algorithm="auto"):
+    """numba twin of :func:`nncore.kernels.reference.conv2d_forward`: the same (out, ctx).
+
+    ``algorithm`` (see :mod:`.algorithms`): ``"auto"`` computes a 3x3, stride-1,
+    padding-1 convolution of at least ``WINOGRAD_MIN_CHANNELS`` channels by
+    Winograd F(4x4, 3x3) (``winograd_forward``: tiles, 36 batched products,
+    output transform and bias, a few images at a time), any other by im2col and
+    one GEMM; ``"im2col"`` or ``"winograd"`` ask for one (a UsageError when it
+    does not fit). At inference a large batch runs in cache-sized slices.
+    """
+    chosen = conv2d_algorithm(x.shape, w.shape, stride, pad, algorithm)
+    step = inference_slice(x.shape, w.shape, stride, pad, x.dtype.itemsize)
+    if not training and x.shape[0] > step:
+        return in_slices(conv2d_forward, x, step, w, b, stride, pad, False, chosen)
+    if chosen == "winograd":
+        u = winograd_weights(w)                                              # (36, F, C)
+        out, _, v = winograd_forward(x, u, b, False)
+        return out, (WinogradContext(x.shape, v, u, None, True) if training else None)
+    n, f, kh, kw = x.shape[0], w.shape[0], w.shape[2], w.shape[3]
+    oh, ow = conv_output_size(x.shape[2], kh, stride, pad), conv_output_size(x.shape[3], kw, stride, pad)
+    cols = im2col(x, kh, kw, stride, pad)                                    # (C*KH*KW, N*OH*OW)
+    out = rows_to_nchw(threads.matmul(w.reshape(f, -1), cols), b, n, oh, ow)
+    return out, (Conv2DContext(x.shape, cols, w, stride, pad) if training else None)
+
+
+def conv2d_backward(ctx, dout, need_dx):
+    """numba twin of :func:`nncore.kernels.reference.conv2d_backward`: (dx or None, dw, db), by the forward's path.
+
+    Winograd: ``winograd_backward`` turns dout into the products' gradient z,
+    takes dW from ``z.T @ V`` and dx from ``z @ U`` (the input transform transposed).
+    """
+    if isinstance(ctx, WinogradContext):
+        dw, db, dx = winograd_backward(dout, None, ctx.v, ctx.u, ctx.x_shape, need_dx)
+        return dx, dw, db
+    d2, db = nchw_to_rows(dout)                                              # (F, N*OH*OW), (F,)
+    return gemm_backward(ctx, d2, db, need_dx)
+
+
+def gemm_backward(ctx, d2, db, need_dx):
+    """The im2col path's backward from d2 = dL/dy (F, N*OH*OW): (dx or None, dw = d2 @ cols.T, db).
+
+    ``ctx`` has the fields of the reference's ``Conv2DContext`` (x_shape, cols, w, stride, pad).
+    """
+    w = ctx.w
+    dw = threads.matmul(d2, ctx.cols.T).reshape(w.shape)
+    if not need_dx:
+        return None, dw, db
+    dcols = threads.matmul(w.reshape(w.shape[0], -1).T, d2)                 # (C*KH*KW, N*OH*OW)
+    return col2im(dcols, ctx.x_shape, w.shape[2], w.shape[3], ctx.stride, ctx.pad), dw, db

@@ -3,20 +3,29 @@
 One module per concept; read them in this order:
 
 =================  ==============================================================
-``conv``           im2col, col2im, the NCHW <-> rows moves, and the convolution by loops
+``conv``           im2col, col2im, the NCHW <-> rows moves, the convolution as im2col and
+                   one GEMM (``conv2d_forward``/``conv2d_backward``), and by loops
 ``pool``           max- and average-pooling
 ``activations``    the ReLU
-``fused``          bias, ReLU and max-pooling in one step after the GEMM
+``fused``          bias, ReLU and max-pooling in one step after the GEMM, and the whole
+                   conv-ReLU-pool (``conv_relu_pool_forward``/``conv_relu_pool_backward``)
 ``batchnorm``      batch normalisation
 ``direct``         a thin first layer straight from the image (CPU-only path)
 ``winograd``       Winograd F(4x4, 3x3) (CPU-only path)
 =================  ==============================================================
 
-Every function has a twin with the same name and signature in
+Every function has a twin with the same name and parameters in
 :mod:`nncore.kernels.cpu` (numba, the same module names) and, except the
 CPU-only paths, in :mod:`nncore.kernels.gpu` (CuPy). The tests check that
-the twins return the same arrays as these. The flags ``DIRECT_FIRST_LAYER``
-and ``WINOGRAD`` of each kernel package tell the layers which paths it takes.
+the twins return the same arrays as these.
+
+The layers call one function per operation: ``conv2d_forward(x, w, b, stride,
+pad, training) -> (out, ctx)`` and ``conv2d_backward(ctx, dout, need_dx) -> (dx,
+dw, db)``, and the same pair for the fused conv-ReLU-pool; ``ctx`` is opaque to
+them. Here both are im2col and one GEMM, always. The numba package chooses,
+behind the same calls, between Winograd, the direct first layer and im2col
+(see :mod:`nncore.kernels.cpu.algorithms`); the direct and Winograd functions
+here are the oracles of its kernels.
 
 Memory layout conventions (shared by all three kernel packages)
 ----------------------------------------------------------------
@@ -36,25 +45,21 @@ so ``cols`` has shape ``(C*KH*KW, N*OH*OW)``, and a convolution with weights
 
 from .activations import relu_backward, relu_forward
 from .batchnorm import batchnorm_backward, batchnorm_forward
-from .conv import col2im, conv2d_naive, conv_output_size, im2col, nchw_to_rows, rows_to_nchw
+from .conv import (col2im, conv2d_backward, conv2d_forward, conv2d_naive, conv_output_size, im2col, nchw_to_rows,
+                   rows_to_nchw)
 from .direct import conv3x3_relu_pool2_forward, conv3x3_relu_pool2_weight_grad
-from .fused import conv_relu_pool_backward, conv_relu_pool_forward, conv_relu_pool_weight_grad
+from .fused import (bias_relu_pool_backward, bias_relu_pool_forward, bias_relu_pool_weight_grad,
+                    conv_relu_pool_backward, conv_relu_pool_forward)
 from .pool import avgpool_backward, avgpool_forward, maxpool_backward, maxpool_forward
 from .winograd import (winograd_backward, winograd_forward, winograd_output, winograd_output_backward,
                        winograd_pool_backward, winograd_relu_pool, winograd_tile_counts, winograd_tiles,
                        winograd_tiles_backward, winograd_weight_grad, winograd_weights)
 
-#: the layers take the im2col + GEMM path for every convolution with these kernels;
-#: the direct first-layer functions serve as the oracle of the numba twins
-DIRECT_FIRST_LAYER = False
-#: ... and every 3x3 convolution with im2col too; the Winograd functions are the oracle of the numba twins
-WINOGRAD = False
-
 __all__ = [
-    "DIRECT_FIRST_LAYER", "WINOGRAD",
-    "avgpool_backward", "avgpool_forward", "batchnorm_backward", "batchnorm_forward", "col2im", "conv2d_naive",
-    "conv3x3_relu_pool2_forward", "conv3x3_relu_pool2_weight_grad", "conv_output_size", "conv_relu_pool_backward",
-    "conv_relu_pool_forward", "conv_relu_pool_weight_grad", "im2col", "maxpool_backward", "maxpool_forward",
+    "avgpool_backward", "avgpool_forward", "batchnorm_backward", "batchnorm_forward", "bias_relu_pool_backward",
+    "bias_relu_pool_forward", "bias_relu_pool_weight_grad", "col2im", "conv2d_backward", "conv2d_forward",
+    "conv2d_naive", "conv3x3_relu_pool2_forward", "conv3x3_relu_pool2_weight_grad", "conv_output_size",
+    "conv_relu_pool_backward", "conv_relu_pool_forward", "im2col", "maxpool_backward", "maxpool_forward",
     "nchw_to_rows", "relu_backward", "relu_forward", "rows_to_nchw", "winograd_backward", "winograd_forward",
     "winograd_output", "winograd_output_backward", "winograd_pool_backward", "winograd_relu_pool",
     "winograd_tile_counts", "winograd_tiles", "winograd_tiles_backward", "winograd_weight_grad", "winograd_weights",

@@ -1,6 +1,10 @@
 """Convolution as im2col and a matrix product, its adjoint col2im, and the definition by loops."""
 
+from collections import namedtuple
+
 import numpy as np
+
+from ...threads import matmul
 
 
 def conv_output_size(size, kernel, stride, pad):
@@ -86,6 +90,56 @@ def nchw_to_rows(dout):
     d2 = np.ascontiguousarray(dout.transpose(1, 0, 2, 3)).reshape(f, n * oh * ow)
     db = d2.sum(axis=1)
     return d2, db
+
+
+#: what :func:`conv2d_backward` needs from the forward pass
+Conv2DContext = namedtuple("Conv2DContext", "x_shape cols w stride pad")
+
+
+def conv2d_forward(x, w, b, stride, pad, training=True):
+    """A convolution of a batch: im2col and one matrix product (what the Conv2D layer computes).
+
+    Inputs:
+    - x: (N, C, H, W); w: (F, C, KH, KW); b: (F,) or None
+    - stride >= 1; pad >= 0 rows and columns of zeros on each side
+    - training: False at inference, where no backward pass follows, so nothing is kept
+
+    Returns (out, ctx):
+    - out: (N, F, OH, OW), ``out[n, f, oh, ow] = b[f] + sum_{c,i,j} w[f, c, i, j] * xpad[n, c, oh*S + i, ow*S + j]``
+    - ctx: what :func:`conv2d_backward` needs (the columns and w), or None when not training
+
+    Computed as::
+
+        cols = im2col(x)                   (C*KH*KW, N*OH*OW)
+        y = w.reshape(F, -1) @ cols        (F, N*OH*OW)
+        out = rows_to_nchw(y, b)           (N, F, OH, OW), the bias added on the way
+
+    (``matmul`` is ``a @ b``, split over nncore's threads.)
+    """
+    n, f, kh, kw = x.shape[0], w.shape[0], w.shape[2], w.shape[3]
+    oh, ow = conv_output_size(x.shape[2], kh, stride, pad), conv_output_size(x.shape[3], kw, stride, pad)
+    cols = im2col(x, kh, kw, stride, pad)
+    out = rows_to_nchw(matmul(w.reshape(f, -1), cols), b, n, oh, ow)
+    return out, (Conv2DContext(x.shape, cols, w, stride, pad) if training else None)
+
+
+def conv2d_backward(ctx, dout, need_dx):
+    """Gradients of :func:`conv2d_forward`.
+
+    Inputs: ctx from the forward pass; dout (N, F, OH, OW); need_dx: whether dx is wanted.
+    Returns (dx, dw, db): dx (N, C, H, W) or None, dw like w (F, C, KH, KW), db (F,)::
+
+        d2, db = nchw_to_rows(dout)        (F, N*OH*OW), (F,)
+        dw = d2 @ cols.T                   (F, C*KH*KW)
+        dx = col2im(w2.T @ d2)             (N, C, H, W), w2 = w.reshape(F, -1)
+    """
+    x_shape, cols, w, stride, pad = ctx
+    d2, db = nchw_to_rows(dout)
+    dw = matmul(d2, cols.T).reshape(w.shape)
+    if not need_dx:
+        return None, dw, db
+    dcols = matmul(w.reshape(w.shape[0], -1).T, d2)                          # (C*KH*KW, N*OH*OW)
+    return col2im(dcols, x_shape, w.shape[2], w.shape[3], stride, pad), dw, db
 
 
 def conv2d_naive(x, w, b, stride, pad):

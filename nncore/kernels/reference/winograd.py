@@ -42,7 +42,7 @@ what the tests and the gradient checks use.
 
 import numpy as np
 
-from .fused import conv_relu_pool_backward, conv_relu_pool_forward
+from .fused import bias_relu_pool_backward, bias_relu_pool_forward
 
 
 WINOGRAD_BT = ((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0),   # input transform, 6x6
@@ -118,11 +118,11 @@ def winograd_relu_pool(m, b, n, oh, ow):
 
     Inputs: m (36, N*TH*TW, F) = V @ U.T per position; b (F,) or None; OH, OW
     (even) the conv output's size. Returns (out, arg) as
-    :func:`conv_relu_pool_forward` on the conv output: out and arg (N, F, OH/2, OW/2).
+    :func:`bias_relu_pool_forward` on the conv output: out and arg (N, F, OH/2, OW/2).
     """
     y = winograd_output(m, None, n, oh, ow)              # (N, F, OH, OW), before the bias
     f = m.shape[2]
-    return conv_relu_pool_forward(y.transpose(1, 0, 2, 3).reshape(f, -1), b, n, oh, ow, 2, 2)
+    return bias_relu_pool_forward(y.transpose(1, 0, 2, 3).reshape(f, -1), b, n, oh, ow, 2, 2)
 
 
 def winograd_pool_backward(dout, arg):
@@ -134,7 +134,7 @@ def winograd_pool_backward(dout, arg):
     passing arg-max; db (F,).
     """
     n, f, ph, pw = dout.shape
-    d2, db = conv_relu_pool_backward(dout, arg, 2 * ph, 2 * pw, 2, 2)   # (F, N*OH*OW)
+    d2, db = bias_relu_pool_backward(dout, arg, 2 * ph, 2 * pw, 2, 2)   # (F, N*OH*OW)
     z, _ = winograd_output_backward(d2.reshape(f, n, 2 * ph, 2 * pw).transpose(1, 0, 2, 3))
     return z, db
 
