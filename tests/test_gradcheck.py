@@ -12,6 +12,9 @@ h = 1e-6 the central difference is accurate to about h**2 plus rounding
 Inputs are chosen where the function is smooth: ReLU inputs stay at least
 0.1 away from the kink at 0, and max-pool inputs have distinct values 0.01
 apart, so no perturbation of size h can change which input is the maximum.
+These helpers (``away_from_zero``, ``distinct_values``, ``smoothness_margin``,
+``small_cnn``) live in :mod:`nncore.gradcheck`, shared with
+``experiments/gradcheck.py``.
 """
 
 import numpy as np
@@ -19,7 +22,8 @@ import pytest
 
 from nncore import gradcheck
 from nncore.backend import set_cpu_kernels
-from nncore.gradcheck import LAYER_TOLERANCE, NETWORK_TOLERANCE, check_layer, check_model
+from nncore.gradcheck import (LAYER_TOLERANCE, NETWORK_TOLERANCE, away_from_zero, check_layer, check_model,
+                              distinct_values, small_cnn, smoothness_margin)
 from nncore.layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, LeakyReLU, MaxPool2D,
                            ReLU)
 from nncore.sequential import Sequential
@@ -33,18 +37,6 @@ def kernels(request):
     set_cpu_kernels(request.param)
     yield request.param
     set_cpu_kernels("numba")
-
-
-def away_from_zero(shape, seed, margin=0.1):
-    """Random values with |x| >= margin: no input sits near a ReLU kink."""
-    rng = np.random.default_rng(seed)
-    return rng.choice([-1.0, 1.0], size=shape) * (margin + rng.random(shape))
-
-
-def distinct_values(shape, seed, gap=0.01):
-    """A shuffled ramp: all values differ by at least ``gap``, so pooling has no ties."""
-    rng = np.random.default_rng(seed)
-    return (rng.permutation(int(np.prod(shape))) * gap - 1.0).reshape(shape)
 
 
 def assert_all_pass(results):
@@ -136,37 +128,6 @@ def test_batchnorm_inference_mode():
     np.testing.assert_allclose(out, expected)
 
 
-def _smoothness_margin(model, x):
-    """Smallest distance of any ReLU input from 0 and of any max-pool window's top two values.
-
-    A window whose maximum is an exact 0 coming out of a ReLU is skipped: all of
-    its inputs are clamped, so whichever wins, the gradient through it is 0.
-    """
-    margin = np.inf
-    for layer in model.layers:
-        if isinstance(layer, ReLU):
-            margin = min(margin, np.abs(x).min())
-        if isinstance(layer, MaxPool2D):
-            n, c, h, w = x.shape
-            k = layer.k
-            win = x[:, :, :h // k * k, :w // k * k].reshape(n, c, h // k, k, w // k, k)
-            win = np.sort(win.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // k, w // k, k * k), axis=-1)
-            gaps = (win[..., -1] - win[..., -2])[win[..., -1] != 0]
-            margin = min(margin, gaps.min(initial=np.inf))
-        x = layer.forward(x, training=True)
-    return margin
-
-
-def small_cnn():
-    """Every layer type in one network. The conv before BatchNorm has no bias: BatchNorm
-    subtracts the per-channel mean, so that bias's true gradient is exactly 0 and a
-    relative error of two rounding noises would be meaningless."""
-    layers = [Conv2D(1, 3, 3, padding=1, dtype=F64, rng=1), ReLU(), MaxPool2D(2),
-              Conv2D(3, 4, 3, stride=2, padding=1, bias=False, dtype=F64, rng=2), BatchNorm(4, dtype=F64), LeakyReLU(0.1),
-              Flatten(), Dense(16, 6, dtype=F64, rng=3), ReLU(), Dense(6, 3, dtype=F64, rng=4)]
-    return Sequential(layers, (1, 8, 8), class_names=["a", "b", "c"])
-
-
 def test_small_cnn_end_to_end(kernels):
     """The chain rule across layers: loss gradient w.r.t. every parameter and the input of a small CNN."""
     model = small_cnn()
@@ -174,7 +135,7 @@ def test_small_cnn_end_to_end(kernels):
         if "b" in layer.params:
             layer.params["b"] = np.random.default_rng(5).standard_normal(layer.params["b"].shape) * 0.1
     x = np.random.default_rng(14).standard_normal((3, 1, 8, 8))
-    assert _smoothness_margin(model, x) > 1e-4, "pick another seed: the check point is near a kink or tie"
+    assert smoothness_margin(model, x) > 1e-4, "pick another seed: the check point is near a kink or tie"
     results = check_model(model, x, np.array([0, 2, 1]))
     assert_all_pass(results)
     assert max(r.rel_error for r in results) < NETWORK_TOLERANCE
@@ -198,6 +159,19 @@ def test_gradcheck_refuses_float32():
 
 def test_stated_tolerances():
     assert LAYER_TOLERANCE == 1e-6 and NETWORK_TOLERANCE == 1e-5
+
+
+def test_smoothness_margin_sees_leaky_relu_kinks_and_ties_in_strided_windows():
+    """A LeakyReLU input at 0 is a kink; a tie in any pooling window (overlapping ones too) is a tie."""
+    model = Sequential([LeakyReLU(0.1), MaxPool2D(3, 2), Flatten(), Dense(4, 2, dtype=F64, rng=0)], (1, 5, 5))
+    x = distinct_values((1, 1, 5, 5), 0)                       # all in [-1, -0.76], 0.01 apart
+    assert smoothness_margin(model, x) > 0.0009                 # at least 0.01 apart, times the 0.1 slope
+    kink = x.copy()
+    kink[0, 0, 0, 0] = 0.0
+    assert smoothness_margin(model, kink) == 0
+    tie = x.copy()
+    tie[0, 0, 3, 3] = tie[0, 0, 4, 4] = 5.0                     # only in the window at rows/cols 2-4
+    assert smoothness_margin(model, tie) == 0
 
 
 def test_conv_relu_pool_fused_layer(kernels):
