@@ -26,6 +26,7 @@ far a whole network's check point is from the nearest kink or tie, and
 ``experiments/gradcheck.py`` both use them.
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -162,9 +163,15 @@ def check_layer(layer, x, training=True, h=1e-6, seed=0, tolerance=LAYER_TOLERAN
 
     Returns a list of :class:`CheckResult`, one for the input ``x`` and one per
     parameter. Also verifies that ``backward`` leaves its argument unchanged.
+    The layer's buffers (BatchNorm's running statistics, which every
+    training-mode forward updates) are restored afterwards.
     """
     _require_float64(x, *layer.params.values())
-    x = x.copy()
+    with _buffers_kept(layer.named_arrays(("buffers",))):
+        return _check_layer(layer, x.copy(), training, h, seed, tolerance)
+
+
+def _check_layer(layer, x, training, h, seed, tolerance):
     rng = np.random.default_rng(seed)
     g = rng.standard_normal(layer.forward(x, training=training).shape)
 
@@ -192,12 +199,34 @@ def check_model(model, x, labels, h=1e-6, tolerance=NETWORK_TOLERANCE):
     """Check a whole network end to end: softmax cross-entropy loss against every parameter and the input.
 
     model: a float64 :class:`~nncore.sequential.Sequential`; x: prepared input (N, ...) float64;
-    labels: (N,) integers. Returns a list of :class:`CheckResult`.
+    labels: (N,) integers. Returns a list of :class:`CheckResult`. The model's
+    input-gradient setting (:meth:`~nncore.sequential.Sequential.set_input_grad`)
+    and its buffers (BatchNorm's running statistics) are as they were afterwards.
     """
     _require_float64(x)
-    loss_fn = SoftmaxCrossEntropy()
-    x = x.copy()
+    was = model.input_grad
     model.set_input_grad(True)
+    try:
+        with _buffers_kept(model.named_arrays(("buffers",))):
+            return _check_model(model, x.copy(), labels, h, tolerance)
+    finally:
+        model.set_input_grad(was)
+
+
+@contextmanager
+def _buffers_kept(refs):
+    """Put back the arrays of ``refs`` (ArrayRef records) after the block, as they were before it."""
+    refs = list(refs)
+    saved = [ref.value.copy() for ref in refs]
+    try:
+        yield
+    finally:
+        for ref, value in zip(refs, saved):
+            ref.set(value)
+
+
+def _check_model(model, x, labels, h, tolerance):
+    loss_fn = SoftmaxCrossEntropy()
 
     def f():
         return float(loss_fn.forward(model.forward(x, training=True), labels))
@@ -210,7 +239,6 @@ def check_model(model, x, labels, h=1e-6, tolerance=NETWORK_TOLERANCE):
     for i, layer, name, grad in analytic:
         num = numerical_gradient(f, layer.params[name], h)
         results.append(CheckResult(f"{i}:{type(layer).__name__}", name, grad.shape, rel_error(grad, num), tolerance))
-    model.set_input_grad(False)
     return results
 
 
