@@ -26,7 +26,9 @@ header claiming 2**40 floats) is refused in milliseconds with one
 :class:`~nncore.errors.CorruptInputError` line (exit code 4 in the scripts).
 In order:
 
-1. the zip's central directory: at most :data:`MAX_MEMBERS` entries, no name
+1. the zip's central directory: its size as the end record declares it (read
+   from the file's last 64 KiB, before zipfile parses the directory) at most
+   :data:`MAX_DIRECTORY_BYTES`; then at most :data:`MAX_MEMBERS` entries, no name
    twice, and each entry that will be read is stored or deflated (what
    numpy writes; bzip2 and lzma members, whose decompressors cannot be
    bounded, and encrypted members are refused);
@@ -80,8 +82,9 @@ FORMAT = "nncore-weights"
 VERSION = 1
 HEADER_KEY = "__nncore__"
 
-#: Most zip entries a weights file may have.
+#: Most zip entries a weights file may have, and most bytes their central directory may take.
 MAX_MEMBERS = 10_000
+MAX_DIRECTORY_BYTES = 2 * 2**20
 #: Most bytes of the JSON header's array data (4 bytes per character: about a million characters).
 MAX_HEADER_BYTES = 4 * 2**20
 #: Most layers an architecture may have.
@@ -199,14 +202,45 @@ def _open(path):
         raise UsageError(f"{path} is a folder; give the path of a .npz weights file")
     try:
         with open(path, "rb") as f:
-            single_npy = f.read(6) == b"\x93NUMPY"
-        archive = None if single_npy else zipfile.ZipFile(path)
+            if f.read(6) == b"\x93NUMPY":
+                raise CorruptInputError(f"{path} is a single .npy array, not an nncore weights file")
+            directory = _declared_directory_size(f)
+        if directory > MAX_DIRECTORY_BYTES:
+            raise CorruptInputError(f"{path} declares a zip directory of {directory:,} bytes, more than the "
+                                    f"{MAX_DIRECTORY_BYTES:,} of a weights file; refusing it")
+        archive = zipfile.ZipFile(path)
+    except NncoreError:
+        raise
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
         raise CorruptInputError(f"{path} is not an nncore weights file (not a readable .npz: {_one_line(exc)})") from None
-    if archive is None:
-        raise CorruptInputError(f"{path} is a single .npy array, not an nncore weights file")
     with archive:
         yield archive
+
+
+def _declared_directory_size(f):
+    """The central directory's size as the zip's end record (or its zip64 record) declares it; 0 where
+    there is no end record (zipfile then says what is wrong).
+
+    Finds the record as zipfile does (the last 22 bytes, else the last signature in
+    the final 64 KiB) so that both read the same one: zipfile parses exactly this
+    many bytes of directory into ZipInfo objects (about 600 bytes of memory for each
+    46 bytes of file) before any check of ours could run.
+    """
+    f.seek(0, os.SEEK_END)
+    size = f.tell()
+    f.seek(max(0, size - 22 - 2**16))
+    tail = f.read()
+    at = len(tail) - 22 if tail[-22:-18] == b"PK\x05\x06" and tail[-2:] == b"\0\0" else tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < 22:
+        return 0
+    declared = struct.unpack_from("<I", tail, at + 12)[0]
+    z64 = size - (len(tail) - at) - 20 - 56         # zip64 end record, then its locator, then the end record
+    if z64 >= 0:
+        f.seek(z64)
+        record = f.read(56 + 20)
+        if record[56:60] == b"PK\x06\x07" and record[:4] == b"PK\x06\x06":
+            declared = struct.unpack_from("<Q", record, 40)[0]
+    return declared
 
 
 def _members(archive, path):

@@ -77,8 +77,13 @@ def write_zip(path, members):
                                        0xFFFFFFFF) + name + extra)
         start = f.tell()
         f.write(b"".join(central))
-        f.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members),
-                            f.tell() - start, start, 0))
+        size, n = f.tell() - start, len(members)
+        if n > 0xFFFF:  # zip64 end record and its locator; the end record then says "see zip64"
+            end64 = f.tell()
+            f.write(struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, n, n, size, start))
+            f.write(struct.pack("<IIQI", 0x07064B50, 0, end64, 1))
+            n, size, start = 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF
+        f.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, n, n, size, start, 0))
 
 
 def members_of(npz_path):

@@ -242,6 +242,13 @@ def test_unboundable_compression_and_encryption_are_refused(tmp_path, ref_member
     refused_cheaply(tmp_path / "z.npz", words)
 
 
+def test_a_huge_zip_directory_is_refused_before_zipfile_parses_it(tmp_path, ref_members):
+    """150,000 empty entries (a 21 MB file, zip64 end record): zipfile would spend seconds and ~80 MB
+    on their ZipInfo objects; the end record's declared directory size refuses the file first."""
+    write_zip(tmp_path / "many.npz", ref_members + [member(f"x{i}.npy", b"") for i in range(150_000)])
+    refused_cheaply(tmp_path / "many.npz", "declares a zip directory of 12,6..,... bytes, more than the 2,097,152")
+
+
 def test_the_same_array_twice_is_refused(tmp_path, ref_members):
     twice = ref_members + [member("layers.0.W", npy_bytes(np.zeros((32, 1, 3, 3), np.float32)))]
     write_zip(tmp_path / "t.npz", twice)
