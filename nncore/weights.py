@@ -362,7 +362,7 @@ def _header_text(archive, members, path):
 def _parse_header(text, path):
     try:
         header = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # JSONDecodeError, an integer of over 4300 digits, deep nesting
         raise CorruptInputError(f"{path} has a damaged header; re-download or re-train it") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CorruptInputError(f"{path} is not an nncore weights file")
@@ -433,8 +433,9 @@ def _check_header_fields(header, path):
             raise CorruptInputError(f"{path}: the header's {field!r} is missing or of the wrong type")
     scaling = header["input_scaling"] or {"mean": 0.0, "std": 1.0}
     mean, std = scaling.get("mean"), scaling.get("std")
-    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (mean, std)) or std <= 0:
-        raise CorruptInputError(f"{path}: the header's input scaling {scaling!r} is invalid")
+    if not (all(isinstance(v, (int, float)) and abs(v) <= 1e6 for v in (mean, std)) and std >= 1e-6):
+        raise CorruptInputError(f"{path}: the header's input scaling {_one_line(scaling)} is invalid (pixels in [0, 1] "
+                                "take a mean and a std within 1e6, the std at least 1e-6)")
     if header.get("dtype", "float32") not in ("float32", "float64"):
         raise CorruptInputError(f"{path}: the header's dtype {header.get('dtype')!r} is not float32 or float64")
 

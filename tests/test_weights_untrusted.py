@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -421,6 +422,42 @@ def test_any_damaged_bytes_load_or_are_refused_in_one_line(tmp_path, compressed,
         nncore.load_model(path)
     except CorruptInputError as exc:
         assert str(exc) and "\n" not in str(exc)
+
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=5),
+                           lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=3),
+                           max_leaves=6)
+HEADER_PATHS = st.sampled_from([
+    ("format",), ("version",), ("architecture",), ("input_shape",), ("class_names",), ("symbols",), ("input_scaling",),
+    ("dtype",), ("architecture", 0), ("architecture", 0, "type"), ("architecture", 0, "in_channels"),
+    ("architecture", 0, "kernel_size"), ("architecture", 0, "padding"), ("architecture", 0, "stride"),
+    ("architecture", 1, "type"), ("architecture", 2, "in_features"), ("architecture", 2, "out_features"),
+    ("input_shape", 0), ("input_scaling", "mean"), ("input_scaling", "std"), ("class_names", 0)])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(HEADER_PATHS, JSON_VALUES), min_size=1, max_size=3))
+def test_any_edited_json_header_loads_a_working_model_or_is_refused_in_one_line(tiny_members, changes):
+    """Any value in any field of the header: a model that predicts finite probabilities, or one
+    CorruptInputError line; never a traceback, a NaN or a warning."""
+    header = header_dict(tiny_members)
+    for path, value in changes:
+        target = header
+        with contextlib.suppress(KeyError, IndexError, TypeError):
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = value
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path = os.path.join(tmp, "w.npz")
+        write_zip(path, with_header(tiny_members, header))
+        try:
+            model = nncore.load_model(path)
+        except CorruptInputError as exc:
+            assert str(exc) and "\n" not in str(exc)
+            return
+        if model.input_shape == (1, 4, 4):
+            assert np.isfinite(model.predict_proba(np.full((2, 4, 4), 200, np.uint8))).all()
 
 
 # -- the scripts ---------------------------------------------------------------------------------------------
