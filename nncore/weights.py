@@ -35,9 +35,11 @@ In order:
 2. the ``__nncore__`` header: its zip entry declares at most
    :data:`MAX_HEADER_BYTES` (about a million characters of JSON), its
    ``.npy`` header says a unicode scalar, then the JSON: format name,
-   version, the fields' types, at most :data:`MAX_LAYERS` layers, and
-   parameters and buffers (counted from the layers' configs, before any layer
-   is built) of at most :data:`MAX_SCALARS` numbers;
+   version, the fields' types, a float32/float64 dtype, an input scaling
+   whose mean and std lie within 1e6 (the std at least 1e-6), at most
+   :data:`MAX_LAYERS` layers, and parameters and buffers (counted from the
+   layers' configs, before any layer is built) of at most
+   :data:`MAX_SCALARS` numbers;
 3. the layers are built; the file must hold exactly the ``layers.`` arrays
    the architecture has (names only, nothing read yet);
 4. each array's ``.npy`` header (read alone from the member stream, at most
@@ -54,6 +56,9 @@ In order:
    the zip's CRC-32 checked; then the values must be finite.
 
 Nothing is ever unpickled (object arrays are refused from their header).
+Members other than the header, ``layers.`` and ``extra.`` arrays are never
+read. Stored and deflated reads are bounded by the sizes checked above, so
+no member can inflate past what its header was allowed to declare.
 Files written by :func:`save_model` always fit these limits: it refuses,
 with a UsageError, a model or metadata too large to load back.
 """
