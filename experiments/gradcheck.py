@@ -11,25 +11,20 @@ import time
 import numpy as np
 
 from nncore import gradcheck
-from nncore.backend import set_cpu_kernels
+from nncore.kernels import set_cpu_kernels
 from nncore.cli import ArgumentParser, positive_float, run_cli
+from nncore.gradcheck import away_from_zero, distinct_values
 from nncore.layers import (AvgPool2D, BatchNorm, Conv2D, ConvReLUPool, Dense, Dropout, Flatten, LeakyReLU,
                            MaxPool2D, ReLU)
-from nncore.sequential import Sequential
 
 F64 = np.float64
 
 
-def _away_from_zero(rng, shape):
-    return rng.choice([-1.0, 1.0], size=shape) * (0.1 + rng.random(shape))
-
-
-def _distinct(rng, shape):
-    return (rng.permutation(int(np.prod(shape))) * 0.01 - 1.0).reshape(shape)
-
-
 def layer_cases(rng):
-    """(label, layer, input, training) for every layer type."""
+    """(label, layer, input, training) for every layer type (inputs from ``rng``, in this order).
+
+    ReLU inputs stay away from the kink and max-pool inputs have no ties (see nncore.gradcheck).
+    """
     drop = Dropout(0.5, rng=0)
     drop.fixed_mask = (rng.random((4, 6)) >= 0.5) * 2.0
     bn2 = BatchNorm(5, dtype=F64)
@@ -40,24 +35,17 @@ def layer_cases(rng):
         ("Conv2D 5x5 s1 'same'", Conv2D(2, 2, 5, padding="same", dtype=F64, rng=2), rng.standard_normal((1, 2, 6, 5)), True),
         ("ConvReLUPool 3x3 p1, pool 2", ConvReLUPool(2, 3, 3, padding=1, dtype=F64, rng=0),
          np.random.default_rng(16).standard_normal((2, 2, 6, 6)), True),
-        ("MaxPool2D 2 s2", MaxPool2D(2), _distinct(rng, (2, 3, 6, 6)), True),
-        ("MaxPool2D 3 s2", MaxPool2D(3, 2), _distinct(rng, (2, 2, 7, 7)), True),
+        ("MaxPool2D 2 s2", MaxPool2D(2), distinct_values((2, 3, 6, 6), rng), True),
+        ("MaxPool2D 3 s2", MaxPool2D(3, 2), distinct_values((2, 2, 7, 7), rng), True),
         ("AvgPool2D 2 s2", AvgPool2D(2), rng.standard_normal((2, 3, 6, 6)), True),
         ("Dense 7->5", Dense(7, 5, dtype=F64, rng=3), rng.standard_normal((4, 7)), True),
-        ("ReLU", ReLU(), _away_from_zero(rng, (3, 8)), True),
-        ("LeakyReLU 0.1", LeakyReLU(0.1), _away_from_zero(rng, (3, 8)), True),
+        ("ReLU", ReLU(), away_from_zero((3, 8), rng), True),
+        ("LeakyReLU 0.1", LeakyReLU(0.1), away_from_zero((3, 8), rng), True),
         ("Flatten", Flatten(), rng.standard_normal((2, 3, 2, 2)), True),
         ("Dropout 0.5 (fixed mask)", drop, rng.standard_normal((4, 6)), True),
         ("BatchNorm dense (train)", bn2, rng.standard_normal((6, 5)), True),
         ("BatchNorm conv (train)", bn4, rng.standard_normal((3, 3, 4, 4)), True),
     ]
-
-
-def small_cnn():
-    layers = [Conv2D(1, 3, 3, padding=1, dtype=F64, rng=1), ReLU(), MaxPool2D(2),
-              Conv2D(3, 4, 3, stride=2, padding=1, bias=False, dtype=F64, rng=2), BatchNorm(4, dtype=F64),
-              LeakyReLU(0.1), Flatten(), Dense(16, 6, dtype=F64, rng=3), ReLU(), Dense(6, 3, dtype=F64, rng=4)]
-    return Sequential(layers, (1, 8, 8), class_names=["a", "b", "c"])
 
 
 def main(argv):
@@ -76,7 +64,7 @@ def main(argv):
     print(f"Single layers, float64, central differences h={args.h:g}, "
           f"tolerance {gradcheck.LAYER_TOLERANCE:g} ({args.kernels} kernels)\n")
     print(gradcheck.format_table(results))
-    net = gradcheck.check_model(small_cnn(), rng.standard_normal((3, 1, 8, 8)), np.array([0, 2, 1]), h=args.h)
+    net = gradcheck.check_model(gradcheck.small_cnn(), rng.standard_normal((3, 1, 8, 8)), np.array([0, 2, 1]), h=args.h)
     print(f"\nWhole network (small CNN, softmax cross-entropy), tolerance {gradcheck.NETWORK_TOLERANCE:g}\n")
     print(gradcheck.format_table(net))
     failed = sum(not r.passed for r in results + net)

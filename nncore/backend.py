@@ -28,17 +28,6 @@ GPU_INSTALL_HINT = 'pip install -e ".[gpu]"  (CuPy for CUDA 12)'
 _state = {"cupy": None}
 
 
-def __getattr__(name):
-    """``backend.set_cpu_kernels`` and ``backend.cpu_kernels_name``: the old spellings of
-    :func:`nncore.kernels.set_cpu_kernels` and :func:`nncore.kernels.cpu_kernels_name`, kept
-    while nncore/cli.py and experiments/gradcheck.py still use them. New code imports them
-    from :mod:`nncore.kernels`."""
-    if name in ("set_cpu_kernels", "cpu_kernels_name"):
-        from . import kernels
-        return getattr(kernels, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def import_cupy():
     """Import CuPy and check that a CUDA device answers; raise DeviceError otherwise.
 

@@ -18,15 +18,23 @@ In float64, with h = 1e-6, a correct layer gives errors around 1e-9 to 1e-11;
 a wrong one gives errors near 1. Checks need float64 (float32 rounding would
 swamp the O(h^2) term) and smooth points: an input at a ReLU kink or a tie in
 a max-pool window makes the function non-differentiable there, and the check
-fails for a reason that has nothing to do with the code.
+fails for a reason that has nothing to do with the code. The helpers below
+make such points: :func:`away_from_zero` for (leaky) ReLUs,
+:func:`distinct_values` for pooling, :func:`smoothness_margin` to measure how
+far a whole network's check point is from the nearest kink or tie, and
+:func:`small_cnn`, a network of the common layer types. The tests and
+``experiments/gradcheck.py`` both use them.
 """
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import UsageError
+from .layers import BatchNorm, Conv2D, Dense, Flatten, LeakyReLU, MaxPool2D, ReLU
 from .losses import SoftmaxCrossEntropy
+from .sequential import Sequential
 
 #: Largest relative error accepted for a single layer in float64.
 LAYER_TOLERANCE = 1e-6
@@ -48,6 +56,75 @@ class CheckResult:
     def passed(self):
         return self.rel_error < self.tolerance
 
+
+# -- smooth check points ---------------------------------------------------------------------------------
+
+def away_from_zero(shape, seed, margin=0.1):
+    """Random values with ``|x| >= margin``: no input sits near a ReLU kink.
+
+    ``seed``: an int, or a NumPy Generator to draw from (values then depend on
+    what was drawn before).
+    """
+    rng = np.random.default_rng(seed)
+    return rng.choice([-1.0, 1.0], size=shape) * (margin + rng.random(shape))
+
+
+def distinct_values(shape, seed, gap=0.01):
+    """A shuffled ramp: all values differ by at least ``gap``, so pooling has no ties.
+
+    A perturbation of size h < gap/2 can then never change which input of a
+    window is the maximum. ``seed``: an int or a NumPy Generator.
+    """
+    rng = np.random.default_rng(seed)
+    return (rng.permutation(int(np.prod(shape))) * gap - 1.0).reshape(shape)
+
+
+def _pool_gaps(x, layer):
+    """Gap between the two largest values of every max-pool window (windows whose maximum is an exact
+    0 coming out of a ReLU are left out: all their inputs are clamped, so the gradient through them is 0)."""
+    k, s = layer.k, layer.stride
+    windows = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::s, ::s]
+    top = np.sort(windows.reshape(*windows.shape[:4], k * k), axis=-1)
+    return (top[..., -1] - top[..., -2])[top[..., -1] != 0]
+
+
+def smoothness_margin(model, x):
+    """How far the check point ``x`` is from the nearest kink or tie of ``model`` (training mode).
+
+    The smallest distance of any ReLU or LeakyReLU input from 0 and of the two
+    largest values of any MaxPool2D window; a gradient check with step h needs
+    a margin well above h. Other layers are taken as smooth (check a fused
+    ConvReLUPool on its own, as the tests do).
+    """
+    margin = np.inf
+    for layer in model.layers:
+        if isinstance(layer, (ReLU, LeakyReLU)):
+            margin = min(margin, float(np.abs(x).min()))
+        if isinstance(layer, MaxPool2D):
+            margin = min(margin, float(_pool_gaps(x, layer).min(initial=np.inf)))
+        x = layer.forward(x, training=True)
+    return margin
+
+
+def small_cnn():
+    """A small float64 CNN for end-to-end checks: input (1, 8, 8), 3 classes.
+
+    Conv2D (with and without bias, stride 1 and 2), ReLU, MaxPool2D,
+    BatchNorm, LeakyReLU, Flatten and Dense: the layers of a typical unfused
+    network, so the check covers the chain rule between all of them.
+
+    The conv before BatchNorm has no bias: BatchNorm subtracts the per-channel
+    mean, so that bias's true gradient is exactly 0 and a relative error of
+    two rounding noises would be meaningless.
+    """
+    f64 = np.float64
+    layers = [Conv2D(1, 3, 3, padding=1, dtype=f64, rng=1), ReLU(), MaxPool2D(2),
+              Conv2D(3, 4, 3, stride=2, padding=1, bias=False, dtype=f64, rng=2), BatchNorm(4, dtype=f64),
+              LeakyReLU(0.1), Flatten(), Dense(16, 6, dtype=f64, rng=3), ReLU(), Dense(6, 3, dtype=f64, rng=4)]
+    return Sequential(layers, (1, 8, 8), class_names=["a", "b", "c"])
+
+
+# -- checks ------------------------------------------------------------------------------------------------
 
 def rel_error(analytic, numeric):
     """||a - n|| / max(||a|| + ||n||, 1e-300)."""
@@ -86,9 +163,15 @@ def check_layer(layer, x, training=True, h=1e-6, seed=0, tolerance=LAYER_TOLERAN
 
     Returns a list of :class:`CheckResult`, one for the input ``x`` and one per
     parameter. Also verifies that ``backward`` leaves its argument unchanged.
+    The layer's buffers (BatchNorm's running statistics, which every
+    training-mode forward updates) are restored afterwards.
     """
     _require_float64(x, *layer.params.values())
-    x = x.copy()
+    with _buffers_kept(layer.named_arrays(("buffers",))):
+        return _check_layer(layer, x.copy(), training, h, seed, tolerance)
+
+
+def _check_layer(layer, x, training, h, seed, tolerance):
     rng = np.random.default_rng(seed)
     g = rng.standard_normal(layer.forward(x, training=training).shape)
 
@@ -116,12 +199,34 @@ def check_model(model, x, labels, h=1e-6, tolerance=NETWORK_TOLERANCE):
     """Check a whole network end to end: softmax cross-entropy loss against every parameter and the input.
 
     model: a float64 :class:`~nncore.sequential.Sequential`; x: prepared input (N, ...) float64;
-    labels: (N,) integers. Returns a list of :class:`CheckResult`.
+    labels: (N,) integers. Returns a list of :class:`CheckResult`. The model's
+    input-gradient setting (:meth:`~nncore.sequential.Sequential.set_input_grad`)
+    and its buffers (BatchNorm's running statistics) are as they were afterwards.
     """
     _require_float64(x)
-    loss_fn = SoftmaxCrossEntropy()
-    x = x.copy()
+    was = model.input_grad
     model.set_input_grad(True)
+    try:
+        with _buffers_kept(model.named_arrays(("buffers",))):
+            return _check_model(model, x.copy(), labels, h, tolerance)
+    finally:
+        model.set_input_grad(was)
+
+
+@contextmanager
+def _buffers_kept(refs):
+    """Put back the arrays of ``refs`` (ArrayRef records) after the block, as they were before it."""
+    refs = list(refs)
+    saved = [ref.value.copy() for ref in refs]
+    try:
+        yield
+    finally:
+        for ref, value in zip(refs, saved):
+            ref.set(value)
+
+
+def _check_model(model, x, labels, h, tolerance):
+    loss_fn = SoftmaxCrossEntropy()
 
     def f():
         return float(loss_fn.forward(model.forward(x, training=True), labels))
@@ -134,7 +239,6 @@ def check_model(model, x, labels, h=1e-6, tolerance=NETWORK_TOLERANCE):
     for i, layer, name, grad in analytic:
         num = numerical_gradient(f, layer.params[name], h)
         results.append(CheckResult(f"{i}:{type(layer).__name__}", name, grad.shape, rel_error(grad, num), tolerance))
-    model.set_input_grad(False)
     return results
 
 

@@ -63,6 +63,11 @@ class Sequential:
             layer.needs_input_grad = bool(needed) or i > 0
         return self
 
+    @property
+    def input_grad(self):
+        """True when ``backward`` returns the gradient with respect to the input (see :meth:`set_input_grad`)."""
+        return all(layer.needs_input_grad for layer in self.layers)
+
     def num_params(self):
         return sum(layer.num_params() for layer in self.layers)
 

@@ -12,6 +12,9 @@ h = 1e-6 the central difference is accurate to about h**2 plus rounding
 Inputs are chosen where the function is smooth: ReLU inputs stay at least
 0.1 away from the kink at 0, and max-pool inputs have distinct values 0.01
 apart, so no perturbation of size h can change which input is the maximum.
+These helpers (``away_from_zero``, ``distinct_values``, ``smoothness_margin``,
+``small_cnn``) live in :mod:`nncore.gradcheck`, shared with
+``experiments/gradcheck.py``.
 """
 
 import numpy as np
@@ -19,7 +22,9 @@ import pytest
 
 from nncore import gradcheck
 from nncore.kernels import set_cpu_kernels
-from nncore.gradcheck import LAYER_TOLERANCE, NETWORK_TOLERANCE, check_layer, check_model
+from nncore.errors import UsageError
+from nncore.gradcheck import (LAYER_TOLERANCE, NETWORK_TOLERANCE, away_from_zero, check_layer, check_model,
+                              distinct_values, small_cnn, smoothness_margin)
 from nncore.layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, LeakyReLU, MaxPool2D,
                            ReLU)
 from nncore.sequential import Sequential
@@ -35,18 +40,6 @@ def kernels(request):
     set_cpu_kernels("numba")
 
 
-def away_from_zero(shape, seed, margin=0.1):
-    """Random values with |x| >= margin: no input sits near a ReLU kink."""
-    rng = np.random.default_rng(seed)
-    return rng.choice([-1.0, 1.0], size=shape) * (margin + rng.random(shape))
-
-
-def distinct_values(shape, seed, gap=0.01):
-    """A shuffled ramp: all values differ by at least ``gap``, so pooling has no ties."""
-    rng = np.random.default_rng(seed)
-    return (rng.permutation(int(np.prod(shape))) * gap - 1.0).reshape(shape)
-
-
 def path_of(layer):
     """The algorithm a conv layer's last training forward pass took, read from the kernels' ctx type
     (opaque to the layer; the tests look inside to know which path they checked)."""
@@ -55,6 +48,8 @@ def path_of(layer):
 
 
 def assert_all_pass(results):
+    """Every row passes, and there is at least one (an empty check would pass vacuously)."""
+    assert results, "the check compared nothing"
     table = gradcheck.format_table(results)
     assert all(r.passed for r in results), "\n" + table
 
@@ -130,48 +125,21 @@ def test_batchnorm_training_mode(kernels, shape):
 
 
 def test_batchnorm_inference_mode():
+    """Evaluation mode normalises with the running statistics (as they were) and leaves them unchanged."""
     layer = BatchNorm(3, dtype=F64)
     rng = np.random.default_rng(13)
-    layer.buffers["running_mean"] = rng.standard_normal(3)
-    layer.buffers["running_var"] = rng.uniform(0.5, 2, 3)
+    mean, var = rng.standard_normal(3), rng.uniform(0.5, 2, 3)
+    layer.buffers["running_mean"], layer.buffers["running_var"] = mean.copy(), var.copy()
     layer.params["gamma"] = rng.uniform(0.5, 1.5, 3)
+    layer.params["beta"] = rng.standard_normal(3)
     x = rng.standard_normal((4, 3, 2, 2))
-    layer.forward(x, training=False)
     out = layer.forward(x, training=False)
-    expected = (x - layer.buffers["running_mean"].reshape(1, 3, 1, 1)) / np.sqrt(
-        layer.buffers["running_var"].reshape(1, 3, 1, 1) + layer.eps) * layer.params["gamma"].reshape(1, 3, 1, 1)
+    c = (1, 3, 1, 1)
+    expected = ((x - mean.reshape(c)) / np.sqrt(var.reshape(c) + layer.eps) * layer.params["gamma"].reshape(c)
+                + layer.params["beta"].reshape(c))
     np.testing.assert_allclose(out, expected)
-
-
-def _smoothness_margin(model, x):
-    """Smallest distance of any ReLU input from 0 and of any max-pool window's top two values.
-
-    A window whose maximum is an exact 0 coming out of a ReLU is skipped: all of
-    its inputs are clamped, so whichever wins, the gradient through it is 0.
-    """
-    margin = np.inf
-    for layer in model.layers:
-        if isinstance(layer, ReLU):
-            margin = min(margin, np.abs(x).min())
-        if isinstance(layer, MaxPool2D):
-            n, c, h, w = x.shape
-            k = layer.k
-            win = x[:, :, :h // k * k, :w // k * k].reshape(n, c, h // k, k, w // k, k)
-            win = np.sort(win.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // k, w // k, k * k), axis=-1)
-            gaps = (win[..., -1] - win[..., -2])[win[..., -1] != 0]
-            margin = min(margin, gaps.min(initial=np.inf))
-        x = layer.forward(x, training=True)
-    return margin
-
-
-def small_cnn():
-    """Every layer type in one network. The conv before BatchNorm has no bias: BatchNorm
-    subtracts the per-channel mean, so that bias's true gradient is exactly 0 and a
-    relative error of two rounding noises would be meaningless."""
-    layers = [Conv2D(1, 3, 3, padding=1, dtype=F64, rng=1), ReLU(), MaxPool2D(2),
-              Conv2D(3, 4, 3, stride=2, padding=1, bias=False, dtype=F64, rng=2), BatchNorm(4, dtype=F64), LeakyReLU(0.1),
-              Flatten(), Dense(16, 6, dtype=F64, rng=3), ReLU(), Dense(6, 3, dtype=F64, rng=4)]
-    return Sequential(layers, (1, 8, 8), class_names=["a", "b", "c"])
+    np.testing.assert_array_equal(layer.buffers["running_mean"], mean)
+    np.testing.assert_array_equal(layer.buffers["running_var"], var)
 
 
 def test_small_cnn_end_to_end(kernels):
@@ -181,10 +149,11 @@ def test_small_cnn_end_to_end(kernels):
         if "b" in layer.params:
             layer.params["b"] = np.random.default_rng(5).standard_normal(layer.params["b"].shape) * 0.1
     x = np.random.default_rng(14).standard_normal((3, 1, 8, 8))
-    assert _smoothness_margin(model, x) > 1e-4, "pick another seed: the check point is near a kink or tie"
+    assert smoothness_margin(model, x) > 1e-4, "pick another seed: the check point is near a kink or tie"
     results = check_model(model, x, np.array([0, 2, 1]))
     assert_all_pass(results)
-    assert max(r.rel_error for r in results) < NETWORK_TOLERANCE
+    assert [(r.layer, r.array) for r in results] == [("model", "x")] + [  # the input and every parameter
+        (f"{i}:{type(layer).__name__}", name) for i, layer in enumerate(model.layers) for name in layer.params]
 
 
 def test_gradcheck_catches_a_wrong_backward():
@@ -198,13 +167,96 @@ def test_gradcheck_catches_a_wrong_backward():
 
 
 def test_gradcheck_refuses_float32():
-    from nncore.errors import UsageError
     with pytest.raises(UsageError, match="float64"):
         check_layer(Dense(3, 2, rng=0), np.zeros((2, 3), np.float32))
 
 
-def test_stated_tolerances():
-    assert LAYER_TOLERANCE == 1e-6 and NETWORK_TOLERANCE == 1e-5
+class SlightlyWrongDense(Dense):
+    """dW off by one part in 10**4: invisible in training, a bug all the same."""
+
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.grads["W"] = self.grads["W"] * (1 + 1e-4)
+        return dx
+
+
+class SlightlyWrongLeakyReLU(LeakyReLU):
+    """The negative slope's gradient off by 0.1%."""
+
+    def backward(self, dout):
+        return np.where(self.positive, dout, dout * (self.alpha * 1.001))
+
+
+@pytest.mark.parametrize("cls", [Dense, SlightlyWrongDense])
+def test_layer_tolerance_separates_right_from_subtly_wrong(cls):
+    """A correct backward lands 100x below LAYER_TOLERANCE (rounding cannot fail it), a backward
+    off by 1e-4 lands above it (the tolerance is tight enough to catch it)."""
+    layer = cls(7, 5, dtype=F64, rng=0)
+    layer.params["b"] = np.random.default_rng(1).standard_normal(5)
+    errors = {r.array: r.rel_error for r in check_layer(layer, np.random.default_rng(6).standard_normal((4, 7)))}
+    assert max(errors["x"], errors["b"]) < LAYER_TOLERANCE / 100
+    if cls is Dense:
+        assert errors["W"] < LAYER_TOLERANCE / 100
+    else:
+        assert errors["W"] > LAYER_TOLERANCE
+
+
+@pytest.mark.parametrize("wrong", [False, True])
+def test_network_tolerance_separates_right_from_subtly_wrong(wrong):
+    """The same for NETWORK_TOLERANCE: a LeakyReLU whose backward slope is off by 0.1% fails every
+    gradient upstream of it (the input and layers 0-4), and nothing downstream."""
+    model = small_cnn()
+    if wrong:
+        model.layers[5] = SlightlyWrongLeakyReLU(0.1)
+    x = np.random.default_rng(14).standard_normal((3, 1, 8, 8))
+    results = check_model(model, x, np.array([0, 2, 1]))
+    upstream = [r for r in results if r.layer == "model" or int(r.layer.split(":")[0]) < 5]
+    downstream = [r for r in results if r not in upstream]
+    assert upstream and downstream
+    assert max(r.rel_error for r in downstream) < NETWORK_TOLERANCE / 100
+    if wrong:
+        assert min(r.rel_error for r in upstream) > NETWORK_TOLERANCE
+    else:
+        assert max(r.rel_error for r in upstream) < NETWORK_TOLERANCE / 100
+
+
+@pytest.mark.parametrize("input_grad", [False, True])
+def test_check_model_leaves_the_model_as_it_found_it(input_grad):
+    """The caller's input-gradient setting and BatchNorm's running statistics survive the check
+    (which turns input gradients on and runs hundreds of training-mode forwards), even when it fails."""
+    model = small_cnn().set_input_grad(input_grad)
+    stats = {k: v.copy() for k, v in model.layers[4].buffers.items()}
+    x = np.random.default_rng(14).standard_normal((3, 1, 8, 8))
+    check_model(model, x, np.array([0, 2, 1]))
+    with pytest.raises(UsageError, match="labels"):
+        check_model(model, x, np.array([0, 2]))
+    for name, value in stats.items():
+        np.testing.assert_array_equal(model.layers[4].buffers[name], value)
+    assert model.input_grad is input_grad
+    logits = model.forward(x, training=True)
+    dx = model.backward(np.ones_like(logits))
+    assert (dx is not None) == input_grad
+
+
+def test_check_layer_keeps_batchnorm_running_statistics():
+    layer = BatchNorm(3, dtype=F64)
+    stats = {k: v.copy() for k, v in layer.buffers.items()}
+    assert_all_pass(check_layer(layer, np.random.default_rng(12).standard_normal((4, 3))))
+    for name, value in stats.items():
+        np.testing.assert_array_equal(layer.buffers[name], value)
+
+
+def test_smoothness_margin_sees_leaky_relu_kinks_and_ties_in_strided_windows():
+    """A LeakyReLU input at 0 is a kink; a tie in any pooling window (overlapping ones too) is a tie."""
+    model = Sequential([LeakyReLU(0.1), MaxPool2D(3, 2), Flatten(), Dense(4, 2, dtype=F64, rng=0)], (1, 5, 5))
+    x = distinct_values((1, 1, 5, 5), 0)                       # all in [-1, -0.76], 0.01 apart
+    assert smoothness_margin(model, x) > 0.0009                 # at least 0.01 apart, times the 0.1 slope
+    kink = x.copy()
+    kink[0, 0, 0, 0] = 0.0
+    assert smoothness_margin(model, kink) == 0
+    tie = x.copy()
+    tie[0, 0, 3, 3] = tie[0, 0, 4, 4] = 5.0                     # only in the window at rows/cols 2-4
+    assert smoothness_margin(model, tie) == 0
 
 
 def test_conv_relu_pool_fused_layer(kernels):
