@@ -38,6 +38,7 @@ machine (check ``uptime``); other processes distort every figure.
 """
 
 import argparse
+import functools
 import json
 import os
 import resource
@@ -50,11 +51,11 @@ import time
 import numpy as np
 
 from nncore import backend, kernels, threads
+from nncore.architectures import ref_cnn
 from nncore.cli import ArgumentParser, int_list, nonnegative_int, positive_int, run_cli
 from nncore.errors import UsageError
 from nncore.layers import Conv2D, ConvReLUPool, Dense
 from nncore.losses import SoftmaxCrossEntropy
-from nncore.architectures import ref_cnn
 from nncore.optim import SGD
 
 MNIST_TRAIN_IMAGES = 60000
@@ -188,9 +189,10 @@ def gpu_main(args):
             opt, loss = SGD(model, lr=LR, momentum=MOMENTUM), SoftmaxCrossEntropy()
             xg, yg = cp.asarray(x), cp.asarray(y)
             if kind == "train":
-                r = _gpu_rates(lambda: model.train_step(xg, yg, loss, opt), sync, b, args.warmup, args.steps)
+                step = functools.partial(model.train_step, xg, yg, loss, opt)
             else:
-                r = _gpu_rates(lambda: model.forward(xg, training=False), sync, b, args.warmup, args.steps)
+                step = functools.partial(model.forward, xg, training=False)
+            r = _gpu_rates(step, sync, b, args.warmup, args.steps)
             row = {"kind": kind, "batch": b, "nncore": r}
             if torch is not None:
                 dev = torch.device("cuda")
@@ -199,12 +201,12 @@ def gpu_main(args):
                 tl = torch.nn.CrossEntropyLoss()
                 tx, ty = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
 
-                def torch_train():
+                def torch_train(tm=tm, topt=topt, tl=tl, tx=tx, ty=ty):  # bind this iteration's objects
                     topt.zero_grad(set_to_none=True)
                     tl(tm(tx), ty).backward()
                     topt.step()
 
-                def torch_infer():
+                def torch_infer(tm=tm, tx=tx):
                     with torch.inference_mode():
                         tm(tx)
 
@@ -287,12 +289,12 @@ def gemm_shapes(model, batch):
     for layer in model.layers:
         shapes.append(layer.output_shape(shapes[-1]))
     out = []
-    for layer, s_in, s_out in zip(model.layers, shapes, shapes[1:]):
+    for layer, s_in, _s_out in zip(model.layers, shapes, shapes[1:]):
         path = conv_path(layer, (batch,) + tuple(s_in)) if isinstance(layer, Conv2D) else None
         if path == "direct":
             continue
         if path == "winograd":
-            from nncore.kernels import cpu as cpu_kernels   # not at the top: the start-up child times this import
+            from nncore.kernels import cpu as cpu_kernels  # not at the top: the start-up child times this import
             f, c = layer.params["W"].shape[:2]
             th, tw = cpu_kernels.winograd_tile_counts(s_in[1], s_in[2], 1)
             per = th * tw                                    # 6x6 input tiles per image
@@ -300,7 +302,8 @@ def gemm_shapes(model, batch):
             out.append((f"{layer!r} fwd  V @ U.T (36x)", (36, t, c), (36, f, c), False, True, _chunked(chunk, False)))
             out.append((f"{layer!r} dW   Z.T @ V (36x)", (36, t, f), (36, t, c), True, False, _chunked(chunk, True)))
             if layer.needs_input_grad:
-                out.append((f"{layer!r} dV   Z @ U (36x)", (36, t, f), (36, f, c), False, False, _chunked(chunk, False)))
+                out.append((f"{layer!r} dV   Z @ U (36x)", (36, t, f), (36, f, c), False, False,
+                            _chunked(chunk, False)))
             continue
         if isinstance(layer, Conv2D):
             f, c, kh, kw = layer.params["W"].shape
@@ -323,7 +326,7 @@ def conv_path(layer, x_shape):
     """The algorithm the CPU kernels in use take for a Conv2D or ConvReLUPool layer and an input of x_shape."""
     if kernels.cpu_kernels_name() != "numba":
         return "im2col"
-    from nncore.kernels import cpu as cpu_kernels   # not at the top: the start-up child times this import
+    from nncore.kernels import cpu as cpu_kernels  # not at the top: the start-up child times this import
     w_shape = layer.params["W"].shape
     if isinstance(layer, ConvReLUPool):
         return cpu_kernels.conv_relu_pool_algorithm(x_shape, w_shape, layer.stride, layer.pad, layer.pool,
@@ -499,8 +502,10 @@ def build_parser():
         modes[name].add_argument("--no-torch", action="store_true",
                                  help="leave out PyTorch (also automatic when absent)")
     q = modes["gpu"]
-    q.add_argument("--gpu-train-batches", type=int_list, default=(128, 256, 1024), metavar="N,N,...", help="training batch sizes")
-    q.add_argument("--gpu-infer-batches", type=int_list, default=(128, 1024, 4096), metavar="N,N,...", help="inference batch sizes")
+    q.add_argument("--gpu-train-batches", type=int_list, default=(128, 256, 1024), metavar="N,N,...",
+                   help="training batch sizes")
+    q.add_argument("--gpu-infer-batches", type=int_list, default=(128, 1024, 4096), metavar="N,N,...",
+                   help="inference batch sizes")
     return p, modes
 
 
@@ -633,13 +638,14 @@ def main(argv):
         sub["start"] = start_times(args)
 
     # ------------------------------------------------------------------ report
-    from threadpoolctl import threadpool_info
     import numba
+    from threadpoolctl import threadpool_info
     blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, {i.get('num_threads')} threads)"
             for i in threadpool_info() if i.get("user_api") == "blas"]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"ref-cnn, float32, {args.threads} threads, train batch {args.batch}, inference batch {args.infer_batch}, "
-          f"{len(train['nncore'])} timed iterations each after {args.warmup} warm-up rounds, interleaved in blocks of {args.block}")
+          f"{len(train['nncore'])} timed iterations each after {args.warmup} warm-up rounds, "
+          f"interleaved in blocks of {args.block}")
     print(f"numba {numba.__version__} ({numba.threading_layer()} layer, {numba.get_num_threads()} threads), "
           f"BLAS: {'; '.join(blas) or '?'} (nncore splits its conv GEMMs over {threads.get_num_threads()} threads)"
           + (f", torch {torch.__version__}" if torch is not None else ", torch: absent")

@@ -31,11 +31,13 @@ from nncore.training import evaluate
 def build_parser():
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", default=os.path.join("weights", "mnist_cnn.npz"), help="weights file")
-    p.add_argument("--dataset", default=None, help="mnist, symbols or PATH.npz (default: the one the weights were trained on)")
+    p.add_argument("--dataset", default=None,
+                   help="mnist, symbols or PATH.npz (default: the one the weights were trained on)")
     p.add_argument("--data-dir", default=None, help="data root (default: $NNCORE_DATA_DIR or ./data)")
     p.add_argument("--out-dir", default=None, help="output folder (default runs/eval_<weights name>)")
     p.add_argument("--batch-size", type=positive_int, default=1000)
-    p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="evaluate only the first N test images")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                   help="evaluate only the first N test images")
     p.add_argument("--grid", type=positive_int, default=40, help="images per grid")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seed for picking the random sample grid")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout")
@@ -137,7 +139,8 @@ def evaluate_weights(args):
     wrong = np.flatnonzero(pred != y)
     wrong = wrong[np.argsort(-conf[wrong], kind="stable")][:args.grid]  # most confident mistakes first
     plot_image_grid(x[wrong], [f"{labels[y[i]]} -> {labels[pred[i]]} ({100 * conf[i]:.0f}%)" for i in wrong],
-                    files["misclassified"], title=f"misclassified: true -> predicted ({len(np.flatnonzero(pred != y))} in all)")
+                    files["misclassified"],
+                    title=f"misclassified: true -> predicted ({len(np.flatnonzero(pred != y))} in all)")
     pick = np.sort(np.random.default_rng(args.seed).choice(len(y), size=min(args.grid, len(y)), replace=False))
     plot_image_grid(x[pick], [f"pred {labels[pred[i]]} / true {labels[y[i]]}" for i in pick], files["samples"],
                     colors=["black" if pred[i] == y[i] else "red" for i in pick], title="random test images")
@@ -148,9 +151,11 @@ def evaluate_weights(args):
         "per_class": [{"class": c, "symbol": s, "support": int(n), "precision": finite_or_none(p, 6),
                        "recall": finite_or_none(r, 6), "accuracy": finite_or_none(r, 6), "f1": finite_or_none(f, 6)}
                       for c, s, n, p, r, f in zip(model.class_names, model.symbols, support, precision, recall, f1)],
-        "merged": [{"classes": [model.class_names[i] for i in g], "accuracy": round(merged_accuracy(y, pred, [g], k), 6)}
+        "merged": [{"classes": [model.class_names[i] for i in g],
+                    "accuracy": round(merged_accuracy(y, pred, [g], k), 6)}
                    for g in groups],
-        "top_confusions": [{"true": a, "predicted": b, "count": n} for a, b, n in top_confusions(cm, model.class_names)],
+        "top_confusions": [{"true": a, "predicted": b, "count": n}
+                           for a, b, n in top_confusions(cm, model.class_names)],
         "confusion_matrix": cm.tolist(), "class_names": list(model.class_names), "files": files,
         "seconds": round(time.perf_counter() - start, 2),
     }

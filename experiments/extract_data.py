@@ -31,7 +31,8 @@ def build_parser():
     m = sub.add_parser("mnist", help="the MNIST IDX files in <data root>/mnist")
     m.add_argument("--data-dir", default=None, help="folder holding mnist/ (default: $NNCORE_DATA_DIR or ./data)")
     m.add_argument("--out", default=os.path.join("data", "mnist.npz"), help="output .npz file")
-    m.add_argument("--val-size", type=nonnegative_int, default=5000, help="validation examples split off the 60k training set")
+    m.add_argument("--val-size", type=nonnegative_int, default=5000,
+                   help="validation examples split off the 60k training set")
     m.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the validation split")
     m.add_argument("--no-download", action="store_true", help="fail instead of downloading missing files")
     f = sub.add_parser("folders", help="an image folder tree PATH/<class>/<images>")

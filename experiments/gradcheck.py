@@ -11,11 +11,21 @@ import time
 import numpy as np
 
 from nncore import gradcheck
-from nncore.kernels import set_cpu_kernels
 from nncore.cli import ArgumentParser, positive_float, run_cli
 from nncore.gradcheck import away_from_zero, distinct_values
-from nncore.layers import (AvgPool2D, BatchNorm, Conv2D, ConvReLUPool, Dense, Dropout, Flatten, LeakyReLU,
-                           MaxPool2D, ReLU)
+from nncore.kernels import set_cpu_kernels
+from nncore.layers import (
+    AvgPool2D,
+    BatchNorm,
+    Conv2D,
+    ConvReLUPool,
+    Dense,
+    Dropout,
+    Flatten,
+    LeakyReLU,
+    MaxPool2D,
+    ReLU,
+)
 
 F64 = np.float64
 
@@ -31,8 +41,10 @@ def layer_cases(rng):
     bn4 = BatchNorm(3, dtype=F64)
     return [
         ("Conv2D 3x3 s1 p1", Conv2D(3, 4, 3, padding=1, dtype=F64, rng=0), rng.standard_normal((2, 3, 6, 6)), True),
-        ("Conv2D 3x3 s2 p1", Conv2D(2, 3, 3, stride=2, padding=1, dtype=F64, rng=1), rng.standard_normal((2, 2, 7, 7)), True),
-        ("Conv2D 5x5 s1 'same'", Conv2D(2, 2, 5, padding="same", dtype=F64, rng=2), rng.standard_normal((1, 2, 6, 5)), True),
+        ("Conv2D 3x3 s2 p1", Conv2D(2, 3, 3, stride=2, padding=1, dtype=F64, rng=1),
+         rng.standard_normal((2, 2, 7, 7)), True),
+        ("Conv2D 5x5 s1 'same'", Conv2D(2, 2, 5, padding="same", dtype=F64, rng=2),
+         rng.standard_normal((1, 2, 6, 5)), True),
         ("ConvReLUPool 3x3 p1, pool 2", ConvReLUPool(2, 3, 3, padding=1, dtype=F64, rng=0),
          np.random.default_rng(16).standard_normal((2, 2, 6, 6)), True),
         ("MaxPool2D 2 s2", MaxPool2D(2), distinct_values((2, 3, 6, 6), rng), True),

@@ -56,7 +56,8 @@ def build_parser():
     g.add_argument("--dense", type=int_list_or_none, default=",".join(map(str, d.dense)),
                    help="hidden dense layers ('none' for none)")
     g.add_argument("--kernel-size", type=int, default=d.kernel_size, help="conv kernel size (odd)")
-    g.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=d.batchnorm, help="batch normalisation")
+    g.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=d.batchnorm,
+                   help="batch normalisation")
     g.add_argument("--dropout", type=float, default=d.dropout, help="dropout after each hidden dense layer")
     g = p.add_argument_group("optimisation")
     g.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -65,7 +66,8 @@ def build_parser():
     g.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3 for adam, 0.05 for sgd)")
     g.add_argument("--optimizer", default=d.optimizer, help="sgd or adam")
     g.add_argument("--momentum", type=float, default=d.momentum, help="SGD (Nesterov) momentum")
-    g.add_argument("--weight-decay", type=float, default=d.weight_decay, help="L2 (SGD) / decoupled (Adam) weight decay")
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay,
+                   help="L2 (SGD) / decoupled (Adam) weight decay")
     g.add_argument("--schedule", default=d.schedule, help="constant, step or cosine")
     g.add_argument("--warmup", type=float, default=d.warmup, help="linear warm-up epochs (cosine schedule)")
     g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment,
@@ -180,7 +182,8 @@ def train(args, argv):
     cfg = trainer.config
     meta = {
         "dataset": run_info["dataset"], "test_accuracy": finite_or_none(test["accuracy"]),
-        "val_accuracy": finite_or_none(trainer.best["val_acc"]), "best_epoch": trainer.best["epoch"], "epochs": cfg.epochs,
+        "val_accuracy": finite_or_none(trainer.best["val_acc"]), "best_epoch": trainer.best["epoch"],
+        "epochs": cfg.epochs,
         "train_images": int(len(d["y_train"])), "test_images": int(len(d["y_test"])),
         "hyperparameters": cfg.to_dict(), "command": command, "wall_time_s": round(trainer.elapsed, 1),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

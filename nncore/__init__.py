@@ -15,10 +15,10 @@ Heavy modules (numba kernels, CuPy, the data pipeline) load on first use.
 """
 
 from . import backend, errors, layers, optim, schedules
+from .architectures import cnn, ref_cnn
 from .errors import NncoreError
 from .losses import SoftmaxCrossEntropy, log_softmax
 from .sequential import Sequential
-from .architectures import cnn, ref_cnn
 from .threads import set_num_threads
 from .weights import load_model, read_header, save_model
 

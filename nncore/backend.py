@@ -47,7 +47,7 @@ def import_cupy():
         count = cp.cuda.runtime.getDeviceCount()
         if count < 1:
             raise RuntimeError("no CUDA device found")
-        cp.cuda.Device(0).compute_capability
+        _ = cp.cuda.Device(0).compute_capability  # queries the device: raises here when CUDA cannot use it
     except Exception as exc:
         raise DeviceError(
             f"CuPy is installed but no CUDA GPU is usable ({type(exc).__name__}: {exc}); "

@@ -188,7 +188,8 @@ def _check_layer(layer, x, training, h, seed, tolerance):
     name = type(layer).__name__
     results = []
     if "x" in analytic:
-        results.append(CheckResult(name, "x", x.shape, rel_error(analytic["x"], numerical_gradient(f, x, h)), tolerance))
+        results.append(CheckResult(name, "x", x.shape, rel_error(analytic["x"], numerical_gradient(f, x, h)),
+                                   tolerance))
     for pname, p in layer.params.items():
         num = numerical_gradient(f, p, h)
         results.append(CheckResult(name, pname, p.shape, rel_error(analytic[pname], num), tolerance))

@@ -205,7 +205,8 @@ class Sequential:
             x = x[:, None]
         if tuple(x.shape[1:]) != self.input_shape:
             raise UsageError(
-                f"images must have shape (N, {', '.join(map(str, self.input_shape[1:] if self.input_shape[0] == 1 else self.input_shape))}), "
+                f"images must have shape (N, "
+                f"{', '.join(map(str, self.input_shape[1:] if self.input_shape[0] == 1 else self.input_shape))}), "
                 f"got {tuple(x.shape)}; resize arbitrary images with nncore.preprocess_image first")
         if x.dtype == np.uint8:
             x01 = x.astype(self.dtype) / self.dtype.type(255)

@@ -217,7 +217,8 @@ def _open(path):
     except NncoreError:
         raise
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
-        raise CorruptInputError(f"{path} is not an nncore weights file (not a readable .npz: {_one_line(exc)})") from None
+        raise CorruptInputError(f"{path} is not an nncore weights file "
+                                f"(not a readable .npz: {_one_line(exc)})") from None
     with archive:
         yield archive
 

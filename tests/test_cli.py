@@ -29,7 +29,8 @@ def reworded(exc):
 
 
 def test_setting_errors_become_flag_errors():
-    err = reworded(SettingError("batch_size", "must be >= 2 with BatchNorm, got 1; use a larger batch or batchnorm=False"))
+    err = reworded(SettingError("batch_size",
+                                "must be >= 2 with BatchNorm, got 1; use a larger batch or batchnorm=False"))
     assert type(err) is UsageError and err.exit_code == 2
     assert str(err) == "--batch-size must be >= 2 with BatchNorm, got 1; use a larger batch or --no-batchnorm"
     assert str(reworded(SettingError("val_size", "must be in [0, 60000), got 7"))).startswith("--val-size must")

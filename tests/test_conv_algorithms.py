@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from nncore.errors import UsageError
-from nncore.kernels import cpu, reference as ref
+from nncore.kernels import cpu
+from nncore.kernels import reference as ref
 from nncore.kernels.cpu import algorithms
 
 DTYPES = [np.float32, np.float64]
@@ -68,7 +69,8 @@ def close(a, r, dtype, grad=False):
     np.testing.assert_allclose(a, r, rtol=tol, atol=tol * max(1.0, float(np.abs(r).max())))
 
 
-@pytest.mark.parametrize("case,algorithm", [(case, a) for case in CONV_CASES for a in ["auto"] + sorted(conv_fits(case))])
+@pytest.mark.parametrize("case,algorithm", [(case, a) for case in CONV_CASES
+                                            for a in ["auto"] + sorted(conv_fits(case))])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_conv2d_matches_the_reference_on_every_algorithm_that_fits(case, dtype, algorithm):
     """Each fitting algorithm, forward and backward with and without dx, with and without a bias."""
@@ -86,7 +88,8 @@ def test_conv2d_matches_the_reference_on_every_algorithm_that_fits(case, dtype, 
     close(out_nb, ref.conv2d_forward(x, wt, None, s, p)[0], dtype)
 
 
-@pytest.mark.parametrize("case,need_dx,algorithm", [(case, need_dx, a) for case in FUSED_CASES for need_dx in (True, False)
+@pytest.mark.parametrize("case,need_dx,algorithm", [(case, need_dx, a) for case in FUSED_CASES
+                                                     for need_dx in (True, False)
                                                      for a in ["auto"] + sorted(fused_fits(case, need_dx))])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_conv_relu_pool_matches_the_reference_on_every_algorithm_that_fits(case, dtype, algorithm, need_dx):

@@ -6,14 +6,18 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import glyph
 from PIL import Image
 
 from nncore.data import (
-    list_classes, load_dataset, load_image_folder, mnist_dataset, save_dataset, stratified_split,
+    list_classes,
+    load_dataset,
+    load_image_folder,
+    mnist_dataset,
+    save_dataset,
+    stratified_split,
 )
 from nncore.errors import CorruptInputError, MissingInputError, UsageError
-
-from conftest import glyph
 
 
 def make_tree(root, per_class=4, extra_bad=True, csv=False):
@@ -60,7 +64,7 @@ def test_classes_csv_sets_order_and_symbols(tmp_path):
 
 def test_pool_gives_the_same_result(tmp_path):
     root = str(tmp_path / "big")
-    for k, kind in enumerate(("ring", "plus")):
+    for _k, kind in enumerate(("ring", "plus")):
         os.makedirs(os.path.join(root, kind))
         base = glyph(kind, size=(32, 32), width=2)
         for i in range(110):

@@ -5,11 +5,10 @@ import shutil
 
 import numpy as np
 import pytest
+from test_data_folders import make_tree
 
 from nncore.data import dataset_name, extract_image_folder, folder_fingerprint, load_data, load_dataset
 from nncore.errors import MissingInputError, SettingError
-
-from test_data_folders import make_tree
 
 
 @pytest.fixture
@@ -32,7 +31,8 @@ def test_symbols_cache_follows_the_data_root(roots, tmp_path):
     d = load_data("symbols", b, log=lines.append)
     assert d["class_names"] == ["ell", "plus", "zero"]
     assert "was extracted from" in lines[-1] and os.path.join(a, "symbols") in lines[-1]
-    assert load_dataset(tmp_path / "data" / "symbols.npz")["meta"]["source"] == os.path.abspath(os.path.join(b, "symbols"))
+    assert (load_dataset(tmp_path / "data" / "symbols.npz")["meta"]["source"]
+            == os.path.abspath(os.path.join(b, "symbols")))
     again = load_data("symbols", b, log=lines.append)  # unchanged: the cache is used, and the log says from where
     assert "using" in lines[-1] and os.path.abspath(os.path.join(b, "symbols")) in lines[-1]
     for k in ("x_train", "y_train", "x_test"):

@@ -5,10 +5,9 @@ import subprocess
 import sys
 
 import numpy as np
+from test_data_folders import make_tree
 
 from nncore.data import load_dataset
-
-from test_data_folders import make_tree
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "experiments", "extract_data.py")
@@ -19,7 +18,8 @@ def run(args, cwd, env_extra=None):
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("NNCORE_DATA_DIR", None)
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, SCRIPT, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
 
 
 def assert_one_line_error(proc, code):

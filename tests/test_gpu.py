@@ -60,14 +60,25 @@ def test_pooling(cp, gpu_kernels, shape, k, s):
     d = rng.standard_normal(out_r.shape).astype(np.float32)
     np.testing.assert_allclose(gpu_kernels.maxpool_backward(cp.asarray(d), arg, shape, k, s).get(),
                                ref.maxpool_backward(d, arg_r, shape, k, s), **TOL)
-    np.testing.assert_allclose(gpu_kernels.avgpool_forward(cp.asarray(x), k, s).get(), ref.avgpool_forward(x, k, s), **TOL)
+    np.testing.assert_allclose(gpu_kernels.avgpool_forward(cp.asarray(x), k, s).get(),
+                               ref.avgpool_forward(x, k, s), **TOL)
     np.testing.assert_allclose(gpu_kernels.avgpool_backward(cp.asarray(d), shape, k, s).get(),
                                ref.avgpool_backward(d, shape, k, s), **TOL)
 
 
 def _layers():
-    from nncore.layers import (AvgPool2D, BatchNorm, Conv2D, ConvReLUPool, Dense, Dropout, Flatten, LeakyReLU,
-                               MaxPool2D, ReLU)
+    from nncore.layers import (
+        AvgPool2D,
+        BatchNorm,
+        Conv2D,
+        ConvReLUPool,
+        Dense,
+        Dropout,
+        Flatten,
+        LeakyReLU,
+        MaxPool2D,
+        ReLU,
+    )
     rng = np.random.default_rng(3)
     return [
         (Conv2D(3, 4, 3, padding=1, rng=0), rng.standard_normal((2, 3, 7, 7))),

@@ -21,12 +21,19 @@ import numpy as np
 import pytest
 
 from nncore import gradcheck
-from nncore.kernels import set_cpu_kernels
 from nncore.errors import UsageError
-from nncore.gradcheck import (LAYER_TOLERANCE, NETWORK_TOLERANCE, away_from_zero, check_layer, check_model,
-                              distinct_values, small_cnn, smoothness_margin)
-from nncore.layers import (AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, LeakyReLU, MaxPool2D,
-                           ReLU)
+from nncore.gradcheck import (
+    LAYER_TOLERANCE,
+    NETWORK_TOLERANCE,
+    away_from_zero,
+    check_layer,
+    check_model,
+    distinct_values,
+    small_cnn,
+    smoothness_margin,
+)
+from nncore.kernels import set_cpu_kernels
+from nncore.layers import AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, LeakyReLU, MaxPool2D, ReLU
 from nncore.sequential import Sequential
 
 F64 = np.float64

@@ -12,7 +12,8 @@ import struct
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import nncore
@@ -46,7 +47,8 @@ def test_preprocess_image_any_array(a):
 
 
 @FAST
-@given(hnp.arrays(dtype=st.sampled_from([np.float32, np.float64]), shape=st.tuples(st.integers(1, 40), st.integers(1, 40)),
+@given(hnp.arrays(dtype=st.sampled_from([np.float32, np.float64]),
+                  shape=st.tuples(st.integers(1, 40), st.integers(1, 40)),
                   elements=st.floats(allow_nan=True, allow_infinity=True, width=32)))
 def test_preprocess_image_any_float_pixels(a):
     try:

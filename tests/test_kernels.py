@@ -9,7 +9,8 @@ float dtypes, because those are where index arithmetic goes wrong.
 import numpy as np
 import pytest
 
-from nncore.kernels import cpu, reference as ref
+from nncore.kernels import cpu
+from nncore.kernels import reference as ref
 from nncore.kernels.cpu import winograd as cpu_winograd
 
 CONV_CASES = [
@@ -49,6 +50,7 @@ def test_the_gpu_module_has_the_reference_kernels_but_the_cpu_only_paths():
     import ast
     import inspect
     from pathlib import Path
+
     import nncore.kernels
     tree = ast.parse((Path(nncore.kernels.__file__).parent / "gpu.py").read_text())
     defs = {node.name: [a.arg for a in node.args.args] for node in tree.body if isinstance(node, ast.FunctionDef)}
@@ -123,7 +125,8 @@ def test_rows_nchw_reorders_match_reference(dtype, shape):
     np.testing.assert_allclose(dbf, dbr, rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 
-POOL_CASES = [((2, 3, 8, 8), 2, 2), ((1, 2, 7, 9), 2, 2), ((2, 1, 9, 9), 3, 2), ((1, 4, 6, 5), 3, 3), ((3, 2, 5, 5), 2, 1)]
+POOL_CASES = [((2, 3, 8, 8), 2, 2), ((1, 2, 7, 9), 2, 2), ((2, 1, 9, 9), 3, 2), ((1, 4, 6, 5), 3, 3),
+              ((3, 2, 5, 5), 2, 1)]
 
 
 @pytest.mark.parametrize("shape,k,s", POOL_CASES)

@@ -8,9 +8,9 @@ import pytest
 from nncore import SoftmaxCrossEntropy
 from nncore.errors import UsageError
 from nncore.layers import Dense
-from nncore.sequential import Sequential
 from nncore.optim import SGD, Adam, make_optimizer
 from nncore.schedules import CosineLR, StepLR, make_schedule
+from nncore.sequential import Sequential
 
 
 def one_param_model(value, grad):

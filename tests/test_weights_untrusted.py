@@ -22,15 +22,15 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from npz_craft import DEFLATED, STORED, Member, member, members_of, npy_header, replace, write_zip, zeros_bomb
 
 import nncore
 from nncore import weights
 from nncore.errors import CorruptInputError, UsageError
 from nncore.layers import LAYERS, Conv2D, Dense, Flatten
 from nncore.sequential import Sequential
-from npz_craft import (DEFLATED, STORED, Member, member, members_of, npy_header, replace, write_zip,
-                       zeros_bomb)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIB = 2**30
@@ -92,7 +92,8 @@ def test_8_gb_zeros_bomb_under_a_real_parameter_is_refused_without_inflating(tmp
 
 def test_small_bomb_is_a_real_npz(tmp_path, ref_members):
     """The crafted bombs are valid archives (true sizes and CRC): numpy itself inflates a small one."""
-    write_zip(tmp_path / "b.npz", replace(ref_members, "layers.0.W.npy", zeros_bomb("layers.0.W.npy", "<f4", (2**20, 3))))
+    write_zip(tmp_path / "b.npz",
+              replace(ref_members, "layers.0.W.npy", zeros_bomb("layers.0.W.npy", "<f4", (2**20, 3))))
     with np.load(tmp_path / "b.npz") as data:
         assert data["layers.0.W"].shape == (2**20, 3) and not data["layers.0.W"].any()
         assert data["layers.0.b"].shape == (32,)
@@ -174,7 +175,8 @@ def test_extra_arrays_over_the_cap(tmp_path, ref_members):
     write_zip(tmp_path / "x.npz", replace(ref_members, big.name, big))
     refused_cheaply(tmp_path / "x.npz", "the extra arrays declare over")
     with pytest.raises(UsageError, match="extra arrays hold"):
-        nncore.save_model(tiny_model(), tmp_path / "m.npz", extra_arrays={"v": np.zeros(weights.EXTRA_SLACK // 8 + 10**4)})
+        nncore.save_model(tiny_model(), tmp_path / "m.npz",
+                          extra_arrays={"v": np.zeros(weights.EXTRA_SLACK // 8 + 10**4)})
 
 
 # -- dtypes, orders, sizes, compression ----------------------------------------------------------------
@@ -222,7 +224,8 @@ def test_declared_zip_size_must_match_the_npy_header(tmp_path, ref_members, delt
     data = npy_header("<f4", (32, 1, 3, 3)) + np.ones(288, np.float32).tobytes()
     lie = member("layers.0.W.npy", data[:delta] if delta < 0 else data + bytes(delta))
     write_zip(tmp_path / "s.npz", replace(ref_members, "layers.0.W.npy", lie))
-    refused_cheaply(tmp_path / "s.npz", f"is {len(data) + delta:,} bytes in the zip, but its header .* needs {len(data):,}")
+    refused_cheaply(tmp_path / "s.npz",
+                    f"is {len(data) + delta:,} bytes in the zip, but its header .* needs {len(data):,}")
 
 
 def test_wrong_crc_is_corrupt(tmp_path, ref_members):
@@ -313,7 +316,8 @@ TINY_KEYS = {"layers.0.W": (2, 1, 3, 3), "layers.0.b": (2,), "layers.2.W": (8, 3
 FLOAT_DESCRS = ["<f4", ">f4", "<f8", ">f8", "<f2"]
 OTHER_DESCRS = ["<i4", "|u1", "|b1", "|O", "<c8", "<U3", "|S2", "|V8", "<M8[s]", np.dtype(np.longdouble).str,
                 [("a", "<f4")], [("a", "|O")]]
-DAMAGED_TEXT = ["{", "[1, 2]", "{'descr': '<f4'}", "((((((((((((((((", "{'descr': '<f4', 'fortran_order': 1, 'shape': (2,)}",
+DAMAGED_TEXT = ["{", "[1, 2]", "{'descr': '<f4'}", "((((((((((((((((",
+                "{'descr': '<f4', 'fortran_order': 1, 'shape': (2,)}",
                 "{'descr': 'zz', 'fortran_order': False, 'shape': (2,)}", "{'descr': '<f4', 'fortran_order': False, "
                 "'shape': (2, 'x')}", "{'descr': '<f4', 'fortran_order': False, 'shape': (2L,)}", "\x00\xff" * 40]
 SIDES = st.sampled_from([0, 1, 2, 3, 8, -1, 2**31, 2**40, 2**62])
@@ -403,7 +407,8 @@ def test_any_crafted_array_header_loads_exactly_or_is_refused_in_one_line(tiny_m
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.booleans(), st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=4))
+@given(st.booleans(),
+       st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=4))
 def test_any_damaged_bytes_load_or_are_refused_in_one_line(tmp_path, compressed, flips):
     """Flip a few bytes anywhere in a real file (stored or compressed): never anything but CorruptInputError."""
     path = tmp_path / "w.npz"

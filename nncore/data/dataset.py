@@ -34,7 +34,8 @@ def _check_fractions(fractions):
         raise UsageError(f"split fractions must be three numbers (train, val, test), got {fractions!r}") from None
     if f.size != 3 or not np.isfinite(f).all() or (f < 0).any() or abs(f.sum() - 1.0) > 1e-6 or f[0] <= 0:
         raise UsageError(
-            f"split fractions (train, val, test) must be >= 0, sum to 1 and leave some training data; got {tuple(f.tolist())}"
+            f"split fractions (train, val, test) must be >= 0, sum to 1 and leave some training data; "
+            f"got {tuple(f.tolist())}"
         )
     return f
 
@@ -90,7 +91,8 @@ def stratified_split(labels, fractions=(0.7, 0.15, 0.15), seed=0):
 
 def split_counts(labels_by_split, num_classes):
     """{'train': (C,), 'val': (C,), 'test': (C,)} per-class counts as int lists."""
-    return {s: np.bincount(np.asarray(y, dtype=np.int64), minlength=num_classes).tolist() for s, y in labels_by_split.items()}
+    return {s: np.bincount(np.asarray(y, dtype=np.int64), minlength=num_classes).tolist()
+            for s, y in labels_by_split.items()}
 
 
 def save_dataset(path, x_train, y_train, x_val, y_val, x_test, y_test, class_names, symbols=None, meta=None):
@@ -159,7 +161,8 @@ def load_dataset(path):
     except CorruptInputError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise CorruptInputError(f"{path} is not an nncore dataset or is truncated ({type(exc).__name__}); {_REMAKE}") from None
+        raise CorruptInputError(f"{path} is not an nncore dataset or is truncated ({type(exc).__name__}); "
+                                f"{_REMAKE}") from None
     try:
         out["meta"] = json.loads(str(out["meta"]))
     except ValueError:

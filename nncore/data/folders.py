@@ -73,7 +73,8 @@ def list_classes(root):
     names = [n for n, _ in listed]
     absent = [n for n in names if n not in folders]
     if absent:
-        raise MissingInputError(f"{csv_path} lists classes with no folder: {', '.join(absent)}; add the folders or fix the csv")
+        raise MissingInputError(f"{csv_path} lists classes with no folder: {', '.join(absent)}; "
+                                f"add the folders or fix the csv")
     symbols = dict(listed)
     extra = [n for n in folders if n not in symbols]
     return names + extra, [symbols[n] for n in names] + extra
@@ -154,7 +155,8 @@ def load_image_folder(root, workers=2, progress=False):
     keep = [i for i, (img, _) in enumerate(results) if img is not None]
     skipped = [(paths[i], reason) for i, (img, reason) in enumerate(results) if img is None]
     if not keep:
-        raise CorruptInputError(f"none of the {len(paths)} files under {root} is a readable image with ink (first: {skipped[0][1]})")
+        raise CorruptInputError(f"none of the {len(paths)} files under {root} is a readable image with ink "
+                                f"(first: {skipped[0][1]})")
     images = np.stack([results[i][0] for i in keep]).astype(np.uint8).reshape(-1, SIZE, SIZE)
     return ImageFolder(images, np.asarray(labels, dtype=np.int64)[keep], class_names, symbols, skipped)
 

@@ -165,7 +165,8 @@ def load_mnist(root=None, download=True, verify=True):
                 f"MNIST {split} set in {folder} has {len(x)} images but {len(y)} labels; {_REFETCH}"
             )
         if y.size and y.max() > 9:
-            raise CorruptInputError(f"MNIST {split} labels in {folder} contain {int(y.max())} (expected 0-9); {_REFETCH}")
+            raise CorruptInputError(f"MNIST {split} labels in {folder} contain {int(y.max())} (expected 0-9); "
+                                    f"{_REFETCH}")
         out[f"x_{split}"], out[f"y_{split}"] = x, y
     return out
 

@@ -95,11 +95,13 @@ def load_image(path):
     except ImageReadError:
         raise
     except Image.DecompressionBombError:
-        raise ImageReadError(f"cannot read {path}: image is too large (over {MAX_PIXELS // 1_000_000} megapixels); resize it first") from None
+        raise ImageReadError(f"cannot read {path}: image is too large (over {MAX_PIXELS // 1_000_000} megapixels); "
+                             f"resize it first") from None
     except (UnidentifiedImageError, SyntaxError):
         raise ImageReadError(f"cannot read {path}: not an image file or an unsupported format") from None
     except (OSError, ValueError, EOFError, MemoryError) as exc:
-        raise ImageReadError(f"cannot read {path}: damaged or truncated image ({_short(exc)}); re-save or replace it") from None
+        raise ImageReadError(f"cannot read {path}: damaged or truncated image ({_short(exc)}); "
+                             f"re-save or replace it") from None
     return img
 
 
@@ -186,7 +188,8 @@ def _array_to_gray(a):
         f = a.astype(np.float32) / 65535.0
     elif np.issubdtype(a.dtype, np.integer):
         if a.size and (a.min() < 0 or a.max() > 255):
-            raise UsageError(f"integer image array of dtype {a.dtype} must hold values 0-255; use uint16 for 16-bit images")
+            raise UsageError(f"integer image array of dtype {a.dtype} must hold values 0-255; "
+                             f"use uint16 for 16-bit images")
         f = a.astype(np.float32) / 255.0
     elif np.issubdtype(a.dtype, np.floating):
         if not np.isfinite(a).all():

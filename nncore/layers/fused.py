@@ -56,7 +56,8 @@ class ConvReLUPool(Conv2D):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, bias, dtype=dtype, rng=rng)
         if not isinstance(pool, int) or pool < 1 or (pool_stride is not None and
                                                      (not isinstance(pool_stride, int) or pool_stride < 1)):
-            raise UsageError(f"ConvReLUPool pool and pool_stride must be positive integers, got {pool!r}, {pool_stride!r}")
+            raise UsageError(f"ConvReLUPool pool and pool_stride must be positive integers, "
+                             f"got {pool!r}, {pool_stride!r}")
         self.pool = pool
         self.pool_stride = pool_stride or pool
 

@@ -37,7 +37,8 @@ _AGAIN = "start the run again instead of resuming it"
 
 
 def migrate_key(key):
-    """An extra-array name in today's scheme: ``opt.0.W.m`` -> ``opt.layers.0.W.m``, ``best.0.W`` -> ``best.layers.0.W``."""
+    """An extra-array name in today's scheme: ``opt.0.W.m`` -> ``opt.layers.0.W.m``,
+    ``best.0.W`` -> ``best.layers.0.W``."""
     return _OLD_KEY.sub(r"\1.layers.\2.", key)
 
 
@@ -143,7 +144,8 @@ def checkpoint_on_interrupt(trainer, ctrl_c):
             raise
         if not trainer.mid_step and not ctrl_c.forced:
             if trainer.epoch_start is not None:
-                trainer.partial["seconds"] = trainer.partial.get("seconds", 0.0) + time.perf_counter() - trainer.epoch_start
+                trainer.partial["seconds"] = (trainer.partial.get("seconds", 0.0)
+                                              + time.perf_counter() - trainer.epoch_start)
                 trainer.epoch_start = None
             save_checkpoint(trainer)
             if trainer.history:

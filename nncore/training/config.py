@@ -63,14 +63,16 @@ class TrainConfig:
               f"must be >= 2 with BatchNorm (it normalises over the batch), got {self.batch_size}; "
               "use a larger batch or batchnorm=False")
         check(int(self.epochs) >= 1, "epochs", f"must be a positive integer, got {self.epochs}")
-        check(str(self.optimizer).lower() in ("sgd", "adam"), "optimizer", f"must be sgd or adam, got {self.optimizer!r}")
+        check(str(self.optimizer).lower() in ("sgd", "adam"), "optimizer",
+              f"must be sgd or adam, got {self.optimizer!r}")
         check(str(self.schedule).lower() in ("constant", "step", "cosine"), "schedule",
               f"must be constant, step or cosine, got {self.schedule!r}")
         check(0.0 <= self.momentum < 1.0, "momentum", f"must be in [0, 1), got {self.momentum}")
         check(math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay",
               f"must be a finite number >= 0, got {self.weight_decay}")
         check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
-        check(0.0 <= self.warmup < self.epochs, "warmup", f"must be in [0, epochs) = [0, {self.epochs}), got {self.warmup}")
+        check(0.0 <= self.warmup < self.epochs, "warmup",
+              f"must be in [0, epochs) = [0, {self.epochs}), got {self.warmup}")
         check(int(self.seed) >= 0, "seed", f"must be an integer >= 0, got {self.seed}")
         self.optimizer, self.schedule = str(self.optimizer).lower(), str(self.schedule).lower()
         self.batch_size, self.epochs, self.seed = int(self.batch_size), int(self.epochs), int(self.seed)

@@ -44,7 +44,6 @@ import numpy as np
 
 from .fused import bias_relu_pool_backward, bias_relu_pool_forward
 
-
 WINOGRAD_BT = ((4, 0, -5, 0, 1, 0), (0, -4, -4, 1, 1, 0), (0, 4, -4, -1, 1, 0),   # input transform, 6x6
                (0, -2, -1, 2, 1, 0), (0, 2, -1, -2, 1, 0), (0, 4, 0, -5, 0, 1))
 WINOGRAD_G = ((1 / 4, 0, 0), (-1 / 6, -1 / 6, -1 / 6), (-1 / 6, 1 / 6, -1 / 6),   # filter transform, 6x3
