@@ -9,8 +9,9 @@ Usage::
 
 The defaults (conv 32,64 + BatchNorm, dense 256 + dropout 0.25, Adam 2e-3 with a
 cosine schedule, 15 epochs of batch 128, augmentation on, seed 0) reached
-99.52% MNIST test accuracy (the shipped weights/mnist_cnn.npz). An epoch takes
-about 23 s on 2 CPU cores, the whole run about 6 minutes.
+99.52% MNIST test accuracy (the shipped weights/mnist_cnn.npz). An epoch took
+26-31 s on the 2-core development machine (2026-11-30), so the whole run takes
+about 7-8 minutes there.
 
 Writes weights/<name>.npz (the best-validation weights, with metadata, class
 names, symbols and input scaling) and, in runs/<name>/, history.json,
