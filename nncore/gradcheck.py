@@ -190,9 +190,9 @@ def _check_layer(layer, x, training, h, seed, tolerance):
     if "x" in analytic:
         results.append(CheckResult(name, "x", x.shape, rel_error(analytic["x"], numerical_gradient(f, x, h)),
                                    tolerance))
-    for pname, p in layer.params.items():
-        num = numerical_gradient(f, p, h)
-        results.append(CheckResult(name, pname, p.shape, rel_error(analytic[pname], num), tolerance))
+    for ref in layer.named_arrays(("params",)):
+        num = numerical_gradient(f, ref.value, h)
+        results.append(CheckResult(name, ref.name, ref.value.shape, rel_error(analytic[ref.name], num), tolerance))
     return results
 
 
@@ -235,11 +235,12 @@ def _check_model(model, x, labels, h, tolerance):
     f()
     dx = model.backward(loss_fn.backward())
     results = [CheckResult("model", "x", x.shape, rel_error(dx, numerical_gradient(f, x, h)), tolerance)]
-    analytic = [(i, layer, name, layer.grads[name].copy())
-                for i, layer in enumerate(model.layers) for name in layer.params]
-    for i, layer, name, grad in analytic:
-        num = numerical_gradient(f, layer.params[name], h)
-        results.append(CheckResult(f"{i}:{type(layer).__name__}", name, grad.shape, rel_error(grad, num), tolerance))
+    analytic = [(ref, ref.layer.grads[ref.name].copy()) for ref in model.named_arrays(("params",))]
+    for ref, grad in analytic:
+        num = numerical_gradient(f, ref.value, h)
+        index = ref.key.split(".")[1]                                   # "layers.<i>.<name>"
+        results.append(CheckResult(f"{index}:{type(ref.layer).__name__}", ref.name, grad.shape,
+                                   rel_error(grad, num), tolerance))
     return results
 
 
