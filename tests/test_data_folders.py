@@ -9,14 +9,7 @@ import pytest
 from conftest import glyph
 from PIL import Image
 
-from nncore.data import (
-    list_classes,
-    load_dataset,
-    load_image_folder,
-    mnist_dataset,
-    save_dataset,
-    stratified_split,
-)
+from nncore.data import list_classes, load_dataset, load_image_folder, mnist_dataset, save_dataset, stratified_split
 from nncore.errors import CorruptInputError, MissingInputError, UsageError
 
 

@@ -48,35 +48,35 @@ from ..reference.pool import avgpool_backward, avgpool_forward  # not on any hot
 from ..reference.winograd import winograd_tile_counts, winograd_weight_grad, winograd_weights  # small arrays
 from .activations import relu_backward, relu_forward
 from .algorithms import (
-                         ALGORITHMS,
-                         DIRECT_WEIGHT_GRAD_ROWS,
-                         INFERENCE_COLS_BYTES,
-                         WINOGRAD_MIN_CHANNELS,
-                         conv2d_algorithm,
-                         conv_algorithms,
-                         conv_relu_pool_algorithm,
+    ALGORITHMS,
+    DIRECT_WEIGHT_GRAD_ROWS,
+    INFERENCE_COLS_BYTES,
+    WINOGRAD_MIN_CHANNELS,
+    conv2d_algorithm,
+    conv_algorithms,
+    conv_relu_pool_algorithm,
 )
 from .batchnorm import batchnorm_backward, batchnorm_forward
 from .conv import col2im, conv2d_backward, conv2d_forward, im2col, nchw_to_rows, rows_to_nchw
 from .direct import conv3x3_relu_pool2_forward, conv3x3_relu_pool2_weight_grad
 from .fused import (
-                         bias_relu_pool_backward,
-                         bias_relu_pool_forward,
-                         bias_relu_pool_weight_grad,
-                         conv_relu_pool_backward,
-                         conv_relu_pool_forward,
+    bias_relu_pool_backward,
+    bias_relu_pool_forward,
+    bias_relu_pool_weight_grad,
+    conv_relu_pool_backward,
+    conv_relu_pool_forward,
 )
 from .pool import maxpool_backward, maxpool_forward
 from .winograd import (
-                         WINOGRAD_CHUNK,
-                         winograd_backward,
-                         winograd_forward,
-                         winograd_output,
-                         winograd_output_backward,
-                         winograd_pool_backward,
-                         winograd_relu_pool,
-                         winograd_tiles,
-                         winograd_tiles_backward,
+    WINOGRAD_CHUNK,
+    winograd_backward,
+    winograd_forward,
+    winograd_output,
+    winograd_output_backward,
+    winograd_pool_backward,
+    winograd_relu_pool,
+    winograd_tiles,
+    winograd_tiles_backward,
 )
 
 #: the reference package's names, one for one (its twins are interchangeable; the tests check both lists)...

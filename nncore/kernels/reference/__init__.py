@@ -46,36 +46,36 @@ so ``cols`` has shape ``(C*KH*KW, N*OH*OW)``, and a convolution with weights
 from .activations import relu_backward, relu_forward
 from .batchnorm import batchnorm_backward, batchnorm_forward
 from .conv import (
-                   col2im,
-                   conv2d_backward,
-                   conv2d_forward,
-                   conv2d_naive,
-                   conv_output_size,
-                   im2col,
-                   nchw_to_rows,
-                   rows_to_nchw,
+    col2im,
+    conv2d_backward,
+    conv2d_forward,
+    conv2d_naive,
+    conv_output_size,
+    im2col,
+    nchw_to_rows,
+    rows_to_nchw,
 )
 from .direct import conv3x3_relu_pool2_forward, conv3x3_relu_pool2_weight_grad
 from .fused import (
-                   bias_relu_pool_backward,
-                   bias_relu_pool_forward,
-                   bias_relu_pool_weight_grad,
-                   conv_relu_pool_backward,
-                   conv_relu_pool_forward,
+    bias_relu_pool_backward,
+    bias_relu_pool_forward,
+    bias_relu_pool_weight_grad,
+    conv_relu_pool_backward,
+    conv_relu_pool_forward,
 )
 from .pool import avgpool_backward, avgpool_forward, maxpool_backward, maxpool_forward
 from .winograd import (
-                   winograd_backward,
-                   winograd_forward,
-                   winograd_output,
-                   winograd_output_backward,
-                   winograd_pool_backward,
-                   winograd_relu_pool,
-                   winograd_tile_counts,
-                   winograd_tiles,
-                   winograd_tiles_backward,
-                   winograd_weight_grad,
-                   winograd_weights,
+    winograd_backward,
+    winograd_forward,
+    winograd_output,
+    winograd_output_backward,
+    winograd_pool_backward,
+    winograd_relu_pool,
+    winograd_tile_counts,
+    winograd_tiles,
+    winograd_tiles_backward,
+    winograd_weight_grad,
+    winograd_weights,
 )
 
 __all__ = [
