@@ -23,7 +23,7 @@ from PIL import Image
 
 import nncore
 from nncore.data import preprocess_image, read_idx, stratified_split
-from nncore.data.folders import list_classes
+from nncore.data.folders import list_image_files
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST_WEIGHTS = ROOT / "weights" / "mnist_cnn.npz"
@@ -40,13 +40,7 @@ def mnist_test(mnist_dir):
 @pytest.fixture(scope="module")
 def symbols_test_split(symbols_dir):
     """Paths and labels of the test split, listed exactly as extract_data.py lists the tree."""
-    class_names, _ = list_classes(symbols_dir)
-    paths, labels = [], []
-    for k, name in enumerate(class_names):
-        for entry in sorted(os.scandir(os.path.join(symbols_dir, name)), key=lambda e: e.name):
-            if entry.is_file() and not entry.name.startswith("."):
-                paths.append(entry.path)
-                labels.append(k)
+    paths, labels, class_names, _ = list_image_files(symbols_dir)
     _, _, test = stratified_split(np.array(labels), (0.7, 0.15, 0.15), seed=0)
     return [paths[i] for i in test], np.array(labels)[test], class_names
 

@@ -248,10 +248,8 @@ def conv2d_forward(x, w, b, stride, pad, training=True, algorithm="auto"):
         u = winograd_weights(w)                                              # (36, F, C)
         out, _, v = winograd_forward(x, u, b, False)
         return out, (WinogradContext(x.shape, v, u, None, True) if training else None)
-    n, f, kh, kw = x.shape[0], w.shape[0], w.shape[2], w.shape[3]
-    oh, ow = conv_output_size(x.shape[2], kh, stride, pad), conv_output_size(x.shape[3], kw, stride, pad)
-    cols = im2col(x, kh, kw, stride, pad)                                    # (C*KH*KW, N*OH*OW)
-    out = rows_to_nchw(threads.matmul(w.reshape(f, -1), cols), b, n, oh, ow)
+    y, cols, oh, ow = gemm_forward(x, w, stride, pad)
+    out = rows_to_nchw(y, b, x.shape[0], oh, ow)
     return out, (Conv2DContext(x.shape, cols, w, stride, pad) if training else None)
 
 
@@ -266,6 +264,17 @@ def conv2d_backward(ctx, dout, need_dx):
         return dx, dw, db
     d2, db = nchw_to_rows(dout)                                              # (F, N*OH*OW), (F,)
     return gemm_backward(ctx, d2, db, need_dx)
+
+
+def gemm_forward(x, w, stride, pad):
+    """The im2col path's product: (y, cols, OH, OW), y = w.reshape(F, -1) @ cols of shape (F, N*OH*OW).
+
+    cols = im2col(x) has shape (C*KH*KW, N*OH*OW); the product is split over nncore's threads.
+    """
+    kh, kw = w.shape[2], w.shape[3]
+    oh, ow = conv_output_size(x.shape[2], kh, stride, pad), conv_output_size(x.shape[3], kw, stride, pad)
+    cols = im2col(x, kh, kw, stride, pad)
+    return threads.matmul(w.reshape(w.shape[0], -1), cols), cols, oh, ow
 
 
 def gemm_backward(ctx, d2, db, need_dx):

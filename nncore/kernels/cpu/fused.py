@@ -8,11 +8,10 @@ from numba import prange
 
 from ... import threads
 from ...errors import UsageError
-from ..reference.conv import conv_output_size
 from ..reference.fused import ConvReLUPoolContext
 from ..reference.winograd import winograd_weights
 from .algorithms import DIRECT_WEIGHT_GRAD_ROWS, conv_relu_pool_algorithm, in_slices, inference_slice
-from .conv import WinogradContext, gemm_backward, im2col
+from .conv import WinogradContext, gemm_backward, gemm_forward
 from .direct import conv3x3_relu_pool2_forward, conv3x3_relu_pool2_weight_grad
 from .jit import pjit
 from .pool import max4, store_relu
@@ -184,10 +183,8 @@ def conv_relu_pool_forward(x, w, b, stride, pad, pool, pool_stride, training=Tru
         u = winograd_weights(w)                                              # (36, F, C)
         out, arg, v = winograd_forward(x, u, b, True)
         return out, (WinogradContext(x.shape, v, u, arg, need_dx) if training else None)
-    n, f, kh, kw = x.shape[0], w.shape[0], w.shape[2], w.shape[3]
-    oh, ow = conv_output_size(x.shape[2], kh, stride, pad), conv_output_size(x.shape[3], kw, stride, pad)
-    cols = im2col(x, kh, kw, stride, pad)                                    # (C*KH*KW, N*OH*OW)
-    out, arg = bias_relu_pool_forward(threads.matmul(w.reshape(f, -1), cols), b, n, oh, ow, pool, pool_stride)
+    y, cols, oh, ow = gemm_forward(x, w, stride, pad)
+    out, arg = bias_relu_pool_forward(y, b, x.shape[0], oh, ow, pool, pool_stride)
     if not training:
         return out, None
     return out, ConvReLUPoolContext(x.shape, cols, w, stride, pad, oh, ow, pool, pool_stride, arg, need_dx)
