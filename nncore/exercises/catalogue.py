@@ -10,7 +10,7 @@ EXERCISES = {
     "dense": "out = x @ W + b; dx = dout @ W.T, dW = x.T @ dout, db = dout summed over the batch",
     "softmax": "a stable log-softmax (subtract each row's maximum) and dlogits = (softmax - onehot) / N",
     "batchnorm": "dx, dgamma, dbeta of training-mode batch normalisation over the M = N*P values of a channel",
-    "dropout": "draw the inverted-dropout mask (keep with probability 1 - p, scaled by 1 / (1 - p)); backward applies it",
+    "dropout": "draw the inverted-dropout mask (keep with probability 1 - p, scaled by 1/(1 - p)); backward applies it",
     "sgd": "one SGD step with momentum: v = mu*v + g (v = g at the first step); p -= lr*v (Nesterov: lr*(g + mu*v))",
 }
 

@@ -74,15 +74,16 @@ def compare_run(exercise, ref_arrays, stu_arrays, stu_result):
     for case in cases:
         names = [k.split("|")[2] for k in ref_arrays if k.startswith(f"out|{case}|")]
         error = stu_result["cases"].get(case, {}).get("error")
-        if error:
-            for name in names:
-                evidence.passed[(case, name)] = False
-            rows.append((f"case {case}", False, f"case {case} raised {error}"))
-            rows.extend((f"case {case}: {name}", False, None) for name in (names * 2)[1:])
-            continue
+        reported = False
         for name in names:
-            found = compare(exercise, case, name, ref_arrays[f"out|{case}|{name}"],
-                            stu_arrays.get(f"out|{case}|{name}"))
+            got = stu_arrays.get(f"out|{case}|{name}")
+            if got is None and error:                  # the case raised before computing this array
+                evidence.passed[(case, name)] = False
+                message = None if reported else f"case {case} raised {error}"
+                rows += [(f"case {case}: {name} shape", False, message), (f"case {case}: {name} values", False, None)]
+                reported = True
+                continue
+            found = compare(exercise, case, name, ref_arrays[f"out|{case}|{name}"], got)
             evidence.passed[(case, name)] = all(ok for _c, ok, _m in found)
             rows.extend(found)
     return evidence, rows

@@ -19,47 +19,50 @@ import traceback
 import numpy as np
 
 
-def describe(exc):
-    """One line: the exception, and the last frame of the nncore code where it happened."""
+def describe(exc, package):
+    """One line: the exception, and the last frame inside ``package`` (the nncore folder) where it happened."""
     where = ""
     for frame in traceback.extract_tb(exc.__traceback__):
-        if "nncore" in frame.filename.replace(os.sep, "/").split("/"):
-            where = f" (at {frame.filename.split('nncore', 1)[-1].lstrip(os.sep)}:{frame.lineno})"
-            where = f" (at nncore/{where[5:]}" if where.startswith(" (at ") else where
+        path = os.path.abspath(frame.filename)
+        if path.startswith(package + os.sep):
+            where = f" (at {os.path.relpath(path, os.path.dirname(package))}:{frame.lineno})"
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}{where}"
 
 
 def main(exercise, seed, train, out_dir):
-    import nncore
     import probes
 
-    result = {"nncore": os.path.dirname(os.path.abspath(nncore.__file__)), "cases": {}, "gradient": [],
+    import nncore
+
+    package = os.path.dirname(os.path.abspath(nncore.__file__))
+    result = {"nncore": package, "cases": {}, "gradient": [],
               "gradient_error": None, "train": None, "train_error": None}
     arrays = {}
     for case, inputs in getattr(probes, f"{exercise}_cases")(np.random.default_rng(seed)):
         for name, value in inputs.items():
             arrays[f"in|{case}|{name}"] = value
+        outputs, error = {}, None
         try:
-            outputs = getattr(probes, f"{exercise}_run")({k: v.copy() for k, v in inputs.items()})
-            bad = {k: type(v).__name__ for k, v in outputs.items() if not isinstance(v, np.ndarray)}
-            result["cases"][case] = {"error": None, "not_arrays": bad}
-            for name, value in outputs.items():
-                if isinstance(value, np.ndarray):
-                    arrays[f"out|{case}|{name}"] = value
+            getattr(probes, f"{exercise}_run")({k: v.copy() for k, v in inputs.items()}, outputs)
         except Exception as exc:                       # noqa: BLE001 - the student's code may raise anything
-            result["cases"][case] = {"error": describe(exc), "not_arrays": {}}
+            error = describe(exc, package)
+        bad = {k: type(v).__name__ for k, v in outputs.items() if not isinstance(v, np.ndarray)}
+        result["cases"][case] = {"error": error, "not_arrays": bad}
+        for name, value in outputs.items():
+            if isinstance(value, np.ndarray):
+                arrays[f"out|{case}|{name}"] = value
     try:
         result["gradient"] = [{"what": f"{r.layer}.{r.array}", "rel_error": float(r.rel_error),
                                "tolerance": float(r.tolerance)} for r in probes.GRADIENT_CHECKS[exercise]()]
     except Exception as exc:                           # noqa: BLE001
-        result["gradient_error"] = describe(exc)
+        result["gradient_error"] = describe(exc, package)
     if train:
         try:
             with np.errstate(all="ignore"):
                 result["train"] = probes.training_run()
         except Exception as exc:                       # noqa: BLE001
-            result["train_error"] = describe(exc)
+            result["train_error"] = describe(exc, package)
     np.savez(os.path.join(out_dir, "arrays.npz"), **arrays)
     with open(os.path.join(out_dir, "result.json"), "w", encoding="utf-8") as f:
         json.dump(result, f)

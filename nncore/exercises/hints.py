@@ -36,7 +36,8 @@ HINTS = {
     "softmax-n": "the loss gradient forgets the 1/N of the mean: dlogits = (softmax - onehot) / N",
     "softmax-onehot": "the loss gradient forgets the one-hot: subtract 1 at each row's label",
     "softmax-sign": "the loss gradient has the wrong sign: softmax - onehot, not onehot - softmax",
-    "bn-mean-terms": "BatchNorm backward misses the mean terms: dx = gamma*inv_std*(dout - mean(dout) - xhat*mean(dout*xhat))",
+    "bn-mean-terms": ("BatchNorm backward misses the mean terms: "
+                      "dx = gamma*inv_std*(dout - mean(dout) - xhat*mean(dout*xhat))"),
     "bn-count": "BatchNorm backward divides by N: each channel averages M = N*P values",
     "bn-axes": "dgamma and dbeta sum over axes 0 and 2 (the batch and the positions), leaving shape (C,)",
     "dropout-rescale": "dropout is not rescaled: divide the kept values by 1 - p so the expected output is x",

@@ -5,7 +5,8 @@ twice: once with the student's folder first on PYTHONPATH and once with the
 installed package, always with ``NNCORE_KERNELS=reference``. The inputs come
 from seeded generators, so both runs see the same arrays. Each exercise is a
 pair of functions: ``<name>_cases(rng)`` -> [(case, inputs)] and
-``<name>_run(inputs)`` -> {array name: array}. Flags such as ``dout_unchanged``
+``<name>_run(inputs, out)``, which fills ``out`` {array name: array} as it goes
+(what a forward pass computed is graded even when the backward pass raises). Flags such as ``dout_unchanged``
 are arrays too (1.0 or 0.0), compared like the others.
 """
 
@@ -33,10 +34,10 @@ def im2col_cases(rng):
     return [(name, {"x": _randn(rng, *shape), "geo": np.array([kh, kw, s, p])}) for name, shape, kh, kw, s, p in geo]
 
 
-def im2col_run(inp):
+def im2col_run(inp, result):
     from nncore.kernels import reference
     kh, kw, s, p = (int(v) for v in inp["geo"])
-    return {"cols": reference.im2col(inp["x"], kh, kw, s, p)}
+    result["cols"] = reference.im2col(inp["x"], kh, kw, s, p)
 
 
 def _out_size(size, k, s, p):
@@ -53,10 +54,10 @@ def col2im_cases(rng):
     return cases
 
 
-def col2im_run(inp):
+def col2im_run(inp, result):
     from nncore.kernels import reference
     kh, kw, s, p = (int(v) for v in inp["geo"])
-    return {"dx": reference.col2im(inp["cols"], tuple(int(v) for v in inp["x_shape"]), kh, kw, s, p)}
+    result["dx"] = reference.col2im(inp["cols"], tuple(int(v) for v in inp["x_shape"]), kh, kw, s, p)
 
 
 def conv_cases(rng):
@@ -70,13 +71,13 @@ def conv_cases(rng):
     return cases
 
 
-def conv_run(inp):
+def conv_run(inp, result):
     from nncore.kernels import reference
     s, p = (int(v) for v in inp["geo"])
     dout = inp["dout"].copy()
-    out, ctx = reference.conv2d_forward(inp["x"], inp["w"], inp["b"], s, p, True)
-    dx, dw, db = reference.conv2d_backward(ctx, dout, True)
-    return {"out": out, "dx": dx, "dw": dw, "db": db, "dout_unchanged": _unchanged(dout, inp["dout"])}
+    result["out"], ctx = reference.conv2d_forward(inp["x"], inp["w"], inp["b"], s, p, True)
+    result["dx"], result["dw"], result["db"] = reference.conv2d_backward(ctx, dout, True)
+    result["dout_unchanged"] = _unchanged(dout, inp["dout"])
 
 
 def _conv_gradcheck():
@@ -107,13 +108,13 @@ def maxpool_cases(rng):
     return cases
 
 
-def maxpool_run(inp):
+def maxpool_run(inp, result):
     from nncore.kernels import reference
     k, s = (int(v) for v in inp["geo"])
     dout = inp["dout"].copy()
-    out, arg = reference.maxpool_forward(inp["x"], k, s)
-    dx = reference.maxpool_backward(dout, arg, inp["x"].shape, k, s)
-    return {"out": out, "dx": dx, "dout_unchanged": _unchanged(dout, inp["dout"])}
+    result["out"], arg = reference.maxpool_forward(inp["x"], k, s)
+    result["dx"] = reference.maxpool_backward(dout, arg, inp["x"].shape, k, s)
+    result["dout_unchanged"] = _unchanged(dout, inp["dout"])
 
 
 def _maxpool_gradcheck():
@@ -132,13 +133,13 @@ def relu_cases(rng):
             ("with-zeros", {"x": zeros, "dout": _randn(rng, 3, 4, 5)})]
 
 
-def relu_run(inp):
+def relu_run(inp, result):
     from nncore.kernels import reference
     x, dout = inp["x"].copy(), inp["dout"].copy()
-    out = reference.relu_forward(x)
-    x_unchanged = _unchanged(x, inp["x"])
-    dx = reference.relu_backward(dout, out)
-    return {"out": out, "dx": dx, "x_unchanged": x_unchanged, "dout_unchanged": _unchanged(dout, inp["dout"])}
+    result["out"] = out = reference.relu_forward(x)
+    result["x_unchanged"] = _unchanged(x, inp["x"])
+    result["dx"] = reference.relu_backward(dout, out)
+    result["dout_unchanged"] = _unchanged(dout, inp["dout"])
 
 
 def _relu_gradcheck():
@@ -155,16 +156,16 @@ def dense_cases(rng):
             for name, n, d, m in sizes]
 
 
-def dense_run(inp):
+def dense_run(inp, result):
     from nncore.layers import Dense
     d, m = inp["W"].shape
     layer = Dense(d, m, dtype=F64)
     layer.params["W"], layer.params["b"] = inp["W"].copy(), inp["b"].copy()
     dout = inp["dout"].copy()
-    out = layer.forward(inp["x"].copy(), training=True)
-    dx = layer.backward(dout)
-    return {"out": out, "dx": dx, "dW": layer.grads.get("W"), "db": layer.grads.get("b"),
-            "dout_unchanged": _unchanged(dout, inp["dout"])}
+    result["out"] = layer.forward(inp["x"].copy(), training=True)
+    result["dx"] = layer.backward(dout)
+    result["dW"], result["db"] = layer.grads.get("W"), layer.grads.get("b")
+    result["dout_unchanged"] = _unchanged(dout, inp["dout"])
 
 
 def _dense_gradcheck():
@@ -181,16 +182,16 @@ def softmax_cases(rng):
             ("batch1", {"logits": _randn(rng, 1, 3), "labels": np.array([2])})]
 
 
-def softmax_run(inp):
+def softmax_run(inp, result):
     from nncore.losses import SoftmaxCrossEntropy, log_softmax
-    logp = log_softmax(inp["logits"].copy())
+    result["logp"] = log_softmax(inp["logits"].copy())
     loss_fn = SoftmaxCrossEntropy()
-    loss = np.asarray(loss_fn.forward(inp["logits"].copy(), inp["labels"]), dtype=F64)
-    return {"logp": logp, "loss": loss, "dlogits": loss_fn.backward()}
+    result["loss"] = np.asarray(loss_fn.forward(inp["logits"].copy(), inp["labels"]), dtype=F64)
+    result["dlogits"] = loss_fn.backward()
 
 
 def _softmax_gradcheck():
-    from nncore.gradcheck import CheckResult, LAYER_TOLERANCE, numerical_gradient, rel_error
+    from nncore.gradcheck import LAYER_TOLERANCE, CheckResult, numerical_gradient, rel_error
     from nncore.losses import SoftmaxCrossEntropy
     rng = np.random.default_rng(6)
     z, y = rng.standard_normal((4, 5)), rng.integers(0, 5, 4)
@@ -204,17 +205,22 @@ def _softmax_gradcheck():
 # -- BatchNorm --------------------------------------------------------------------------------------------
 
 def batchnorm_cases(rng):
-    shapes = [("conv", (4, 3, 5)), ("dense", (6, 2, 1)), ("batch2", (2, 3, 4))]
+    shapes = [("conv", (4, 3, 5)), ("dense", (6, 2, 1)), ("batch2", (2, 3, 4)), ("no-dx", (3, 2, 4))]
     return [(name, {"x3": _randn(rng, *shape) * 2 + 1, "gamma": _randn(rng, shape[1]),
                     "beta": _randn(rng, shape[1]), "dout3": _randn(rng, *shape)}) for name, shape in shapes]
 
 
-def batchnorm_run(inp):
+def batchnorm_run(inp, result):
     from nncore.kernels import reference
     _out, xhat, _mean, _var, inv_std = reference.batchnorm_forward(inp["x3"], inp["gamma"], inp["beta"], 1e-5)
     dout = inp["dout3"].copy()
-    dx, dgamma, dbeta = reference.batchnorm_backward(dout, xhat, inp["gamma"], inv_std, True)
-    return {"dx": dx, "dgamma": dgamma, "dbeta": dbeta, "dout_unchanged": _unchanged(dout, inp["dout3"])}
+    if inp["x3"].shape == (3, 2, 4):                  # the "no-dx" case: the parameter gradients alone
+        _dx, result["dgamma"], result["dbeta"] = reference.batchnorm_backward(dout, xhat, inp["gamma"], inv_std,
+                                                                              False)
+        return
+    result["dx"], result["dgamma"], result["dbeta"] = reference.batchnorm_backward(dout, xhat, inp["gamma"],
+                                                                                    inv_std, True)
+    result["dout_unchanged"] = _unchanged(dout, inp["dout3"])
 
 
 def _batchnorm_gradcheck():
@@ -232,19 +238,20 @@ def dropout_cases(rng):
             ("p0.6", {"x": rng.random((50, 40)) + 0.5, "dout": _randn(rng, 50, 40), "p": np.array(0.6)})]
 
 
-def dropout_run(inp):
+def dropout_run(inp, result):
     """Statistics, not the draw itself: a student may draw the mask another way."""
     from nncore.layers import Dropout
     p = float(inp["p"])
     layer = Dropout(p, rng=0)
     out = layer.forward(inp["x"].copy(), training=True)
+    result["out_shape"] = np.array(out.shape, dtype=F64)
     scale = out / inp["x"]
     kept = scale != 0
+    result["kept_fraction"] = np.array(kept.mean())
+    result["kept_scale"] = np.array(scale[kept].mean() if kept.any() else 0.0)
+    result["scale_spread"] = np.array(np.ptp(scale[kept]) if kept.any() else 0.0)
     dx = layer.backward(inp["dout"].copy())
-    return {"out_shape": np.array(out.shape, dtype=F64), "kept_fraction": np.array(kept.mean()),
-            "kept_scale": np.array(scale[kept].mean() if kept.any() else 0.0),
-            "scale_spread": np.array(np.ptp(scale[kept]) if kept.any() else 0.0),
-            "dx_minus_dout_mask": np.array(np.abs(dx - inp["dout"] * scale).max())}
+    result["dx_minus_dout_mask"] = np.array(np.abs(dx - inp["dout"] * scale).max())
 
 
 def _dropout_gradcheck():
@@ -264,7 +271,7 @@ def sgd_cases(rng):
                     "hyper": np.array([mu, float(nesterov), wd])}) for name, mu, nesterov, wd in settings]
 
 
-def sgd_run(inp):
+def sgd_run(inp, result):
     from nncore.layers import Dense
     from nncore.optim import SGD
     from nncore.sequential import Sequential
@@ -273,12 +280,10 @@ def sgd_run(inp):
     layer.params["W"], layer.params["b"] = inp["W"].copy(), inp["b"].copy()
     model = Sequential([layer], (4,))
     opt = SGD(model, lr=0.1, momentum=mu, nesterov=bool(nesterov), weight_decay=wd)
-    result = {}
     for t in range(3):
         layer.grads = {"W": inp["gW"][t].copy(), "b": inp["gb"][t].copy()}
         opt.step()
         result[f"W{t + 1}"], result[f"b{t + 1}"] = layer.params["W"].copy(), layer.params["b"].copy()
-    return result
 
 
 def _sgd_gradcheck():
