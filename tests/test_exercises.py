@@ -16,12 +16,12 @@ import time
 
 import pytest
 
+from nncore.errors import UsageError
 from nncore.exercises import grade as grading
 from nncore.exercises.catalogue import EXERCISES, parse_only
 from nncore.exercises.hints import HINTS
 from nncore.exercises.make import PACKAGE_DIR, make_student_copy, marked_files
 from nncore.exercises.regions import find_regions, replace_bodies
-from nncore.errors import UsageError
 
 ROOT = os.path.dirname(PACKAGE_DIR)
 SCRIPT = os.path.join(ROOT, "experiments", "exercises.py")
@@ -45,8 +45,8 @@ MISTAKES = {
                              "conv-dw-shape"),
     "conv-bias-grad-one-sample": ("conv", [("d2, db = nchw_to_rows(dout)",
                                             "d2, db = nchw_to_rows(dout)[0], dout[0].sum(axis=(1, 2))")], "bias-sum"),
-    "maxpool-grad-to-ties": ("maxpool", [("arg = win.argmax(axis=0).astype(np.int32)\n"
-                                          "    out = np.take_along_axis(win, arg[None], axis=0)[0]\n",
+    "maxpool-grad-to-ties": ("maxpool", [(("arg = win.argmax(axis=0).astype(np.int32)\n"
+                                           "    out = np.take_along_axis(win, arg[None], axis=0)[0]\n"),
                                           "out = win.max(axis=0)\n    arg = win == out\n"),
                                          ("np.where(arg == i * k + j, dout, 0)", "np.where(arg[i * k + j], dout, 0)")],
                              "pool-ties"),
@@ -117,9 +117,9 @@ def filled(copy, dest, mutations=()):
         path = os.path.join(dest, "nncore", rel)
         with open(path) as f:
             text = f.read()
-        starts = [r.start for r in find_regions(text)]
+        by_start = dict(zip((r.start for r in find_regions(text)), bodies, strict=True))
         with open(path, "w") as f:
-            f.write(replace_bodies(text, set(EXERCISES), lambda r: bodies[starts.index(r.start)]))
+            f.write(replace_bodies(text, set(EXERCISES), lambda r, by_start=by_start: by_start[r.start]))
     assert applied == [1] * len(mutations), f"each mutation must apply exactly once: {applied}"
     return str(dest)
 
@@ -183,10 +183,10 @@ def test_make_refuses_a_non_empty_folder_and_unknown_names(tmp_path):
     (tmp_path / "taken" / "file").write_text("x")
     env = {**os.environ, "PYTHONPATH": ROOT}
     run = subprocess.run([sys.executable, SCRIPT, "make", str(tmp_path / "taken")], env=env, capture_output=True,
-                         text=True)
+                         text=True, check=False)
     assert run.returncode == 5 and run.stderr.count("\n") == 1 and "not empty" in run.stderr
     run = subprocess.run([sys.executable, SCRIPT, "make", str(tmp_path / "new"), "--only", "conv,pooling"], env=env,
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, check=False)
     assert run.returncode == 2 and run.stderr.count("\n") == 1
     assert "pooling" in run.stderr and all(name in run.stderr for name in EXERCISES)
     assert not (tmp_path / "new").exists()
@@ -253,8 +253,8 @@ def test_grade_command_prints_the_table_and_exits_nonzero_on_failure(copies, tmp
     env = {**os.environ, "PYTHONPATH": ROOT}
     copy = copies(["relu"])
     run = subprocess.run([sys.executable, SCRIPT, "grade", copy, "--only", "relu,dense", "--no-train"], env=env,
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, check=False)
     assert run.returncode == 1
     assert "relu           0/17      0%" in run.stdout and "dense         33/33    100%" in run.stdout
-    run = subprocess.run([sys.executable, SCRIPT, "grade", str(tmp_path)], env=env, capture_output=True, text=True)
+    run = subprocess.run([sys.executable, SCRIPT, "grade", str(tmp_path)], env=env, capture_output=True, text=True, check=False)
     assert run.returncode == 3 and "holds no nncore package" in run.stderr

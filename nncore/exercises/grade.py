@@ -73,7 +73,7 @@ def run_child(exercise, root, seed, train, time_limit):
     with tempfile.TemporaryDirectory(prefix="nncore-grade-") as out:
         try:
             proc = subprocess.run([sys.executable, CHILD, exercise, str(seed), "1" if train else "0", out],
-                                  cwd=out, env=env, capture_output=True, text=True, timeout=time_limit)
+                                  cwd=out, env=env, capture_output=True, text=True, timeout=time_limit, check=False)
         except subprocess.TimeoutExpired:
             return None, {}, f"did not finish within {time_limit:g} s (an endless loop?)"
         path = os.path.join(out, "result.json")

@@ -148,10 +148,9 @@ def _diagnose_dense(ev):
     x, w, dout = ev.inp("square", "x"), ev.inp("square", "W"), ev.inp("square", "dout")
     if not ev.ok("square", "dx") and ev.matches("square", "dx", dout @ w):
         found.append("dense-transposed-w")
-    if not ev.ok("square", "dW") and ev.matches("square", "dW", (x.T @ dout).T):
-        found.append("dense-dw-transposed")
-    elif any(ev.got(c, "dW") is not None and ev.got(c, "dW").shape == ev.inp(c, "W").shape[::-1] != ev.inp(c, "W").shape
-             for c in _cases(ev)):
+    transposed_shape = any(ev.got(c, "dW") is not None and ev.got(c, "dW").shape == ev.inp(c, "W").shape[::-1]
+                           != ev.inp(c, "W").shape for c in _cases(ev))
+    if transposed_shape or (not ev.ok("square", "dW") and ev.matches("square", "dW", (x.T @ dout).T)):
         found.append("dense-dw-transposed")
     if ev.ok("batch1", "db") and not (ev.ok("basic", "db") and ev.ok("square", "db")):
         found.append("bias-sum")
