@@ -256,5 +256,6 @@ def test_grade_command_prints_the_table_and_exits_nonzero_on_failure(copies, tmp
                          capture_output=True, text=True, check=False)
     assert run.returncode == 1
     assert "relu           0/17      0%" in run.stdout and "dense         33/33    100%" in run.stdout
-    run = subprocess.run([sys.executable, SCRIPT, "grade", str(tmp_path)], env=env, capture_output=True, text=True, check=False)
+    run = subprocess.run([sys.executable, SCRIPT, "grade", str(tmp_path)], env=env, capture_output=True, text=True,
+                         check=False)
     assert run.returncode == 3 and "holds no nncore package" in run.stderr
