@@ -3,7 +3,7 @@
 Seeded mistakes are realistic mutations of the solutions: a test makes a
 student copy, fills its stubs back with the solution text, applies the
 mutation by text replacement and grades that one exercise (``--only``). Every
-mistake must fail and get its hint from the catalogue. Made copies are reused
+mistake must fail and get its hint from the catalogue, and no other. Made copies are reused
 across the tests of this module; the training run is left out except where a
 test is about it (the full-marks test and the timing).
 """
@@ -224,7 +224,7 @@ def test_seeded_mistake_is_caught_with_its_hint(mistake, copies, tmp_path):
     copy = filled(copies([exercise]), tmp_path / "s", mutations)
     g = grading.grade_exercise(copy, exercise, train=False, time_limit=30)
     assert not g.ok
-    assert hint in g.hints, f"{mistake}: got hints {g.hints}; messages {g.messages[:3]}"
+    assert g.hints == [hint], f"{mistake}: got hints {g.hints}; messages {g.messages[:3]}"
     assert HINTS[hint] in grading.format_report([g])
 
 

@@ -71,7 +71,7 @@ def _diagnose_im2col(ev):
 
 def _diagnose_col2im(ev):
     found = []
-    if ev.ok("no-overlap") and not (ev.ok("overlap") and ev.ok("batch1")):
+    if ev.ok("no-overlap") and not ev.ok("overlap"):
         found.append("col2im-assign")
     if ev.ok("overlap") and ev.ok("batch1") and not ev.ok("no-overlap"):
         found.append("col2im-stride")
