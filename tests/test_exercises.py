@@ -131,6 +131,15 @@ def test_every_exercise_has_a_marked_region_and_the_markers_balance():
     assert names == set(EXERCISES)
 
 
+def test_regions_refuse_unbalanced_markers_and_keep_the_markers_when_replaced():
+    text = "def f():\n    # exercise: relu\n    return 1\n    # end exercise\n"
+    assert replace_bodies(text, {"relu"}, lambda r: [r.indent + "pass\n"]) == text.replace("return 1", "pass")
+    for broken in (text.replace("    # end exercise\n", ""), "    # end exercise\n",
+                   text.replace("    return 1\n", "    # exercise: dense\n")):
+        with pytest.raises(UsageError):
+            find_regions(broken)
+
+
 def test_student_copy_holds_no_solution_line(copies):
     """Every line of a blanked region is gone, unless the same line stands outside every region (not a secret)."""
     copy = copies(list(EXERCISES))
@@ -247,6 +256,10 @@ def test_a_hang_a_crash_and_a_wrong_shape_are_failures_with_a_message(copies, tm
                                                "return np.maximum(x, x.dtype.type(0)).ravel()")])
     g = grading.grade_exercise(shape, "relu", train=False)
     assert not g.ok and any("out has shape (28,), expected (4, 7)" in m for m in g.messages)
+    listed = filled(base, tmp_path / "list", [("return np.maximum(x, x.dtype.type(0))",
+                                               "return np.maximum(x, x.dtype.type(0)).tolist()")])
+    g = grading.grade_exercise(listed, "relu", train=False)
+    assert not g.ok and any("case random: out is a list, not a NumPy array" in m for m in g.messages)
 
 
 def test_grade_command_prints_the_table_and_exits_nonzero_on_failure(copies, tmp_path):

@@ -74,9 +74,16 @@ def compare_run(exercise, ref_arrays, stu_arrays, stu_result):
     for case in cases:
         names = [k.split("|")[2] for k in ref_arrays if k.startswith(f"out|{case}|")]
         error = stu_result["cases"].get(case, {}).get("error")
+        not_arrays = stu_result["cases"].get(case, {}).get("not_arrays", {})
         reported = False
         for name in names:
             got = stu_arrays.get(f"out|{case}|{name}")
+            if name in not_arrays and not_arrays[name] != "NoneType":
+                evidence.passed[(case, name)] = False
+                rows += [(f"case {case}: {name} shape", False,
+                          f"case {case}: {name} is a {not_arrays[name]}, not a NumPy array"),
+                         (f"case {case}: {name} values", False, None)]
+                continue
             if got is None and error:                  # the case raised before computing this array
                 evidence.passed[(case, name)] = False
                 message = None if reported else f"case {case} raised {error}"
