@@ -182,7 +182,7 @@ def test_stub_keeps_signature_and_docstring_and_states_the_task(copies):
     with open(os.path.join(copies(["im2col"]), "nncore", "kernels", "reference", "conv.py")) as f:
         text = f.read()
     assert "def im2col(x, kh, kw, stride, pad):" in text and "Unfold image patches into columns." in text
-    assert f"    raise NotImplementedError('exercise im2col: {EXERCISES['im2col']}')\n" in text
+    assert f'    raise NotImplementedError("exercise im2col: {EXERCISES["im2col"]}")\n' in text
     assert "cols = np.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)" not in text
     assert "def col2im(" in text and "+= cols6[:, i, j]" in text                   # not blanked: left as it was
 

@@ -75,5 +75,5 @@ def replace_bodies(text, names, body_for, where="<text>"):
 
 def stub(region, task):
     """The one-line body of a blanked region: raise NotImplementedError naming the exercise and its task."""
-    message = f"exercise {region.name}: {task}"
-    return [f"{region.indent}raise NotImplementedError({message!r})\n"]
+    message = f"exercise {region.name}: {task}".replace("\\", "\\\\").replace('"', '\\"')
+    return [f'{region.indent}raise NotImplementedError("{message}")\n']
