@@ -89,6 +89,7 @@ class SGD(Optimizer):
         if self.momentum == 0:
             p -= lr * g
             return
+        # exercise: sgd
         mu = p.dtype.type(self.momentum)
         st = self.state.setdefault(key, {})
         if "v" not in st:
@@ -99,6 +100,7 @@ class SGD(Optimizer):
             v += g
         v = st["v"]
         p -= lr * (g + mu * v) if self.nesterov else lr * v
+        # end exercise
 
 
 class Adam(Optimizer):

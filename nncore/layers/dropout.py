@@ -37,12 +37,16 @@ class Dropout(Layer):
         if self.fixed_mask is not None:
             self.mask = self.fixed_mask
         else:
+            # exercise: dropout
             xp = backend.get_array_module(x)
             keep = self.rng.random(x.shape) >= self.p                     # drawn on the host for reproducibility
             self.mask = xp.asarray(keep.astype(x.dtype) / x.dtype.type(1.0 - self.p))
+            # end exercise
         return x * self.mask
 
     def backward(self, dout):
         if self.mask is None:
             return dout
+        # exercise: dropout
         return dout * self.mask
+        # end exercise

@@ -23,6 +23,7 @@ def batchnorm_backward(dout3, xhat, gamma, inv_std, need_dx=True):
     dbeta = sum dout, dgamma = sum dout*xhat (over N and P), and
     dx = gamma*inv_std * (dout - dbeta/M - xhat*dgamma/M). Array methods only (CuPy reuses it).
     """
+    # exercise: batchnorm
     m = dout3.dtype.type(dout3.shape[0] * dout3.shape[2])
     dbeta = dout3.sum(axis=(0, 2))
     dgamma = (dout3 * xhat).sum(axis=(0, 2))
@@ -30,3 +31,4 @@ def batchnorm_backward(dout3, xhat, gamma, inv_std, need_dx=True):
         return None, dgamma, dbeta
     k = (gamma * inv_std)[None, :, None]
     return k * (dout3 - (dbeta / m)[None, :, None] - xhat * (dgamma / m)[None, :, None]), dgamma, dbeta
+    # end exercise

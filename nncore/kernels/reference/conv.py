@@ -27,6 +27,7 @@ def im2col(x, kh, kw, stride, pad):
     KH*KW slices gives every patch at once: a loop of KH*KW vectorised copies
     instead of N*OH*OW small ones.
     """
+    # exercise: im2col
     n, c, h, w = x.shape
     oh = conv_output_size(h, kh, stride, pad)
     ow = conv_output_size(w, kw, stride, pad)
@@ -37,6 +38,7 @@ def im2col(x, kh, kw, stride, pad):
             patch = xpad[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride]  # (N, C, OH, OW)
             cols[:, i, j] = patch.transpose(1, 0, 2, 3)
     return cols.reshape(c * kh * kw, n * oh * ow)
+    # end exercise
 
 
 def col2im(cols, x_shape, kh, kw, stride, pad):
@@ -53,6 +55,7 @@ def col2im(cols, x_shape, kh, kw, stride, pad):
     strided slice whose positions are all distinct, so a plain ``+=`` on the
     slice is correct (no ``np.add.at`` needed).
     """
+    # exercise: col2im
     n, c, h, w = x_shape
     oh = conv_output_size(h, kh, stride, pad)
     ow = conv_output_size(w, kw, stride, pad)
@@ -62,6 +65,7 @@ def col2im(cols, x_shape, kh, kw, stride, pad):
         for j in range(kw):
             xpad[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride] += cols6[:, i, j].transpose(1, 0, 2, 3)
     return xpad[:, :, pad:pad + h, pad:pad + w] if pad else xpad
+    # end exercise
 
 
 def rows_to_nchw(y, b, n, oh, ow):
@@ -116,11 +120,13 @@ def conv2d_forward(x, w, b, stride, pad, training=True):
 
     (``matmul`` is ``a @ b``, split over nncore's threads.)
     """
+    # exercise: conv
     n, f, kh, kw = x.shape[0], w.shape[0], w.shape[2], w.shape[3]
     oh, ow = conv_output_size(x.shape[2], kh, stride, pad), conv_output_size(x.shape[3], kw, stride, pad)
     cols = im2col(x, kh, kw, stride, pad)
     out = rows_to_nchw(matmul(w.reshape(f, -1), cols), b, n, oh, ow)
     return out, (Conv2DContext(x.shape, cols, w, stride, pad) if training else None)
+    # end exercise
 
 
 def conv2d_backward(ctx, dout, need_dx):
@@ -133,6 +139,7 @@ def conv2d_backward(ctx, dout, need_dx):
         dw = d2 @ cols.T                   (F, C*KH*KW)
         dx = col2im(w2.T @ d2)             (N, C, H, W), w2 = w.reshape(F, -1)
     """
+    # exercise: conv
     x_shape, cols, w, stride, pad = ctx
     d2, db = nchw_to_rows(dout)
     dw = matmul(d2, cols.T).reshape(w.shape)
@@ -140,6 +147,7 @@ def conv2d_backward(ctx, dout, need_dx):
         return None, dw, db
     dcols = matmul(w.reshape(w.shape[0], -1).T, d2)                          # (C*KH*KW, N*OH*OW)
     return col2im(dcols, x_shape, w.shape[2], w.shape[3], stride, pad), dw, db
+    # end exercise
 
 
 def conv2d_naive(x, w, b, stride, pad):

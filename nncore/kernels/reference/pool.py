@@ -21,10 +21,12 @@ def maxpool_forward(x, k, stride):
       its window. With ties, the first offset in row-major order wins, so the
       gradient goes to exactly one input.
     """
+    # exercise: maxpool
     win = _windows(x, k, stride)
     arg = win.argmax(axis=0).astype(np.int32)
     out = np.take_along_axis(win, arg[None], axis=0)[0]
     return out, arg
+    # end exercise
 
 
 def maxpool_backward(dout, arg, x_shape, k, stride):
@@ -33,12 +35,14 @@ def maxpool_backward(dout, arg, x_shape, k, stride):
     Inputs: dout (N, C, OH, OW); arg from :func:`maxpool_forward`; x_shape.
     Returns dx: (N, C, H, W), zero everywhere but at the arg-max positions.
     """
+    # exercise: maxpool
     oh, ow = dout.shape[2:]
     dx = np.zeros(x_shape, dtype=dout.dtype)
     for i in range(k):
         for j in range(k):
             dx[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride] += np.where(arg == i * k + j, dout, 0)
     return dx
+    # end exercise
 
 
 def avgpool_forward(x, k, stride):
