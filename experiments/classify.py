@@ -100,9 +100,11 @@ def format_result(path, probs, model, top, as_json):
 
 
 def main(argv):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.device == "gpu":
-        backend.import_cupy()  # DeviceError (exit 7) with the reason when no usable GPU
+        with parser.flag_errors():  # the library says device=cpu; users see --device cpu
+            backend.import_cupy()  # DeviceError (exit 7) with the reason when no usable GPU
     model = nncore.load_model(args.weights).to(args.device)
     if model.input_shape != (1, 28, 28):
         raise UsageError(f"{args.weights} expects inputs of shape {model.input_shape}, not 28x28 images")

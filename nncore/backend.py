@@ -51,7 +51,7 @@ def import_cupy():
     except Exception as exc:
         raise DeviceError(
             f"CuPy is installed but no CUDA GPU is usable ({type(exc).__name__}: {exc}); "
-            f"check the NVIDIA driver with nvidia-smi, or run with --device cpu"
+            f"check the NVIDIA driver with nvidia-smi, or run on the CPU (device=cpu)"
         ) from None
     _state["cupy"] = cp
     return cp

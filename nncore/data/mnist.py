@@ -62,7 +62,8 @@ def read_idx(path):
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise MissingInputError(f"MNIST file {path} not found; check --data-dir / NNCORE_DATA_DIR")
+        raise MissingInputError(f"MNIST file {path} not found; "
+                                "check the data root (data_dir=<folder> or NNCORE_DATA_DIR)")
     try:
         with open(path, "rb") as f:
             raw = f.read()
@@ -137,8 +138,8 @@ def load_mnist(root=None, download=True, verify=True):
     """
     base = data_root(root)
     if os.path.exists(base) and not os.path.isdir(base):
-        raise MissingInputError(f"the data root {base} is a file, not a folder; point --data-dir / NNCORE_DATA_DIR "
-                                "at the folder holding mnist/")
+        raise MissingInputError(f"the data root {base} is a file, not a folder; point data_dir=<folder> or "
+                                "NNCORE_DATA_DIR at the folder holding mnist/")
     folder = dataset_dir("mnist", root)
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise MissingInputError(f"{folder} is a file, not a folder holding the MNIST .gz files")
@@ -149,7 +150,7 @@ def load_mnist(root=None, download=True, verify=True):
         if not download:
             raise MissingInputError(
                 f"MNIST files missing in {folder}: {', '.join(missing)}; "
-                "set NNCORE_DATA_DIR (or --data-dir) to the folder holding mnist/, or allow the download"
+                "set NNCORE_DATA_DIR (or data_dir=<folder>) to the folder holding mnist/, or allow the download"
             )
         download_mnist(folder, names=missing)
     if verify:
