@@ -1,15 +1,16 @@
 """Figures of what a network does: filter grids, feature maps, saliency and occlusion overlays.
 
 Each function returns a matplotlib figure (a notebook shows it; a script saves it with
-:func:`nncore.plots.save_figure`). matplotlib is imported on first use only.
+:func:`nncore.plots.save_figure`). matplotlib is imported on first use only, on the Agg
+backend unless pyplot is already in use (as in a notebook).
 """
 
 import math
+import sys
 
 import numpy as np
 
-from .. import backend
-from ..plots import _plt
+from .. import backend, plots
 from .activations import activations
 from .occlusion import occlusion, occlusion_heatmap
 from .saliency import saliency
@@ -18,6 +19,11 @@ from .saliency import saliency
 PANEL_WIDTH, PANEL_TOP, PANEL_ROW = 12.0, 3.4, 1.25
 #: feature maps shown per layer in the panel (the most active channels)
 MAPS_PER_LAYER = 10
+
+
+def _plt():
+    """pyplot as it is in use (a notebook's inline backend shows the figures), else on the Agg backend."""
+    return sys.modules.get("matplotlib.pyplot") or plots._plt()
 
 
 def _symmetric(a):
@@ -59,6 +65,20 @@ def feature_maps(model, image):
     return [(name, a) for name, a in activations(model, image)[1:] if a.ndim == 3]
 
 
+def _saliency_axes(ax, image, grad, title):
+    """The signed saliency (summed over channels) in red (raises the score) and blue (lowers it),
+    with the outline of the ink on top."""
+    sal = grad.sum(axis=0)
+    vmin, vmax = _symmetric(sal)
+    im = ax.imshow(sal, cmap="RdBu_r", vmin=vmin, vmax=vmax)
+    gray = image if image.ndim == 2 else image.mean(axis=0)
+    if gray.max() > gray.min():
+        ax.contour(gray, levels=[(gray.min() + gray.max()) / 2], colors="k", linewidths=0.8)
+    ax.set_title(f"{title}\nred raises the score, blue lowers it", fontsize=10)
+    ax.axis("off")
+    return im
+
+
 def _overlay(ax, base, heat, cmap, vmin, vmax, title):
     ax.imshow(base, cmap="gray")
     im = ax.imshow(heat, cmap=cmap, vmin=vmin, vmax=vmax, alpha=0.6)
@@ -71,7 +91,7 @@ def panel_figure(model, image, title=None, patch=6, stride=2):
     """Everything explain.py shows about one image, in one figure.
 
     Top row: the input as the network sees it, the top-3 probabilities, the saliency
-    (|d score / d pixel|, largest over channels) and the occlusion map (the drop in the
+    (d score / d pixel, summed over channels, with the ink's outline) and the occlusion map (the drop in the
     predicted class's probability when a ``patch`` square around the pixel is covered).
     Below, one row per layer whose output is an image stack: its ``MAPS_PER_LAYER``
     most active channels (largest mean), on the layer's own colour scale.
@@ -104,11 +124,7 @@ def panel_figure(model, image, title=None, patch=6, stride=2):
     for y, p in zip(range(3)[::-1], probs[order]):
         ax.text(min(100 * p + 2, 70), y, f"{100 * p:.1f}%", va="center", fontsize=9)
     ax.set_title("top 3", fontsize=10)
-    sal = np.abs(grad).max(axis=0)
-    ax = fig.add_subplot(top[2])
-    im = ax.imshow(sal, cmap="hot", vmin=0)
-    ax.set_title(f"saliency |d score({model.symbols[k]}) / d x|\nbright: pixels that move the score", fontsize=10)
-    ax.axis("off")
+    im = _saliency_axes(fig.add_subplot(top[2]), img, grad, f"saliency d score({model.symbols[k]}) / d x")
     fig.colorbar(im, ax=fig.axes[-1], fraction=0.046, pad=0.04)
     vmin, vmax = _symmetric(heat)
     im = _overlay(fig.add_subplot(top[3]), show, heat, "RdBu_r", vmin, vmax,
@@ -151,10 +167,11 @@ def mistakes_figure(model, images, mistakes, ncols=6):
         axes[r, c].imshow(img.squeeze(), cmap="gray")
         axes[r, c].set_title(f"true {model.symbols[mistake['label']]}, said {model.symbols[mistake['predicted']]}"
                              f"\n{100 * mistake['confidence']:.0f}%", fontsize=8, color="tab:red")
-        axes[r + 1, c].imshow(np.abs(grad).max(axis=0), cmap="hot")
-        axes[r + 1, c].set_title("saliency", fontsize=8)
+        _saliency_axes(axes[r + 1, c], img, grad, "")
+        axes[r + 1, c].set_title(f"saliency of {model.symbols[mistake['predicted']]}", fontsize=8)
     if n == 0:
         axes[0, 0].text(0.5, 0.5, "(no mistakes)", ha="center", va="center")
-    fig.suptitle("misclassified, most confident first (below: what drove the wrong answer)")
+    fig.suptitle("misclassified, most confident first\nbelow: the saliency of the wrong answer "
+                 "(red raises its score, blue lowers it)")
     fig.tight_layout()
     return fig
