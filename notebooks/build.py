@@ -292,14 +292,116 @@ filter_figure(model.layers[0].params["W"], "after 3 epochs");""",
     """#md ## Exercises
 
 1. Train with `fused=False` (Conv2D, ReLU, MaxPool2D as three layers): same accuracy? Same
-   time? (Chapter 6 explains the difference.)
+   time? (Chapter 7 explains the difference.)
 2. Set the learning rate to 0.3: what happens to the loss? nncore's trainer stops such a run
    with a one-line error (`TrainingDivergedError`).
 3. Use `nncore.optim.SGD(model, lr=0.05, momentum=0.9)` instead of Adam.""",
 ])
 
-CHAPTERS["05_inside_the_trained_model"] = (["mnist"], [
-    """#md # 5. Inside the trained model: filters, feature maps, saliency, mistakes
+CHAPTERS["05_conv_relu_pool_on_your_digit"] = ([], [
+    """#md # 5. Convolution, ReLU and pooling on your own digit
+
+**You will learn** what the first block of the shipped MNIST model does to *your* picture, one
+operation at a time and with the numbers: one learned 3x3 filter slid over the digit, one output
+pixel computed by hand, BatchNorm, the ReLU that clips negatives, and the max-pooling that keeps
+the largest of each 2x2 window. Each step is a reference kernel; the last cell checks that they
+give exactly what the model computes.
+
+Put the path of a photo or scan of a digit in `MY_PICTURE` (any size, dark on light or light on
+dark: `nncore.preprocess_image` turns it into MNIST's 28x28 format). Left as `None`, a digit is
+drawn for you.""",
+    setup("plt", "nncore"),
+    """from PIL import Image, ImageDraw
+
+from nncore import explain
+from nncore.kernels.reference import activations as ref_act
+from nncore.kernels.reference import conv as ref_conv
+from nncore.kernels.reference import pool as ref_pool
+
+MY_PICTURE = None
+
+if MY_PICTURE is None:                               # a drawn 4: dark ink on white paper, like a scan
+    paper = Image.new("L", (200, 200), 255)
+    ImageDraw.Draw(paper).line([(120, 30), (50, 130), (150, 130)], fill=0, width=14)
+    ImageDraw.Draw(paper).line([(120, 30), (120, 175)], fill=0, width=14)
+    MY_PICTURE = paper
+digit = nncore.preprocess_image(MY_PICTURE)          # (28, 28) uint8, white ink on black
+model = nncore.load_model(os.path.join(ROOT, "weights", "mnist_cnn.npz"))
+x = model.prepare(digit[None])                       # (1, 1, 28, 28): scaled as in training
+print("the model says:", model.symbols[int(model.predict(digit[None])[0])])
+plt.imshow(digit, cmap="gray")
+plt.title("your digit, as the network sees it")
+plt.axis("off");""",
+    """#md ## One filter, slid over the digit
+
+The first layer has 32 filters of 3x3 weights. Take one (number 5 here; try others), convolve
+with padding 1 so the output keeps 28x28, and look at one output pixel: it is the sum of the
+3x3 patch around it times the weights.""",
+    """f = 5
+w = model.layers[0].params["W"][f:f + 1]             # (1, 1, 3, 3)
+conv, _ = ref_conv.conv2d_forward(x, w, None, 1, 1, training=False)
+r, c = 10, 14
+patch = np.pad(x[0, 0], 1)[r:r + 3, c:c + 3]         # padded image: pixel (r, c) is at the patch centre
+print("patch:\\n", patch, "\\nweights:\\n", w[0, 0])
+print(f"sum(patch * weights) = {np.sum(patch * w[0, 0]):.4f};  conv output at ({r}, {c}) = {conv[0, 0, r, c]:.4f}")
+fig, axes = plt.subplots(1, 2, figsize=(8, 4))
+axes[0].imshow(w[0, 0], cmap="RdBu_r", vmin=-np.abs(w).max(), vmax=np.abs(w).max())
+axes[0].set_title(f"filter {f}")
+axes[1].imshow(conv[0, 0], cmap="RdBu_r", vmin=-np.abs(conv).max(), vmax=np.abs(conv).max())
+axes[1].add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, color="k", lw=2))
+axes[1].set_title("convolution output (red +, blue -)")
+for ax in axes:
+    ax.axis("off")""",
+    """#md ## BatchNorm, then the ReLU
+
+BatchNorm (evaluation mode) shifts and scales each channel with the statistics it learned:
+`gamma * (conv - running_mean) / sqrt(running_var + eps) + beta`. The ReLU then sets every
+negative value to 0: only the places where the filter's pattern is present survive.""",
+    """bn = model.layers[1]
+normed = (bn.params["gamma"][f] * (conv - bn.buffers["running_mean"][f])
+          / np.sqrt(bn.buffers["running_var"][f] + bn.eps) + bn.params["beta"][f])
+relu = ref_act.relu_forward(normed)
+print(f"negative before the ReLU: {100 * (normed < 0).mean():.0f}% of the pixels")
+fig, axes = plt.subplots(1, 2, figsize=(8, 4))
+axes[0].imshow(normed[0, 0], cmap="RdBu_r", vmin=-np.abs(normed).max(), vmax=np.abs(normed).max())
+axes[0].set_title("after BatchNorm")
+axes[1].imshow(relu[0, 0], cmap="magma")
+axes[1].set_title("after the ReLU: negatives are 0")
+for ax in axes:
+    ax.axis("off")""",
+    """#md ## Max-pooling: the largest of each 2x2 window
+
+28x28 becomes 14x14. Below, a 4x4 corner of the ReLU output around the strongest response,
+with its numbers, and the 2x2 pooled values it becomes.""",
+    """pooled, arg = ref_pool.maxpool_forward(relu, 2, 2)
+pr, pc = np.unravel_index(pooled[0, 0].argmax(), pooled[0, 0].shape)
+r0, c0 = 2 * min(pr, 12), 2 * min(pc, 12)
+block = relu[0, 0, r0:r0 + 4, c0:c0 + 4]
+fig, axes = plt.subplots(1, 2, figsize=(8, 4))
+pooled_block = pooled[0, 0, r0 // 2:r0 // 2 + 2, c0 // 2:c0 // 2 + 2]
+for ax, a, title in ((axes[0], block, "ReLU output, 4x4"), (axes[1], pooled_block, "after 2x2 max-pooling")):
+    ax.imshow(a, cmap="magma", vmin=0, vmax=block.max() or 1)
+    for (i, j), v in np.ndenumerate(a):
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", color="white" if v < 0.6 * block.max() else "black")
+    ax.set_title(title)
+    ax.axis("off")""",
+    """#md ## The same numbers as the model
+
+`explain.activations` returns what each layer of the model computed; channel `f` of the first
+four layers must equal our four steps.""",
+    """acts = dict(explain.activations(model, digit))
+for name, ours in (("0:Conv2D", conv), ("1:BatchNorm", normed), ("2:ReLU", relu), ("3:MaxPool2D", pooled)):
+    print(f"{name:12s} largest difference {np.abs(acts[name][f] - ours[0, 0]).max():.1e}")""",
+    """#md ## Exercises
+
+1. Photograph or scan a digit of your own, set `MY_PICTURE` to its path and run again.
+2. Which of the 32 filters responds most to your digit? (Hint: `acts["2:ReLU"].mean(axis=(1, 2))`.)
+   Plot its weights: what pattern does it look for?
+3. Pool with `ref_pool.avgpool_forward(relu, 2, 2)` instead: what is lost compared with the maximum?""",
+])
+
+CHAPTERS["06_inside_the_trained_model"] = (["mnist"], [
+    """#md # 6. Inside the trained model: filters, feature maps, saliency, mistakes
 
 **You will learn** to look at what the shipped MNIST model (`weights/mnist_cnn.npz`, 99.5%)
 does with an image: the filters it learned, the feature maps each layer computes, which
@@ -362,8 +464,8 @@ pictures.mistakes_figure(model, x_test, mistakes);""",
 3. Run occlusion with `fill=255` (white patches instead of black): which is the fairer test?""",
 ])
 
-CHAPTERS["06_speed_winograd_and_fusion"] = ([], [
-    """#md # 6. Speed: what Winograd and fused kernels change
+CHAPTERS["07_speed_winograd_and_fusion"] = ([], [
+    """#md # 7. Speed: what Winograd and fused kernels change
 
 **You will learn** what the fast CPU kernels do differently from the reference ones, and that
 they compute the same numbers. The reference kernels (`nncore/kernels/reference/`) are the
