@@ -31,7 +31,8 @@ F64 = np.float64
 
 
 def layer_cases(rng):
-    """(label, layer, input, training) for every layer type (inputs from ``rng``, in this order).
+    """(label, layer, input, training) for every layer type (inputs from ``rng``, in this order);
+    ``training=False`` checks the evaluation-mode backward (``eval_forward``, what saliency maps use).
 
     ReLU inputs stay away from the kink and max-pool inputs have no ties (see nncore.gradcheck).
     """
@@ -39,6 +40,9 @@ def layer_cases(rng):
     drop.fixed_mask = (rng.random((4, 6)) >= 0.5) * 2.0
     bn2 = BatchNorm(5, dtype=F64)
     bn4 = BatchNorm(3, dtype=F64)
+    bn_eval = BatchNorm(3, dtype=F64)            # evaluation mode: the running statistics, as a trained model has
+    bn_eval.buffers["running_mean"] = np.array([0.5, -1.0, 0.2])
+    bn_eval.buffers["running_var"] = np.array([2.0, 0.5, 1.5])
     return [
         ("Conv2D 3x3 s1 p1", Conv2D(3, 4, 3, padding=1, dtype=F64, rng=0), rng.standard_normal((2, 3, 6, 6)), True),
         ("Conv2D 3x3 s2 p1", Conv2D(2, 3, 3, stride=2, padding=1, dtype=F64, rng=1),
@@ -57,6 +61,7 @@ def layer_cases(rng):
         ("Dropout 0.5 (fixed mask)", drop, rng.standard_normal((4, 6)), True),
         ("BatchNorm dense (train)", bn2, rng.standard_normal((6, 5)), True),
         ("BatchNorm conv (train)", bn4, rng.standard_normal((3, 3, 4, 4)), True),
+        ("BatchNorm conv (evaluation)", bn_eval, rng.standard_normal((3, 3, 4, 4)), False),
     ]
 
 

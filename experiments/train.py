@@ -15,8 +15,9 @@ about 7-8 minutes there.
 
 Writes weights/<name>.npz (the best-validation weights, with metadata, class
 names, symbols and input scaling) and, in runs/<name>/, history.json,
-history.csv, curves.png and checkpoint.npz (updated after every epoch and on
-Ctrl-C; --resume continues from it and ends where an uninterrupted run ends).
+history.csv, curves.png, filters.png (the first layer's filters) and
+checkpoint.npz (updated after every epoch and on Ctrl-C; --resume continues
+from it and ends where an uninterrupted run ends).
 The data root is --data-dir, else $NNCORE_DATA_DIR, else ./data.
 """
 
@@ -124,6 +125,15 @@ def subset(d, limit_train, limit_eval):
     return d
 
 
+def save_first_filters(model, path, name):
+    """The first convolution layer's filters as a picture (nncore.explain.pictures.filter_figure)."""
+    from nncore.explain import conv_filters
+    from nncore.explain.pictures import filter_figure
+    from nncore.plots import save_figure
+    layer, w = conv_filters(model)[0]
+    save_figure(filter_figure(w, f"{name}, layer {layer}"), path)
+
+
 def main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -195,6 +205,7 @@ def train(args, argv):
     curves = os.path.join(out_dir, "curves.png")
     from nncore.plots import plot_history
     plot_history(trainer.history, curves, title=f"{name}: {run_info['dataset']}")
+    save_first_filters(model, os.path.join(out_dir, "filters.png"), name)
     wall = time.perf_counter() - start
     best = (f"best validation {100 * trainer.best['val_acc']:.2f}% at epoch {trainer.best['epoch']}"
             if math.isfinite(trainer.best["val_acc"]) else "no validation set: last epoch kept")

@@ -88,8 +88,14 @@ def _pool_gaps(x, layer):
     return (top[..., -1] - top[..., -2])[top[..., -1] != 0]
 
 
-def smoothness_margin(model, x):
-    """How far the check point ``x`` is from the nearest kink or tie of ``model`` (training mode).
+def _forward(layer, x, training):
+    """One forward pass that keeps what backward needs: training mode, or evaluation mode (``eval_forward``)."""
+    return layer.forward(x, training=True) if training else layer.eval_forward(x)
+
+
+def smoothness_margin(model, x, training=True):
+    """How far the check point ``x`` is from the nearest kink or tie of ``model``
+    (in training mode, or with ``training=False`` in evaluation mode).
 
     The smallest distance of any ReLU or LeakyReLU input from 0 and of the two
     largest values of any MaxPool2D window; a gradient check with step h needs
@@ -102,7 +108,7 @@ def smoothness_margin(model, x):
             margin = min(margin, float(np.abs(x).min()))
         if isinstance(layer, MaxPool2D):
             margin = min(margin, float(_pool_gaps(x, layer).min(initial=np.inf)))
-        x = layer.forward(x, training=True)
+        x = _forward(layer, x, training)
     return margin
 
 
@@ -161,6 +167,9 @@ def _require_float64(*arrays):
 def check_layer(layer, x, training=True, h=1e-6, seed=0, tolerance=LAYER_TOLERANCE):
     """Check ``layer.backward`` against central differences.
 
+    ``training=True`` checks the training-mode backward; ``training=False`` the
+    evaluation-mode one (forward by ``layer.eval_forward``: BatchNorm with its
+    running statistics, no dropout), the gradient a saliency map uses.
     Returns a list of :class:`CheckResult`, one for the input ``x`` and one per
     parameter. Also verifies that ``backward`` leaves its argument unchanged.
     The layer's buffers (BatchNorm's running statistics, which every
@@ -173,12 +182,12 @@ def check_layer(layer, x, training=True, h=1e-6, seed=0, tolerance=LAYER_TOLERAN
 
 def _check_layer(layer, x, training, h, seed, tolerance):
     rng = np.random.default_rng(seed)
-    g = rng.standard_normal(layer.forward(x, training=training).shape)
+    g = rng.standard_normal(_forward(layer, x, training).shape)
 
     def f():
-        return float(np.sum(layer.forward(x, training=training) * g))
+        return float(np.sum(_forward(layer, x, training) * g))
 
-    layer.forward(x, training=training)
+    _forward(layer, x, training)
     g_before = g.copy()
     dx = layer.backward(g)
     if not np.array_equal(g, g_before):
@@ -196,8 +205,10 @@ def _check_layer(layer, x, training, h, seed, tolerance):
     return results
 
 
-def check_model(model, x, labels, h=1e-6, tolerance=NETWORK_TOLERANCE):
+def check_model(model, x, labels, h=1e-6, tolerance=NETWORK_TOLERANCE, training=True):
     """Check a whole network end to end: softmax cross-entropy loss against every parameter and the input.
+
+    In training mode, or with ``training=False`` in evaluation mode (``model.eval_forward``).
 
     model: a float64 :class:`~nncore.sequential.Sequential`; x: prepared input (N, ...) float64;
     labels: (N,) integers. Returns a list of :class:`CheckResult`. The model's
@@ -209,7 +220,7 @@ def check_model(model, x, labels, h=1e-6, tolerance=NETWORK_TOLERANCE):
     model.set_input_grad(True)
     try:
         with _buffers_kept(model.named_arrays(("buffers",))):
-            return _check_model(model, x.copy(), labels, h, tolerance)
+            return _check_model(model, x.copy(), labels, h, tolerance, training)
     finally:
         model.set_input_grad(was)
 
@@ -226,11 +237,12 @@ def _buffers_kept(refs):
             ref.set(value)
 
 
-def _check_model(model, x, labels, h, tolerance):
+def _check_model(model, x, labels, h, tolerance, training):
     loss_fn = SoftmaxCrossEntropy()
 
     def f():
-        return float(loss_fn.forward(model.forward(x, training=True), labels))
+        logits = model.forward(x, training=True) if training else model.eval_forward(x)
+        return float(loss_fn.forward(logits, labels))
 
     f()
     dx = model.backward(loss_fn.backward())

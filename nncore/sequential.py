@@ -177,6 +177,22 @@ class Sequential:
             x = layer.forward(x, training=training)
         return x
 
+    def eval_forward(self, x):
+        """Evaluation-mode forward that keeps what :meth:`backward` needs: logits (N, K).
+
+        The same outputs as ``forward(x, training=False)`` (BatchNorm's running
+        statistics, no dropout), but every layer keeps its backward context, so
+        ``backward`` then gives gradients of the trained network as it predicts:
+        the saliency maps of :mod:`nncore.explain`. Nothing is updated (no running
+        statistics, no optimizer step).
+        """
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise UsageError(f"model expects input of shape (N, {', '.join(map(str, self.input_shape))}), "
+                             f"got {tuple(x.shape)}")
+        for layer in self.layers:
+            x = layer.eval_forward(x)
+        return x
+
     def backward(self, dout):
         """Back-propagate dL/dlogits (N, K) through every layer; returns dL/dx or None."""
         for layer in reversed(self.layers):

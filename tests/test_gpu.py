@@ -138,3 +138,21 @@ def test_weights_saved_from_gpu_load_on_cpu(cp, tmp_path):
     assert loaded.device == "cpu"
     imgs = np.random.default_rng(6).integers(0, 256, (8, 28, 28), dtype=np.uint8)
     np.testing.assert_allclose(loaded.predict_proba(imgs), model.predict_proba(imgs), rtol=1e-4, atol=1e-5)
+
+
+def test_explain_on_the_gpu_matches_the_cpu(cp):
+    """Saliency (eval_forward and backward through BatchNorm's evaluation mode) and activations, on CuPy."""
+    import os
+
+    import nncore
+    from nncore.explain import activations, saliency
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights", "mnist_cnn.npz")
+    image = np.random.default_rng(0).integers(0, 256, (28, 28)).astype(np.uint8)
+    cpu_model, gpu_model = nncore.load_model(path), nncore.load_model(path).to("gpu")
+    grad_cpu, k_cpu = saliency(cpu_model, image)
+    grad_gpu, k_gpu = saliency(gpu_model, image)
+    assert k_gpu == k_cpu and isinstance(grad_gpu, np.ndarray)
+    np.testing.assert_allclose(grad_gpu, grad_cpu, rtol=1e-3, atol=1e-4 * np.abs(grad_cpu).max())
+    for (_, a), (_, b) in zip(activations(gpu_model, image), activations(cpu_model, image)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)            # float32 sums through the whole model

@@ -33,7 +33,18 @@ from nncore.gradcheck import (
     smoothness_margin,
 )
 from nncore.kernels import set_cpu_kernels
-from nncore.layers import AvgPool2D, BatchNorm, Conv2D, Dense, Dropout, Flatten, LeakyReLU, MaxPool2D, ReLU
+from nncore.layers import (
+    AvgPool2D,
+    BatchNorm,
+    Conv2D,
+    ConvReLUPool,
+    Dense,
+    Dropout,
+    Flatten,
+    LeakyReLU,
+    MaxPool2D,
+    ReLU,
+)
 from nncore.sequential import Sequential
 
 F64 = np.float64
@@ -485,3 +496,55 @@ def test_backward_after_an_inference_pass_is_a_clear_error():
     out = layer.forward(np.zeros((1, 2, 5, 5)))
     with pytest.raises(UsageError, match="training=True"):
         layer.backward(np.ones_like(out))
+
+
+# -- evaluation mode: the gradient through the trained network (saliency) ------------------------------------
+
+@pytest.mark.parametrize("shape", [(4, 3), (3, 3, 4, 5)])
+def test_batchnorm_evaluation_mode_backward(shape):
+    """eval_forward normalises by the running statistics (constants): dx = dout * gamma / sqrt(running_var + eps),
+    dgamma = sum(dout * xhat), dbeta = sum(dout); the running statistics stay as they were."""
+    layer = BatchNorm(3, dtype=F64)
+    rng = np.random.default_rng(21)
+    mean, var = rng.standard_normal(3), rng.uniform(0.5, 2, 3)
+    layer.buffers["running_mean"], layer.buffers["running_var"] = mean.copy(), var.copy()
+    layer.params["gamma"] = rng.uniform(0.5, 1.5, 3)
+    layer.params["beta"] = rng.standard_normal(3)
+    x = rng.standard_normal(shape) * 2 + 1
+    np.testing.assert_array_equal(layer.eval_forward(x), layer.forward(x, training=False))
+    assert_all_pass(check_layer(layer, x, training=False))
+    np.testing.assert_array_equal(layer.buffers["running_mean"], mean)
+    np.testing.assert_array_equal(layer.buffers["running_var"], var)
+
+
+def test_batchnorm_backward_after_an_inference_pass_is_a_clear_error():
+    layer = BatchNorm(3, dtype=F64)
+    out = layer.forward(np.ones((2, 3)), training=False)
+    with pytest.raises(UsageError, match="eval_forward"):
+        layer.backward(np.ones_like(out))
+
+
+def test_conv_layers_eval_forward_keeps_the_backward_context(kernels):
+    """The convolution is the same in both modes: eval_forward returns forward's output and can back-propagate."""
+    x = away_from_zero((2, 2, 6, 6), seed=22)
+    for layer in (Conv2D(2, 4, 3, padding=1, dtype=F64, rng=0), ConvReLUPool(2, 4, 3, padding=1, dtype=F64, rng=0)):
+        np.testing.assert_allclose(layer.eval_forward(x), layer.forward(x, training=False), rtol=1e-12)
+        assert_all_pass(check_layer(layer, x, training=False))
+
+
+def test_small_cnn_end_to_end_in_evaluation_mode(kernels):
+    """The saliency's gradient: the loss through a network with BatchNorm (running statistics) and Dropout
+    (the identity), checked against every parameter and the input; eval_forward equals forward(training=False)."""
+    base = small_cnn()
+    layers = base.layers[:-1] + [Dropout(0.5, rng=0), base.layers[-1]]
+    model = Sequential(layers, base.input_shape, class_names=base.class_names)
+    rng = np.random.default_rng(23)
+    bn = layers[4]
+    bn.buffers["running_mean"], bn.buffers["running_var"] = rng.standard_normal(4), rng.uniform(0.5, 2, 4)
+    for layer in layers:
+        if "b" in layer.params:
+            layer.params["b"] = rng.standard_normal(layer.params["b"].shape) * 0.1
+    x = rng.standard_normal((3, 1, 8, 8))
+    np.testing.assert_allclose(model.eval_forward(x), model.forward(x, training=False), rtol=1e-12)
+    assert smoothness_margin(model, x, training=False) > 1e-4, "pick another seed: near a kink or tie"
+    assert_all_pass(check_model(model, x, np.array([0, 2, 1]), training=False))

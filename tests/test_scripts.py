@@ -66,9 +66,11 @@ def test_short_mnist_run_is_accurate_and_complete(run_dir, weights):
     assert header["class_names"] == [str(i) for i in range(10)] and header["symbols"] == header["class_names"]
     assert header["input_scaling"] == MNIST_SCALING
     out = run_dir / "runs" / "small"
-    for name in ("history.json", "history.csv", "curves.png", "checkpoint.npz"):
+    for name in ("history.json", "history.csv", "curves.png", "filters.png", "checkpoint.npz"):
         assert (out / name).is_file(), name
     assert (out / "curves.png").read_bytes()[:8] == PNG
+    with Image.open(out / "filters.png") as filters:                 # the first layer's 16 filters, 8 per row
+        assert filters.format == "PNG" and filters.size == (1000, 300)
     history = json.loads((out / "history.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2]
     stdout = (run_dir / "train_stdout.txt").read_text()

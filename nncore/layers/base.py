@@ -5,6 +5,10 @@ A layer is a small object with two methods and two dicts:
 * ``forward(x, training=False)`` computes the output and caches on the
   instance what ``backward`` will need (the convolutions only when
   ``training=True``: at inference they keep nothing);
+* ``eval_forward(x)`` computes exactly what ``forward(x, training=False)``
+  computes (BatchNorm's running statistics, no dropout) and keeps what
+  ``backward`` needs, so a gradient can flow through the frozen network:
+  the saliency maps of :mod:`nncore.explain` use it;
 * ``backward(dout)`` takes the gradient of the loss with respect to the
   output and returns the gradient with respect to the input. It fills
   ``self.grads`` and never modifies ``dout``;
@@ -69,6 +73,15 @@ class Layer:
 
     def backward(self, dout):
         raise NotImplementedError
+
+    def eval_forward(self, x):
+        """Evaluation-mode forward that keeps what ``backward`` needs.
+
+        The default suits layers whose inference forward already keeps their
+        cache (ReLU, pooling, Dense, Flatten; Dropout is then the identity, and so
+        is its backward). Conv2D and BatchNorm override it.
+        """
+        return self.forward(x, training=False)
 
     def output_shape(self, input_shape):
         """Shape of one output sample for one input sample of ``input_shape`` (no batch axis)."""

@@ -31,6 +31,14 @@ class BatchNorm(Layer):
         dbeta  = sum(dout),  dgamma = sum(dout * xhat)
         dx = gamma / sqrt(var + eps) * (dout - dbeta / M - xhat * dgamma / M)
 
+    Evaluation mode (:meth:`eval_forward`, for a gradient through the trained
+    network) normalises by the running statistics, which are constants, so
+    the backward pass is the one of an affine map::
+
+        xhat = (x - running_mean) / sqrt(running_var + eps)
+        dbeta  = sum(dout),  dgamma = sum(dout * xhat)
+        dx = dout * gamma / sqrt(running_var + eps)
+
     Training mode runs through the kernels ``batchnorm_forward`` /
     ``batchnorm_backward`` on an (N, C, P) view (P = H*W, or 1 for dense
     inputs): one pass per channel for the statistics and one for the output.
@@ -77,6 +85,7 @@ class BatchNorm(Layer):
         gamma = self.params["gamma"].reshape(bshape)
         beta = self.params["beta"].reshape(bshape)
         if not training:
+            self.cache = None                                             # inference: nothing to back-propagate
             mu = self.buffers["running_mean"].reshape(bshape)
             var = self.buffers["running_var"].reshape(bshape)
             return (x - mu) * (gamma / xp.sqrt(var + x.dtype.type(self.eps))) + beta
@@ -91,13 +100,37 @@ class BatchNorm(Layer):
         self.buffers["running_mean"] = mom * self.buffers["running_mean"] + (1 - mom) * mu
         unbiased = var * x.dtype.type(m / (m - 1))
         self.buffers["running_var"] = mom * self.buffers["running_var"] + (1 - mom) * unbiased
-        self.cache = (xhat, inv_std, x.shape)
+        self.cache = ("training", xhat, inv_std, x.shape)
         return out.reshape(x.shape)
 
+    def eval_forward(self, x):
+        """``forward(x, training=False)``, keeping xhat and 1/sqrt(running_var + eps) for :meth:`backward`."""
+        out = self.forward(x, training=False)
+        xp = backend.get_array_module(x)
+        bshape = self._broadcast_shape(x)
+        inv_std = 1 / xp.sqrt(self.buffers["running_var"] + x.dtype.type(self.eps))
+        xhat = (x - self.buffers["running_mean"].reshape(bshape)) * inv_std.reshape(bshape)
+        self.cache = ("evaluation", xhat, inv_std, x.shape)
+        return out
+
     def backward(self, dout):
-        xhat, inv_std, shape = self.cache
+        if self.cache is None:
+            raise UsageError("BatchNorm.backward needs a forward(x, training=True) or eval_forward(x) pass first")
+        mode, xhat, inv_std, shape = self.cache
+        if mode == "evaluation":
+            return self._eval_backward(dout, xhat, inv_std)
         dout3 = dout.reshape(shape[0], self.num_features, -1)
         dx, dgamma, dbeta = kernels_for(dout).batchnorm_backward(
             dout3, xhat, self.params["gamma"], inv_std, need_dx=self.needs_input_grad)
         self.grads["beta"], self.grads["gamma"] = dbeta, dgamma
         return None if dx is None else dx.reshape(shape)
+
+    def _eval_backward(self, dout, xhat, inv_std):
+        """Backward of the evaluation-mode affine map (see the class docstring); shapes as dout."""
+        axes = (0,) if dout.ndim == 2 else (0, 2, 3)
+        bshape = self._broadcast_shape(dout)
+        self.grads["beta"] = dout.sum(axis=axes)
+        self.grads["gamma"] = (dout * xhat).sum(axis=axes)
+        if not self.needs_input_grad:
+            return None
+        return dout * (self.params["gamma"] * inv_std).reshape(bshape)

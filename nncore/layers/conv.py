@@ -45,7 +45,10 @@ class Conv2D(Layer):
     the algorithm by shape: Winograd F(4x4, 3x3) for 3x3, stride-1,
     padding-1 convolutions of 4 or more channels, im2col otherwise (see
     :mod:`nncore.kernels.cpu.algorithms`). The layer keeps the kernels'
-    ``ctx`` between the passes without looking inside.
+    ``ctx`` between the passes without looking inside: after
+    ``forward(x, training=True)`` or :meth:`eval_forward` (the same math,
+    for a gradient through the trained network), not after an inference
+    ``forward(x, training=False)``.
 
     Parameters
     ----------
@@ -109,10 +112,17 @@ class Conv2D(Layer):
         return (self.out_channels, oh, ow)
 
     def forward(self, x, training=False):
+        return self._convolve(x, keep_ctx=training)
+
+    def eval_forward(self, x):
+        """The convolution is the same in both modes; keep the ctx for ``backward``."""
+        return self._convolve(x, keep_ctx=True)
+
+    def _convolve(self, x, keep_ctx):
         self._check_input(x, 4)
         self.output_shape(x.shape[1:])
         out, self.ctx = kernels_for(x).conv2d_forward(x, self.params["W"], self.params.get("b"), self.stride,
-                                                      self.pad, training)
+                                                      self.pad, keep_ctx)
         return out
 
     def backward(self, dout):
@@ -124,5 +134,6 @@ class Conv2D(Layer):
     def _forward_ctx(self):
         """The kernels' ctx of the last forward pass (a UsageError after an inference pass, which keeps none)."""
         if self.ctx is None:
-            raise UsageError(f"{type(self).__name__}.backward needs a forward(x, training=True) pass first")
+            raise UsageError(f"{type(self).__name__}.backward needs a forward(x, training=True) "
+                             "or eval_forward(x) pass first")
         return self.ctx

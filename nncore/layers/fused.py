@@ -70,11 +70,11 @@ class ConvReLUPool(Conv2D):
             raise UsageError(f"ConvReLUPool: conv output {oh}x{ow} is smaller than the pooling window {self.pool}")
         return (f, (oh - self.pool) // self.pool_stride + 1, (ow - self.pool) // self.pool_stride + 1)
 
-    def forward(self, x, training=False):
+    def _convolve(self, x, keep_ctx):
         self._check_input(x, 4)
         self.output_shape(x.shape[1:])
         out, self.ctx = kernels_for(x).conv_relu_pool_forward(x, self.params["W"], self.params.get("b"), self.stride,
-                                                              self.pad, self.pool, self.pool_stride, training,
+                                                              self.pad, self.pool, self.pool_stride, keep_ctx,
                                                               self.needs_input_grad)
         return out
 
