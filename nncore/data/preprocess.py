@@ -44,6 +44,7 @@ import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
 
 from ..errors import CorruptInputError, MissingInputError, UsageError
 
@@ -55,6 +56,12 @@ SIZE = 28  # ... centred by mass in a 28x28 field
 # Stroke width (2*area/perimeter at CANON scale) of MNIST test digits: 5th, 50th, 99th percentiles are 4.9, 7.4, 13.8;
 # thinner strokes are thickened to the median, much thicker ones thinned.
 WIDTH_LOW, WIDTH_TARGET, WIDTH_HIGH = 3.5, 7.5, 20.0
+# The blank decision is relative: ink must stand DETECT_SIGMAS noise levels above the paper in a
+# region of at least MIN_STROKE_FRAC * (longer side)^2 pixels. QUANT, half an 8-bit grey step, is
+# the noise floor of a picture with no other noise (a clean drawing).
+DETECT_SIGMAS = 6.0
+MIN_STROKE_FRAC = 1e-3
+QUANT = 0.5 / 255
 
 
 class ImageReadError(CorruptInputError):
@@ -154,7 +161,14 @@ def _pil_to_gray(img):
         a = np.asarray(img).astype(np.float32)
         a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
         return _scale_by_range(a)
-    return np.asarray(img.convert("RGB"), dtype=np.float32) @ _LUMA / 255.0
+    return _colour_or_grey(np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0)
+
+
+def _colour_or_grey(rgb):
+    """(H, W, 3) in [0, 1] -> itself, or grey (H, W) when the three channels are equal."""
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+        return rgb[..., 0]
+    return rgb
 
 
 def _scale_by_range(a):
@@ -204,17 +218,24 @@ def _array_to_gray(a):
         return f
     if f.shape[2] == 1:
         return f[..., 0]
-    lum = f[..., :3] @ _LUMA
-    return _with_alpha(lum, f[..., 3]) if f.shape[2] == 4 else lum
+    if f.shape[2] == 4 and f[..., 3].min() <= 0.98:
+        return _with_alpha(f[..., :3] @ _LUMA, f[..., 3])
+    return _colour_or_grey(f[..., :3])
 
 
 def _resize(a, size, resample):
-    """Resize float32 (H, W) to size=(w, h) with PIL in mode F."""
+    """Resize float32 (H, W) or (H, W, C) to size=(w, h) with PIL in mode F (channel by channel)."""
+    if a.ndim == 3:
+        return np.stack([_resize(a[..., c], size, resample) for c in range(a.shape[2])], axis=-1)
     return np.asarray(Image.fromarray(np.ascontiguousarray(a, dtype=np.float32)).resize(size, resample))
 
 
 def _to_gray(image):
-    """Any accepted input -> float32 (h, w) grey, longer side <= WORK_SIZE."""
+    """Any accepted input -> float32 (h, w) grey or (h, w, 3) colour in [0, 1], longer side <= WORK_SIZE.
+
+    Colour is kept (grey only when the channels are equal or the image has
+    transparency): the ink/paper decision uses the colour distance from the paper.
+    """
     if isinstance(image, (str, os.PathLike)):
         image = load_image(image)
     if isinstance(image, Image.Image):
@@ -228,7 +249,7 @@ def _to_gray(image):
         g = _array_to_gray(image)
     else:
         raise UsageError(f"expected an image path, PIL.Image or numpy array, got {type(image).__name__}")
-    h, w = g.shape
+    h, w = g.shape[:2]
     if max(h, w) > WORK_SIZE:
         s = WORK_SIZE / max(h, w)
         g = _resize(g, (max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BOX)
@@ -245,26 +266,35 @@ def _design(h, w):
     return np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=1)
 
 
-def _fit_background(g):
+def _fit_background(g, paper=None):
     """Robustly fit a smooth background to grey (H, W): returns the background (H, W) float32.
 
     A quadratic surface is fitted to a small copy of the image, ignoring pixels
-    more than 3 robust standard deviations (MAD) from the current fit.
+    more than 3 robust standard deviations (MAD) from the current fit, and,
+    when ``paper`` (bool (H, W)) is given, pixels outside it (known ink).
     """
     h, w = g.shape
     small = g
+    allowed = None
     if max(h, w) > 48:
         s = 48 / max(h, w)
-        small = _resize(g, (max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BOX)
+        size = (max(1, round(w * s)), max(1, round(h * s)))
+        small = _resize(g, size, Image.Resampling.BOX)
+        if paper is not None:
+            allowed = (_resize(paper.astype(np.float32), size, Image.Resampling.BOX) > 0.99).ravel()
+    elif paper is not None:
+        allowed = paper.ravel()
     sh, sw = small.shape
     z = small.ravel()
     A = _design(sh, sw)
     coef = np.zeros(6, dtype=np.float32)
-    coef[0] = np.median(z)
+    coef[0] = np.median(z if allowed is None or allowed.sum() < 12 else z[allowed])
     for _ in range(4):
         r = z - A @ coef
         sigma = 1.4826 * float(np.median(np.abs(r - np.median(r))))
         keep = np.abs(r) < max(3.0 * sigma, 0.04)
+        if allowed is not None and (keep & allowed).sum() >= 12:
+            keep &= allowed
         if keep.sum() < 12:
             break
         zk = z[keep]
@@ -306,40 +336,124 @@ def _box3(a):
     return sum(p[i : i + h, j : j + w] for i in range(3) for j in range(3)) / 9.0
 
 
-def _noise(r):
-    """Robust noise level (MAD * 1.4826) of residuals r (H, W), ink being a minority."""
+def _noise(r, lag=4):
+    """Robust noise level of residuals r (H, W): the smaller of two MAD * 1.4826 estimates.
+
+    One from the values (right while ink is a small minority), one from
+    differences of pixels ``lag`` apart divided by sqrt(2) (right while ink
+    edges are a minority, so also for thick markers filling half a small
+    crop, where the value spread is mostly ink).
+    """
     step = max(1, int(np.sqrt(r.size / 20000)))
     sample = r[::step, ::step]
-    return 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
+    est = [1.4826 * float(np.median(np.abs(sample - np.median(sample))))]
+    for diff in (r[:, lag:] - r[:, :-lag], r[lag:] - r[:-lag]):
+        if diff.size:
+            d = diff[::step, ::step]
+            est.append(1.4826 * float(np.median(np.abs(d - np.median(d)))) / np.sqrt(2.0))
+    return min(est) if len(est) == 1 else min(est[0], max(est[1:]))
 
 
-def _ink(g):
-    """Grey (H, W) -> ink strength (H, W) float32 in [0, 1] (1 = full ink), or None if blank.
+def _paper_residual(img, paper=None):
+    """Grey (H, W) or colour (H, W, C) -> (residual r (H, W, C), paper b (H, W, C)), r = img - b.
 
-    Contrast is measured relative to the local paper brightness (flat-field
-    correction): dark ink -> (b - g) / b, light ink -> (g - b) / (1 - b), so
-    a stroke in a shadow is as strong as one in full light.
+    ``paper``: optional bool (H, W), the pixels known not to be ink.
     """
-    bg = _fit_background(g)
-    r = g - bg
-    sigma = _noise(r)
+    img = img[..., None] if img.ndim == 2 else img
+    bg = np.stack([_fit_background(img[..., c], paper) for c in range(img.shape[2])], axis=-1)
+    return img - bg, bg
+
+
+def _ink_direction(r):
+    """Unit colour direction d (C,) along which the ink departs from the paper.
+
+    The principal axis of the residuals r (H, W, C) of the 5% of pixels
+    farthest from the paper: black, blue or red ink on any paper give their
+    own colour difference, so ink that differs from the paper mainly in hue
+    (blue on grey, red on pink) is measured at its full colour distance.
+    """
+    c = r.shape[2]
+    if c == 1:
+        return np.ones(1, dtype=np.float32)
+    step = max(1, int(np.sqrt(r.shape[0] * r.shape[1] / 20000)))
+    flat = r[::step, ::step].reshape(-1, c).astype(np.float64)
+    n2 = (flat * flat).sum(1)
+    far = flat[n2 >= np.percentile(n2, 95)]
+    _, vecs = np.linalg.eigh(far.T @ far)
+    d = vecs[:, -1]
+    return (d if d.sum() >= 0 else -d).astype(np.float32)
+
+
+def _signed_contrast(img):
+    """Image (H, W[, C]) -> (ink strength s (H, W) float32, noise of s): s > 0 on ink.
+
+    Contrast is measured along the ink's colour direction and relative to the
+    local paper brightness (flat-field correction): dark ink -> (b - g) / b,
+    light ink -> (g - b) / (1 - b), so a stroke in a shadow is as strong as
+    one in full light. Polarity: ink is the side with more outlier mass.
+    """
+    r, bg = _paper_residual(img)
+    d = _ink_direction(r)
+    proj = r @ d
+    sigma = _noise(proj)
+    t = 3.0 * max(sigma, QUANT)
+    dark = float(-proj[proj < -t].sum()) > float(proj[proj > t].sum())
+    # refit the paper without the ink found so far: a large, blurred marker blob would
+    # otherwise be partly absorbed by the smooth surface (asymmetric trimming)
+    for _ in range(2):
+        paper = (-proj if dark else proj) < 2.0 * max(sigma, QUANT)
+        if paper.all() or paper.mean() < 0.2:
+            break
+        r, bg = _paper_residual(img, paper)
+        proj = r @ d
+        sigma = _noise(proj)
     if sigma > 0.01:  # visible sensor/paper noise: a light blur before thresholding
-        g = _box3(g)
-        r = g - bg
-        sigma = _noise(r)
-    t = max(3.0 * sigma, 0.04)
-    dark = float(-r[r < -t].sum()) > float(r[r > t].sum())
-    scale = np.maximum(bg if dark else 1.0 - bg, 0.05)
-    ink = np.maximum(-r if dark else r, 0.0) / scale
-    noise = sigma / float(np.median(scale))
-    top = float(ink.max())
-    if top < max(6.0 * noise, 0.02):
+        proj = _box3(proj)
+        sigma = _noise(proj)
+    paper = bg @ np.abs(d) / float(np.abs(d).sum()) * float(np.abs(d).sum())
+    span = (np.abs(d).sum() - paper) if not dark else paper  # room for light ink above the paper
+    scale = np.maximum(span, 0.05 * float(np.abs(d).sum()))
+    s = (-proj if dark else proj) / scale
+    return s.astype(np.float32), max(sigma, QUANT) / float(np.median(scale))
+
+
+def _has_ink(s, noise):
+    """Whether the contrast map s (H, W) holds a stroke: relative evidence only.
+
+    A stroke is a connected region of the lightly smoothed map standing
+    DETECT_SIGMAS noise levels above the paper, with at least MIN_STROKE_FRAC
+    of the picture's longer side squared in area (a stroke, not a speck of
+    noise). The noise level is the robust spread of the smoothed map itself,
+    so paper texture, JPEG blocks and sensor noise raise the bar with them.
+    """
+    sm = ndimage.uniform_filter(s, 3, mode="nearest")
+    level = max(_noise(sm), noise / 3.0)
+    mask = sm > 0.5 * DETECT_SIGMAS * level
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
+    if n == 0:
+        return False
+    index = np.arange(1, n + 1)
+    peak = ndimage.maximum(sm, labels, index)
+    area = ndimage.sum(mask, labels, index)
+    min_area = max(4.0, MIN_STROKE_FRAC * max(s.shape) ** 2)
+    return bool(((peak > DETECT_SIGMAS * level) & (area >= min_area)).any())
+
+
+def _ink(img):
+    """Image (H, W[, C]) -> ink strength (H, W) float32 in [0, 1] (1 = full ink), or None if blank.
+
+    The ink is rescaled so that the noise floor maps to 0 and the 90th
+    percentile of the Otsu-selected ink pixels maps to 1 (grey edges kept).
+    """
+    ink, noise = _signed_contrast(img)
+    if not _has_ink(ink, noise):
         return None
+    ink = np.maximum(ink, 0.0)
     thr = _otsu(ink.ravel())
     strong = ink[ink > thr]
-    hi = float(np.percentile(strong, 90)) if strong.size else top
+    hi = float(np.percentile(strong, 90)) if strong.size else float(ink.max())
     lo = max(min(5.0 * noise, 0.5 * hi), 0.02 * hi)
-    if hi - lo < 1e-3:
+    if hi - lo <= 1e-6 * hi or hi <= 0:
         return None
     return np.clip((ink - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
 
