@@ -59,8 +59,8 @@ WIDTH_LOW, WIDTH_TARGET, WIDTH_HIGH = 3.5, 7.5, 20.0
 # The blank decision is relative: ink must stand DETECT_SIGMAS noise levels above the paper in a
 # region of at least MIN_STROKE_FRAC * (longer side)^2 pixels. QUANT, half an 8-bit grey step, is
 # the noise floor of a picture with no other noise (a clean drawing).
-DETECT_SIGMAS = 6.0
-MIN_STROKE_FRAC = 1e-3
+DETECT_SIGMAS = 6.5
+MIN_STROKE_FRAC = 3e-3
 QUANT = 0.5 / 255
 
 
@@ -354,6 +354,28 @@ def _noise(r, lag=4):
     return min(est) if len(est) == 1 else min(est[0], max(est[1:]))
 
 
+def _paper_noise(s):
+    """Noise level of the paper in a signed contrast map s (H, W) (ink > 0), robust to large ink areas.
+
+    Starts from :func:`_noise` (which may underestimate correlated paper
+    texture or JPEG blocks), then re-measures the spread (MAD * 1.4826) of
+    the values outside the ink candidates (s > 3 noise levels, grown by
+    2 px), three times. On blank paper the excluded tail is tiny, so the
+    estimate converges to the paper's full spread; on a thick marker crop
+    the ink is excluded and does not inflate it.
+    """
+    floor = sigma = max(_noise(s), QUANT)
+    step = max(1, int(np.sqrt(s.size / 20000)))
+    for _ in range(3):
+        ink = ndimage.binary_dilation(s > 3.0 * sigma, iterations=2)
+        rest = s[~ink][::step]
+        if rest.size < 16:
+            break
+        # never below the first estimate: paper clipped at white has a degenerate MAD
+        sigma = max(1.4826 * float(np.median(np.abs(rest - np.median(rest)))), floor)
+    return sigma
+
+
 def _paper_residual(img, paper=None):
     """Grey (H, W) or colour (H, W, C) -> (residual r (H, W, C), paper b (H, W, C)), r = img - b.
 
@@ -384,50 +406,75 @@ def _ink_direction(r):
     return (d if d.sum() >= 0 else -d).astype(np.float32)
 
 
+def _refit_paper(img, d, sign, bg):
+    """Refit the paper b (H, W, C) for the chosen polarity: returns (e (H, W), b).
+
+    e = sign * (img - b) @ d is > 0 on ink. The surface is refitted twice
+    without the pixels on the ink side beyond 2 noise levels (asymmetric
+    trimming), so a thick marker or a blurred blob that fills much of a small
+    crop does not pull the paper towards the ink.
+    """
+    img3 = img[..., None] if img.ndim == 2 else img
+    e = sign * ((img3 - bg) @ d)
+    for _ in range(2):
+        paper = e < 2.0 * max(_noise(e), QUANT)
+        if paper.all() or paper.mean() < 0.2:
+            break
+        r, bg = _paper_residual(img, paper)
+        e = sign * (r @ d)
+    return e, bg
+
+
+def _polarity_score(e):
+    """Ink mass minus opposite mass of e (H, W) beyond 3 noise levels: high for the right polarity."""
+    t = 3.0 * max(_noise(e), QUANT)
+    return float(e[e > t].sum()) + float(e[e < -t].sum())
+
+
 def _signed_contrast(img):
-    """Image (H, W[, C]) -> (ink strength s (H, W) float32, noise of s): s > 0 on ink.
+    """Image (H, W[, C]) -> (s, e, noise of s): ink strength s (H, W) and ink-side residual e (H, W).
+
+    Both are > 0 on ink. s is flat-field corrected (for the output), e is the
+    plain residual along the ink colour (for the blank decision: its noise is
+    the same everywhere, whereas dividing by a dark paper's brightness
+    amplifies the noise in shadows).
 
     Contrast is measured along the ink's colour direction and relative to the
     local paper brightness (flat-field correction): dark ink -> (b - g) / b,
     light ink -> (g - b) / (1 - b), so a stroke in a shadow is as strong as
-    one in full light. Polarity: ink is the side with more outlier mass.
+    one in full light. Polarity: ink is the side with more outlier mass
+    (:func:`_polarity_score`); the paper is then refitted without the ink.
     """
     r, bg = _paper_residual(img)
     d = _ink_direction(r)
     proj = r @ d
-    sigma = _noise(proj)
-    t = 3.0 * max(sigma, QUANT)
-    dark = float(-proj[proj < -t].sum()) > float(proj[proj > t].sum())
-    # refit the paper without the ink found so far: a large, blurred marker blob would
-    # otherwise be partly absorbed by the smooth surface (asymmetric trimming)
-    for _ in range(2):
-        paper = (-proj if dark else proj) < 2.0 * max(sigma, QUANT)
-        if paper.all() or paper.mean() < 0.2:
-            break
-        r, bg = _paper_residual(img, paper)
-        proj = r @ d
-        sigma = _noise(proj)
+    dark = _polarity_score(-proj) >= _polarity_score(proj)
+    sign = -1.0 if dark else 1.0
+    e, bg = _refit_paper(img, d, sign, bg)
+    proj = sign * e
+    sigma = _paper_noise(e)
     if sigma > 0.01:  # visible sensor/paper noise: a light blur before thresholding
         proj = _box3(proj)
-        sigma = _noise(proj)
-    paper = bg @ np.abs(d) / float(np.abs(d).sum()) * float(np.abs(d).sum())
-    span = (np.abs(d).sum() - paper) if not dark else paper  # room for light ink above the paper
-    scale = np.maximum(span, 0.05 * float(np.abs(d).sum()))
-    s = (-proj if dark else proj) / scale
-    return s.astype(np.float32), max(sigma, QUANT) / float(np.median(scale))
+        sigma = _paper_noise(sign * proj)
+    full = float(np.abs(d).sum())  # white paper along the ink direction
+    paper = bg @ np.abs(d)
+    span = paper if dark else full - paper  # room for the ink below (above) the paper
+    scale = np.maximum(span, 0.05 * full)
+    s = sign * proj / scale
+    return s.astype(np.float32), (sign * proj).astype(np.float32), max(sigma, QUANT) / float(np.median(scale))
 
 
-def _has_ink(s, noise):
-    """Whether the contrast map s (H, W) holds a stroke: relative evidence only.
+def _has_ink(e):
+    """Whether the ink-side residual e (H, W) holds a stroke: relative evidence only.
 
-    A stroke is a connected region of the lightly smoothed map standing
-    DETECT_SIGMAS noise levels above the paper, with at least MIN_STROKE_FRAC
-    of the picture's longer side squared in area (a stroke, not a speck of
-    noise). The noise level is the robust spread of the smoothed map itself,
-    so paper texture, JPEG blocks and sensor noise raise the bar with them.
+    A stroke is a connected region of the lightly smoothed (3x3 mean) map
+    standing DETECT_SIGMAS paper-noise levels above the paper, with at least
+    MIN_STROKE_FRAC * (longer side)^2 pixels (a stroke, not a speck). The
+    noise level is the robust spread of the smoothed paper itself, so paper
+    texture, JPEG blocks and sensor noise raise the bar with them.
     """
-    sm = ndimage.uniform_filter(s, 3, mode="nearest")
-    level = max(_noise(sm), noise / 3.0)
+    sm = ndimage.uniform_filter(e, 3, mode="nearest")
+    level = _paper_noise(sm)
     mask = sm > 0.5 * DETECT_SIGMAS * level
     labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
     if n == 0:
@@ -435,7 +482,7 @@ def _has_ink(s, noise):
     index = np.arange(1, n + 1)
     peak = ndimage.maximum(sm, labels, index)
     area = ndimage.sum(mask, labels, index)
-    min_area = max(4.0, MIN_STROKE_FRAC * max(s.shape) ** 2)
+    min_area = max(4.0, MIN_STROKE_FRAC * max(e.shape) ** 2)
     return bool(((peak > DETECT_SIGMAS * level) & (area >= min_area)).any())
 
 
@@ -445,8 +492,8 @@ def _ink(img):
     The ink is rescaled so that the noise floor maps to 0 and the 90th
     percentile of the Otsu-selected ink pixels maps to 1 (grey edges kept).
     """
-    ink, noise = _signed_contrast(img)
-    if not _has_ink(ink, noise):
+    ink, e, noise = _signed_contrast(img)
+    if not _has_ink(e):
         return None
     ink = np.maximum(ink, 0.0)
     thr = _otsu(ink.ravel())
