@@ -464,26 +464,28 @@ def _signed_contrast(img):
     return s.astype(np.float32), (sign * proj).astype(np.float32), max(sigma, QUANT) / float(np.median(scale))
 
 
-def _has_ink(e):
-    """Whether the ink-side residual e (H, W) holds a stroke: relative evidence only.
+def _significant(e):
+    """Where the ink-side residual e (H, W) is ink: bool (H, W), all False for a blank picture.
 
     A stroke is a connected region of the lightly smoothed (3x3 mean) map
-    standing DETECT_SIGMAS paper-noise levels above the paper, with at least
-    MIN_STROKE_FRAC * (longer side)^2 pixels (a stroke, not a speck). The
-    noise level is the robust spread of the smoothed paper itself, so paper
-    texture, JPEG blocks and sensor noise raise the bar with them.
+    standing above 0.5 * DETECT_SIGMAS paper-noise levels, that peaks above
+    DETECT_SIGMAS levels and covers at least MIN_STROKE_FRAC * (longer
+    side)^2 pixels (a stroke, not a speck). The noise level is the robust
+    spread of the smoothed paper itself, so paper texture, JPEG blocks and
+    sensor noise raise the bar with them: relative evidence only.
     """
     sm = ndimage.uniform_filter(e, 3, mode="nearest")
     level = _paper_noise(sm)
     mask = sm > 0.5 * DETECT_SIGMAS * level
     labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
     if n == 0:
-        return False
+        return mask
     index = np.arange(1, n + 1)
     peak = ndimage.maximum(sm, labels, index)
     area = ndimage.sum(mask, labels, index)
     min_area = max(4.0, MIN_STROKE_FRAC * max(e.shape) ** 2)
-    return bool(((peak > DETECT_SIGMAS * level) & (area >= min_area)).any())
+    good = np.concatenate([[False], (peak > DETECT_SIGMAS * level) & (area >= min_area)])
+    return good[labels]
 
 
 def _ink(img):
@@ -493,9 +495,11 @@ def _ink(img):
     percentile of the Otsu-selected ink pixels maps to 1 (grey edges kept).
     """
     ink, e, noise = _signed_contrast(img)
-    if not _has_ink(e):
+    strokes = _significant(e)
+    if not strokes.any():
         return None
-    ink = np.maximum(ink, 0.0)
+    # ink outside the significant strokes (paper shading at the edges, noise) is dropped
+    ink = np.where(ndimage.binary_dilation(strokes, iterations=1), np.maximum(ink, 0.0), 0.0)
     thr = _otsu(ink.ravel())
     strong = ink[ink > thr]
     hi = float(np.percentile(strong, 90)) if strong.size else float(ink.max())
