@@ -312,7 +312,15 @@ def _fit_background(g, paper=None):
         coef = new
     if np.abs(coef[1:]).max() < 1e-3:
         return np.full_like(g, coef[0])
-    return (_design(h, w) @ coef).reshape(h, w)
+    return _surface(coef, h, w)
+
+
+def _surface(coef, h, w):
+    """Evaluate the quadratic of :func:`_design` with coefficients (6,) on an (h, w) grid, by broadcasting."""
+    v = np.linspace(-1, 1, h, dtype=np.float32)[:, None]
+    u = np.linspace(-1, 1, w, dtype=np.float32)[None, :]
+    c = coef.astype(np.float32)
+    return (c[0] + c[1] * u + c[3] * u * u) + v * (c[2] + c[4] * u) + c[5] * v * v
 
 
 def _otsu(values):
@@ -347,10 +355,10 @@ def _noise(r, lag=4):
     step = max(1, int(np.sqrt(r.size / 20000)))
     sample = r[::step, ::step]
     est = [1.4826 * float(np.median(np.abs(sample - np.median(sample))))]
-    for diff in (r[:, lag:] - r[:, :-lag], r[lag:] - r[:-lag]):
+    rows, cols = r[::step, :], r[:, ::step]  # differences along one axis, sampled on the other
+    for diff in (rows[:, lag:][:, ::step] - rows[:, :-lag][:, ::step], cols[lag:][::step] - cols[:-lag][::step]):
         if diff.size:
-            d = diff[::step, ::step]
-            est.append(1.4826 * float(np.median(np.abs(d - np.median(d)))) / np.sqrt(2.0))
+            est.append(1.4826 * float(np.median(np.abs(diff - np.median(diff)))) / np.sqrt(2.0))
     return min(est) if len(est) == 1 else min(est[0], max(est[1:]))
 
 
@@ -366,9 +374,11 @@ def _paper_noise(s):
     """
     floor = sigma = max(_noise(s), QUANT)
     step = max(1, int(np.sqrt(s.size / 20000)))
+    small = s[::step, ::step]  # the grown ink mask is measured on the sampled grid
+    grow = max(1, round(2 / step))
     for _ in range(3):
-        ink = ndimage.binary_dilation(s > 3.0 * sigma, iterations=2)
-        rest = s[~ink][::step]
+        ink = ndimage.binary_dilation(small > 3.0 * sigma, iterations=grow)
+        rest = small[~ink]
         if rest.size < 16:
             break
         # never below the first estimate: paper clipped at white has a degenerate MAD
@@ -480,9 +490,10 @@ def _significant(e):
     labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
     if n == 0:
         return mask
-    index = np.arange(1, n + 1)
-    peak = ndimage.maximum(sm, labels, index)
-    area = ndimage.sum(mask, labels, index)
+    lab = labels[mask]
+    peak = np.full(n + 1, -np.inf)
+    np.maximum.at(peak, lab, sm[mask])
+    peak, area = peak[1:], np.bincount(lab, minlength=n + 1)[1:]
     min_area = max(4.0, MIN_STROKE_FRAC * max(e.shape) ** 2)
     good = np.concatenate([[False], (peak > DETECT_SIGMAS * level) & (area >= min_area)])
     return good[labels]
