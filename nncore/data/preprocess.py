@@ -11,20 +11,27 @@ Pipeline (shapes for an input of H x W pixels)
 -----------------------------------------------
 1. Decode (:func:`load_image`): EXIF rotation applied; refuses files over
    ``MAX_PIXELS`` before decoding, and unreadable or truncated files.
-2. Grey level (H, W) float32 in [0, 1] from any PIL mode or numpy dtype.
-   Transparent images: if everything drawn has one colour, the alpha channel
-   is the ink; otherwise the image is composited on white.
-   Large images are first shrunk so that the longer side is <= 512.
-3. Background: a smooth quadratic surface b(y, x) is fitted by iteratively
-   trimmed least squares to the pixels that are not ink (outliers on either
-   side are excluded). This removes uneven lighting (gradients, vignetting)
-   and, unlike a blur or morphological filter, is never biased by thick
-   strokes. The residual r = g - b gives the polarity: ink is the side with
-   more outlier mass, so light or dark backgrounds both work.
-4. Ink strength: ink = max(+-r, 0); an Otsu threshold separates ink from
-   paper; ink is rescaled so that the noise floor maps to 0 and the 90th
-   percentile of ink pixels maps to 1 (grey edges are kept, as in MNIST).
-   No ink (a blank or pure-noise picture) -> an all-zero image is returned.
+2. Colour (H, W, 3) or grey (H, W) float32 in [0, 1] from any PIL mode or
+   numpy dtype: colour is kept until the ink/paper decision (grey when the
+   channels are equal). Transparent images: if everything drawn has one
+   colour, the alpha channel is the ink; otherwise the image is composited
+   on white (grey). Large images are first shrunk so the longer side is <= 512.
+3. Paper: a smooth quadratic surface b(y, x) per channel, fitted by
+   iteratively trimmed least squares (never biased by thick strokes the way
+   a blur would be). The ink's colour direction d is the principal axis of
+   the residuals farthest from the paper; e = (g - b) @ d. Polarity: ink is
+   the side with more outlier mass (light or dark backgrounds both work).
+   The paper is then refitted twice without the pixels on the ink side
+   (asymmetric trimming), so a marker filling a small crop does not pull it.
+4. Blank or not, on relative evidence only (:func:`_significant`): a stroke
+   is a connected region of e standing DETECT_SIGMAS paper-noise levels
+   above the paper, covering >= MIN_STROKE_FRAC * (longer side)^2 pixels;
+   the noise is measured robustly on the paper itself. No stroke -> an
+   all-zero image. Ink strength s = e / paper brightness (flat-field
+   correction: a stroke in a shadow is as strong as one in full light),
+   kept only on and next to the strokes; rescaled so the noise floor maps
+   to 0 and the 90th percentile of the Otsu-selected ink to 1 (grey edges
+   kept, as in MNIST).
 5. Crop to the ink bounding box (tiny specks separated from the character
    by empty rows/columns are ignored).
 6. Stroke width: measured as 2 * area / perimeter of the Otsu mask with
