@@ -10,7 +10,10 @@ Each picture (any size, dark-on-light or light-on-dark) goes through
 nncore.preprocess_image, the same steps as the training data, and the
 predictions are made in batches. One line per file on stdout, in input
 order; with --json one JSON object per line:
-{"file", "label", "symbol", "confidence", "top": [{"label", "symbol", "confidence"}, ...]}.
+{"file", "label", "symbol", "confidence", "top": [{"label", "symbol", "confidence"}, ...],
+"ambiguous", "ambiguous_with": [...]}. Glyph pairs that are one drawing in isolation (x and
+×; 1 and /, see nncore.predictions.AMBIGUOUS_PAIRS) are reported as ambiguous, e.g.
+"x 81.0% ambiguous with times (×) 19.0%", instead of as a confident guess.
 Files that cannot be read are listed on stderr (one line each); the good
 ones are still printed, and the exit code is then 8.
 """
@@ -82,20 +85,22 @@ def chunks(items, n):
         yield items[i:i + n]
 
 
+def _named(entry):
+    """'times (×)' for a class whose symbol differs from its name, else the name."""
+    return entry["label"] if entry["symbol"] == entry["label"] else f"{entry['label']} ({entry['symbol']})"
+
+
 def format_result(path, probs, model, top, as_json):
-    order = np.argsort(-probs, kind="stable")[:max(top, 1)]
-    best = order[0]
+    """One output line: text, or a JSON object with ``ambiguous`` and ``ambiguous_with``."""
+    pred = nncore.describe(probs, model.class_names, model.symbols, max(top, 1))
     if as_json:
-        return json.dumps({
-            "file": path, "label": model.class_names[best], "symbol": model.symbols[best],
-            "confidence": round(float(probs[best]), 6),
-            "top": [{"label": model.class_names[k], "symbol": model.symbols[k], "confidence": round(float(probs[k]), 6)}
-                    for k in order]}, ensure_ascii=False)
-    name = model.class_names[best]
-    sym = model.symbols[best]
-    line = f"{path}: {name}{'' if sym == name else f' ({sym})'} {100 * probs[best]:.1f}%"
+        return json.dumps({"file": path, **pred}, ensure_ascii=False)
+    line = f"{path}: {_named(pred)} {100 * pred['confidence']:.1f}%"
+    if pred["ambiguous"]:
+        line += " ambiguous with " + ", ".join(f"{_named(o)} {100 * o['confidence']:.1f}%"
+                                               for o in pred["ambiguous_with"])
     if top > 1:
-        line += "  [" + ", ".join(f"{model.symbols[k]} {100 * probs[k]:.1f}%" for k in order) + "]"
+        line += "  [" + ", ".join(f"{o['symbol']} {100 * o['confidence']:.1f}%" for o in pred["top"]) + "]"
     return line
 
 

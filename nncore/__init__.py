@@ -6,6 +6,7 @@ Public API::
     model = nncore.load_model("weights/mnist_cnn.npz")
     labels = model.predict(images)          # images: (N, 28, 28) uint8 or float in [0, 1]
     probs = model.predict_proba(images)     # (N, num_classes)
+    nncore.classify(model, images)          # dicts: label, confidence, top, ambiguous_with (x/×, 1//)
     model.class_names                       # e.g. ["0", "1", ..., "9"]
 
 Building blocks: :mod:`nncore.layers`, :class:`nncore.Sequential`,
@@ -18,6 +19,7 @@ from . import backend, errors, layers, optim, schedules
 from .architectures import cnn, ref_cnn
 from .errors import NncoreError
 from .losses import SoftmaxCrossEntropy, log_softmax
+from .predictions import AMBIGUOUS_PAIRS, classify, describe
 from .sequential import Sequential
 from .threads import set_num_threads
 from .weights import load_model, read_header, save_model
@@ -34,6 +36,7 @@ def preprocess_image(image):
     return _pre(image)
 
 
-__all__ = ["Sequential", "SoftmaxCrossEntropy", "NncoreError", "backend", "cnn", "errors", "layers",
+__all__ = ["AMBIGUOUS_PAIRS", "Sequential", "SoftmaxCrossEntropy", "NncoreError", "backend", "classify", "cnn",
+           "describe", "errors", "layers",
            "load_model", "log_softmax", "optim", "preprocess_image", "read_header", "ref_cnn", "save_model",
            "schedules", "set_num_threads"]

@@ -11,20 +11,27 @@ Pipeline (shapes for an input of H x W pixels)
 -----------------------------------------------
 1. Decode (:func:`load_image`): EXIF rotation applied; refuses files over
    ``MAX_PIXELS`` before decoding, and unreadable or truncated files.
-2. Grey level (H, W) float32 in [0, 1] from any PIL mode or numpy dtype.
-   Transparent images: if everything drawn has one colour, the alpha channel
-   is the ink; otherwise the image is composited on white.
-   Large images are first shrunk so that the longer side is <= 512.
-3. Background: a smooth quadratic surface b(y, x) is fitted by iteratively
-   trimmed least squares to the pixels that are not ink (outliers on either
-   side are excluded). This removes uneven lighting (gradients, vignetting)
-   and, unlike a blur or morphological filter, is never biased by thick
-   strokes. The residual r = g - b gives the polarity: ink is the side with
-   more outlier mass, so light or dark backgrounds both work.
-4. Ink strength: ink = max(+-r, 0); an Otsu threshold separates ink from
-   paper; ink is rescaled so that the noise floor maps to 0 and the 90th
-   percentile of ink pixels maps to 1 (grey edges are kept, as in MNIST).
-   No ink (a blank or pure-noise picture) -> an all-zero image is returned.
+2. Colour (H, W, 3) or grey (H, W) float32 in [0, 1] from any PIL mode or
+   numpy dtype: colour is kept until the ink/paper decision (grey when the
+   channels are equal). Transparent images: if everything drawn has one
+   colour, the alpha channel is the ink; otherwise the image is composited
+   on white (grey). Large images are first shrunk so the longer side is <= 512.
+3. Paper: a smooth quadratic surface b(y, x) per channel, fitted by
+   iteratively trimmed least squares (never biased by thick strokes the way
+   a blur would be). The ink's colour direction d is the principal axis of
+   the residuals farthest from the paper; e = (g - b) @ d. Polarity: ink is
+   the side with more outlier mass (light or dark backgrounds both work).
+   The paper is then refitted twice without the pixels on the ink side
+   (asymmetric trimming), so a marker filling a small crop does not pull it.
+4. Blank or not, on relative evidence only (:func:`_significant`): a stroke
+   is a connected region of e standing DETECT_SIGMAS paper-noise levels
+   above the paper, covering >= MIN_STROKE_FRAC * (longer side)^2 pixels;
+   the noise is measured robustly on the paper itself. No stroke -> an
+   all-zero image. Ink strength s = e / paper brightness (flat-field
+   correction: a stroke in a shadow is as strong as one in full light),
+   kept only on and next to the strokes; rescaled so the noise floor maps
+   to 0 and the 90th percentile of the Otsu-selected ink to 1 (grey edges
+   kept, as in MNIST).
 5. Crop to the ink bounding box (tiny specks separated from the character
    by empty rows/columns are ignored).
 6. Stroke width: measured as 2 * area / perimeter of the Otsu mask with
@@ -44,6 +51,7 @@ import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
 
 from ..errors import CorruptInputError, MissingInputError, UsageError
 
@@ -55,6 +63,12 @@ SIZE = 28  # ... centred by mass in a 28x28 field
 # Stroke width (2*area/perimeter at CANON scale) of MNIST test digits: 5th, 50th, 99th percentiles are 4.9, 7.4, 13.8;
 # thinner strokes are thickened to the median, much thicker ones thinned.
 WIDTH_LOW, WIDTH_TARGET, WIDTH_HIGH = 3.5, 7.5, 20.0
+# The blank decision is relative: ink must stand DETECT_SIGMAS noise levels above the paper in a
+# region of at least MIN_STROKE_FRAC * (longer side)^2 pixels. QUANT, half an 8-bit grey step, is
+# the noise floor of a picture with no other noise (a clean drawing).
+DETECT_SIGMAS = 6.5
+MIN_STROKE_FRAC = 3e-3
+QUANT = 0.5 / 255
 
 
 class ImageReadError(CorruptInputError):
@@ -154,7 +168,14 @@ def _pil_to_gray(img):
         a = np.asarray(img).astype(np.float32)
         a = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
         return _scale_by_range(a)
-    return np.asarray(img.convert("RGB"), dtype=np.float32) @ _LUMA / 255.0
+    return _colour_or_grey(np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0)
+
+
+def _colour_or_grey(rgb):
+    """(H, W, 3) in [0, 1] -> itself, or grey (H, W) when the three channels are equal."""
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+        return rgb[..., 0]
+    return rgb
 
 
 def _scale_by_range(a):
@@ -204,17 +225,24 @@ def _array_to_gray(a):
         return f
     if f.shape[2] == 1:
         return f[..., 0]
-    lum = f[..., :3] @ _LUMA
-    return _with_alpha(lum, f[..., 3]) if f.shape[2] == 4 else lum
+    if f.shape[2] == 4 and f[..., 3].min() <= 0.98:
+        return _with_alpha(f[..., :3] @ _LUMA, f[..., 3])
+    return _colour_or_grey(f[..., :3])
 
 
 def _resize(a, size, resample):
-    """Resize float32 (H, W) to size=(w, h) with PIL in mode F."""
+    """Resize float32 (H, W) or (H, W, C) to size=(w, h) with PIL in mode F (channel by channel)."""
+    if a.ndim == 3:
+        return np.stack([_resize(a[..., c], size, resample) for c in range(a.shape[2])], axis=-1)
     return np.asarray(Image.fromarray(np.ascontiguousarray(a, dtype=np.float32)).resize(size, resample))
 
 
 def _to_gray(image):
-    """Any accepted input -> float32 (h, w) grey, longer side <= WORK_SIZE."""
+    """Any accepted input -> float32 (h, w) grey or (h, w, 3) colour in [0, 1], longer side <= WORK_SIZE.
+
+    Colour is kept (grey only when the channels are equal or the image has
+    transparency): the ink/paper decision uses the colour distance from the paper.
+    """
     if isinstance(image, (str, os.PathLike)):
         image = load_image(image)
     if isinstance(image, Image.Image):
@@ -228,7 +256,7 @@ def _to_gray(image):
         g = _array_to_gray(image)
     else:
         raise UsageError(f"expected an image path, PIL.Image or numpy array, got {type(image).__name__}")
-    h, w = g.shape
+    h, w = g.shape[:2]
     if max(h, w) > WORK_SIZE:
         s = WORK_SIZE / max(h, w)
         g = _resize(g, (max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BOX)
@@ -245,26 +273,35 @@ def _design(h, w):
     return np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=1)
 
 
-def _fit_background(g):
+def _fit_background(g, paper=None):
     """Robustly fit a smooth background to grey (H, W): returns the background (H, W) float32.
 
     A quadratic surface is fitted to a small copy of the image, ignoring pixels
-    more than 3 robust standard deviations (MAD) from the current fit.
+    more than 3 robust standard deviations (MAD) from the current fit, and,
+    when ``paper`` (bool (H, W)) is given, pixels outside it (known ink).
     """
     h, w = g.shape
     small = g
+    allowed = None
     if max(h, w) > 48:
         s = 48 / max(h, w)
-        small = _resize(g, (max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BOX)
+        size = (max(1, round(w * s)), max(1, round(h * s)))
+        small = _resize(g, size, Image.Resampling.BOX)
+        if paper is not None:
+            allowed = (_resize(paper.astype(np.float32), size, Image.Resampling.BOX) > 0.99).ravel()
+    elif paper is not None:
+        allowed = paper.ravel()
     sh, sw = small.shape
     z = small.ravel()
     A = _design(sh, sw)
     coef = np.zeros(6, dtype=np.float32)
-    coef[0] = np.median(z)
+    coef[0] = np.median(z if allowed is None or allowed.sum() < 12 else z[allowed])
     for _ in range(4):
         r = z - A @ coef
         sigma = 1.4826 * float(np.median(np.abs(r - np.median(r))))
         keep = np.abs(r) < max(3.0 * sigma, 0.04)
+        if allowed is not None and (keep & allowed).sum() >= 12:
+            keep &= allowed
         if keep.sum() < 12:
             break
         zk = z[keep]
@@ -282,7 +319,15 @@ def _fit_background(g):
         coef = new
     if np.abs(coef[1:]).max() < 1e-3:
         return np.full_like(g, coef[0])
-    return (_design(h, w) @ coef).reshape(h, w)
+    return _surface(coef, h, w)
+
+
+def _surface(coef, h, w):
+    """Evaluate the quadratic of :func:`_design` with coefficients (6,) on an (h, w) grid, by broadcasting."""
+    v = np.linspace(-1, 1, h, dtype=np.float32)[:, None]
+    u = np.linspace(-1, 1, w, dtype=np.float32)[None, :]
+    c = coef.astype(np.float32)
+    return (c[0] + c[1] * u + c[3] * u * u) + v * (c[2] + c[4] * u) + c[5] * v * v
 
 
 def _otsu(values):
@@ -306,40 +351,178 @@ def _box3(a):
     return sum(p[i : i + h, j : j + w] for i in range(3) for j in range(3)) / 9.0
 
 
-def _noise(r):
-    """Robust noise level (MAD * 1.4826) of residuals r (H, W), ink being a minority."""
+def _noise(r, lag=4):
+    """Robust noise level of residuals r (H, W): the smaller of two MAD * 1.4826 estimates.
+
+    One from the values (right while ink is a small minority), one from
+    differences of pixels ``lag`` apart divided by sqrt(2) (right while ink
+    edges are a minority, so also for thick markers filling half a small
+    crop, where the value spread is mostly ink).
+    """
     step = max(1, int(np.sqrt(r.size / 20000)))
     sample = r[::step, ::step]
-    return 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
+    est = [1.4826 * float(np.median(np.abs(sample - np.median(sample))))]
+    rows, cols = r[::step, :], r[:, ::step]  # differences along one axis, sampled on the other
+    for diff in (rows[:, lag:][:, ::step] - rows[:, :-lag][:, ::step], cols[lag:][::step] - cols[:-lag][::step]):
+        if diff.size:
+            est.append(1.4826 * float(np.median(np.abs(diff - np.median(diff)))) / np.sqrt(2.0))
+    return min(est) if len(est) == 1 else min(est[0], max(est[1:]))
 
 
-def _ink(g):
-    """Grey (H, W) -> ink strength (H, W) float32 in [0, 1] (1 = full ink), or None if blank.
+def _paper_noise(s):
+    """Noise level of the paper in a signed contrast map s (H, W) (ink > 0), robust to large ink areas.
 
-    Contrast is measured relative to the local paper brightness (flat-field
-    correction): dark ink -> (b - g) / b, light ink -> (g - b) / (1 - b), so
-    a stroke in a shadow is as strong as one in full light.
+    Starts from :func:`_noise` (which may underestimate correlated paper
+    texture or JPEG blocks), then re-measures the spread (MAD * 1.4826) of
+    the values outside the ink candidates (s > 3 noise levels, grown by
+    2 px), three times. On blank paper the excluded tail is tiny, so the
+    estimate converges to the paper's full spread; on a thick marker crop
+    the ink is excluded and does not inflate it.
     """
-    bg = _fit_background(g)
-    r = g - bg
-    sigma = _noise(r)
+    floor = sigma = max(_noise(s), QUANT)
+    step = max(1, int(np.sqrt(s.size / 20000)))
+    small = s[::step, ::step]  # the grown ink mask is measured on the sampled grid
+    grow = max(1, round(2 / step))
+    for _ in range(3):
+        ink = ndimage.binary_dilation(small > 3.0 * sigma, iterations=grow)
+        rest = small[~ink]
+        if rest.size < 16:
+            break
+        # never below the first estimate: paper clipped at white has a degenerate MAD
+        sigma = max(1.4826 * float(np.median(np.abs(rest - np.median(rest)))), floor)
+    return sigma
+
+
+def _paper_residual(img, paper=None):
+    """Grey (H, W) or colour (H, W, C) -> (residual r (H, W, C), paper b (H, W, C)), r = img - b.
+
+    ``paper``: optional bool (H, W), the pixels known not to be ink.
+    """
+    img = img[..., None] if img.ndim == 2 else img
+    bg = np.stack([_fit_background(img[..., c], paper) for c in range(img.shape[2])], axis=-1)
+    return img - bg, bg
+
+
+def _ink_direction(r):
+    """Unit colour direction d (C,) along which the ink departs from the paper.
+
+    The principal axis of the residuals r (H, W, C) of the 5% of pixels
+    farthest from the paper: black, blue or red ink on any paper give their
+    own colour difference, so ink that differs from the paper mainly in hue
+    (blue on grey, red on pink) is measured at its full colour distance.
+    """
+    c = r.shape[2]
+    if c == 1:
+        return np.ones(1, dtype=np.float32)
+    step = max(1, int(np.sqrt(r.shape[0] * r.shape[1] / 20000)))
+    flat = r[::step, ::step].reshape(-1, c).astype(np.float64)
+    n2 = (flat * flat).sum(1)
+    far = flat[n2 >= np.percentile(n2, 95)]
+    _, vecs = np.linalg.eigh(far.T @ far)
+    d = vecs[:, -1]
+    return (d if d.sum() >= 0 else -d).astype(np.float32)
+
+
+def _refit_paper(img, d, sign, bg):
+    """Refit the paper b (H, W, C) for the chosen polarity: returns (e (H, W), b).
+
+    e = sign * (img - b) @ d is > 0 on ink. The surface is refitted twice
+    without the pixels on the ink side beyond 2 noise levels (asymmetric
+    trimming), so a thick marker or a blurred blob that fills much of a small
+    crop does not pull the paper towards the ink.
+    """
+    img3 = img[..., None] if img.ndim == 2 else img
+    e = sign * ((img3 - bg) @ d)
+    for _ in range(2):
+        paper = e < 2.0 * max(_noise(e), QUANT)
+        if paper.all() or paper.mean() < 0.2:
+            break
+        r, bg = _paper_residual(img, paper)
+        e = sign * (r @ d)
+    return e, bg
+
+
+def _polarity_score(e):
+    """Ink mass minus opposite mass of e (H, W) beyond 3 noise levels: high for the right polarity."""
+    t = 3.0 * max(_noise(e), QUANT)
+    return float(e[e > t].sum()) + float(e[e < -t].sum())
+
+
+def _signed_contrast(img):
+    """Image (H, W[, C]) -> (s, e, noise of s): ink strength s (H, W) and ink-side residual e (H, W).
+
+    Both are > 0 on ink. s is flat-field corrected (for the output), e is the
+    plain residual along the ink colour (for the blank decision: its noise is
+    the same everywhere, whereas dividing by a dark paper's brightness
+    amplifies the noise in shadows).
+
+    Contrast is measured along the ink's colour direction and relative to the
+    local paper brightness (flat-field correction): dark ink -> (b - g) / b,
+    light ink -> (g - b) / (1 - b), so a stroke in a shadow is as strong as
+    one in full light. Polarity: ink is the side with more outlier mass
+    (:func:`_polarity_score`); the paper is then refitted without the ink.
+    """
+    r, bg = _paper_residual(img)
+    d = _ink_direction(r)
+    proj = r @ d
+    dark = _polarity_score(-proj) >= _polarity_score(proj)
+    sign = -1.0 if dark else 1.0
+    e, bg = _refit_paper(img, d, sign, bg)
+    proj = sign * e
+    sigma = _paper_noise(e)
     if sigma > 0.01:  # visible sensor/paper noise: a light blur before thresholding
-        g = _box3(g)
-        r = g - bg
-        sigma = _noise(r)
-    t = max(3.0 * sigma, 0.04)
-    dark = float(-r[r < -t].sum()) > float(r[r > t].sum())
-    scale = np.maximum(bg if dark else 1.0 - bg, 0.05)
-    ink = np.maximum(-r if dark else r, 0.0) / scale
-    noise = sigma / float(np.median(scale))
-    top = float(ink.max())
-    if top < max(6.0 * noise, 0.02):
+        proj = _box3(proj)
+        sigma = _paper_noise(sign * proj)
+    full = float(np.abs(d).sum())  # white paper along the ink direction
+    paper = bg @ np.abs(d)
+    span = paper if dark else full - paper  # room for the ink below (above) the paper
+    scale = np.maximum(span, 0.05 * full)
+    s = sign * proj / scale
+    return s.astype(np.float32), (sign * proj).astype(np.float32), max(sigma, QUANT) / float(np.median(scale))
+
+
+def _significant(e):
+    """Where the ink-side residual e (H, W) is ink: bool (H, W), all False for a blank picture.
+
+    A stroke is a connected region of the lightly smoothed (3x3 mean) map
+    standing above 0.5 * DETECT_SIGMAS paper-noise levels, that peaks above
+    DETECT_SIGMAS levels and covers at least MIN_STROKE_FRAC * (longer
+    side)^2 pixels (a stroke, not a speck). The noise level is the robust
+    spread of the smoothed paper itself, so paper texture, JPEG blocks and
+    sensor noise raise the bar with them: relative evidence only.
+    """
+    sm = ndimage.uniform_filter(e, 3, mode="nearest")
+    level = _paper_noise(sm)
+    mask = sm > 0.5 * DETECT_SIGMAS * level
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3)))
+    if n == 0:
+        return mask
+    lab = labels[mask]
+    peak = np.full(n + 1, -np.inf)
+    np.maximum.at(peak, lab, sm[mask])
+    peak, area = peak[1:], np.bincount(lab, minlength=n + 1)[1:]
+    min_area = max(4.0, MIN_STROKE_FRAC * max(e.shape) ** 2)
+    good = np.concatenate([[False], (peak > DETECT_SIGMAS * level) & (area >= min_area)])
+    return good[labels]
+
+
+def _ink(img):
+    """Image (H, W[, C]) -> ink strength (H, W) float32 in [0, 1] (1 = full ink), or None if blank.
+
+    The ink is rescaled so that the noise floor maps to 0 and the 90th
+    percentile of the Otsu-selected ink pixels maps to 1 (grey edges kept).
+    """
+    ink, e, noise = _signed_contrast(img)
+    strokes = _significant(e)
+    if not strokes.any():
         return None
+    # ink outside the significant strokes (paper shading at the edges, noise) is dropped
+    ink = np.where(ndimage.binary_dilation(strokes, iterations=1), np.maximum(ink, 0.0), 0.0)
     thr = _otsu(ink.ravel())
     strong = ink[ink > thr]
-    hi = float(np.percentile(strong, 90)) if strong.size else top
+    hi = float(np.percentile(strong, 90)) if strong.size else float(ink.max())
     lo = max(min(5.0 * noise, 0.5 * hi), 0.02 * hi)
-    if hi - lo < 1e-3:
+    if hi - lo <= 1e-6 * hi or hi <= 0:
         return None
     return np.clip((ink - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
 

@@ -1,0 +1,76 @@
+"""Accuracy of the shipped MNIST weights on the photo grid of tests/photos.py, per cell.
+
+Usage::
+
+    python tests/photo_grid.py --report [--per-cell 40] [--seed 0]
+
+Prints one row per cell (ink, paper, contrast, size): accuracy, how many came back blank,
+and the totals over the realistic cells and over all cells. It uses whatever
+``nncore`` is on PYTHONPATH, so the same command measures another checkout.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import photos  # noqa: E402
+
+
+def mnist_sample(n, seed=0):
+    """n MNIST test digits (uint8 (n, 28, 28)) and labels (n,), drawn with a seed."""
+    from nncore.data import read_idx
+    root = os.path.join(os.environ["NNCORE_DATA_DIR"], "mnist")
+    x = read_idx(os.path.join(root, "t10k-images-idx3-ubyte.gz"))
+    y = read_idx(os.path.join(root, "t10k-labels-idx1-ubyte.gz")).astype(np.int64)
+    idx = np.random.default_rng(seed).choice(len(x), n, replace=False)
+    return x[idx], y[idx]
+
+
+def run_grid(model, preprocess, glyphs, labels, seed=0):
+    """Per cell: dict cell -> (accuracy, number blank, n). Same glyphs in every cell."""
+    table = {}
+    for cell in photos.cells():
+        imgs = np.stack([preprocess(Image.open(p)) for p in photos.cell_photos(glyphs, cell, seed)])
+        blank = ~imgs.reshape(len(imgs), -1).any(1)
+        pred = model.predict(imgs)
+        pred[blank] = -1
+        table[cell] = (float((pred == labels).mean()), int(blank.sum()), len(labels))
+    return table
+
+
+def summary(table):
+    """(accuracy over realistic cells, accuracy over all cells, total blank)."""
+    real = [v for c, v in table.items() if photos.realistic(c)]
+    acc = lambda vs: sum(a * n for a, _, n in vs) / sum(n for *_, n in vs)  # noqa: E731
+    return acc(real), acc(list(table.values())), sum(b for _, b, _ in table.values())
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--report", action="store_true", help="print the full table")
+    ap.add_argument("--per-cell", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    import nncore
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    model = nncore.load_model(os.path.join(root, "weights", "mnist_cnn.npz"))
+    x, y = mnist_sample(args.per_cell, args.seed)
+    t = time.perf_counter()
+    table = run_grid(model, nncore.preprocess_image, x, y, args.seed)
+    dt = time.perf_counter() - t
+    print("| ink | paper | contrast | size | accuracy | blank |")
+    print("|---|---|---|---|---|---|")
+    for (ink, paper, c, s), (a, b, n) in table.items():
+        print(f"| {ink} | {paper} | {int(c * 100)}% | {s[0]}x{s[1]} | {100 * a:.1f}% | {b}/{n} |")
+    real, allc, blank = summary(table)
+    print(f"\nrealistic cells (contrast >= 25%): {100 * real:.2f}%; all cells: {100 * allc:.2f}%; "
+          f"blank: {blank} of {sum(n for *_, n in table.values())}; {dt:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

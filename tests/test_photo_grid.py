@@ -1,0 +1,79 @@
+"""preprocess_image on photo-like re-renderings of MNIST digits (tests/photos.py), with the shipped weights.
+
+The grid: ink/paper pairs (black/white, blue/light grey, red/pink, blue/beige, thick marker/mid grey) x
+contrast (100%, 50%, 25%, 15% of the ink-paper difference) x crop size (60x80, 160x160, 500x420), each
+image also drawn with random blur, JPEG quality, offset and 15% touching the border. The full table:
+``python tests/photo_grid.py --report`` (README). Here a modest sample per cell, with floors set
+below the measured values (see the README table), so that regressions fail.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import nncore
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import photo_grid  # noqa: E402
+import photos  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PER_CELL = 6
+
+
+@pytest.fixture(scope="module")
+def table(mnist_dir):
+    model = nncore.load_model(ROOT / "weights" / "mnist_cnn.npz")
+    x, y = photo_grid.mnist_sample(PER_CELL, seed=3)
+    return photo_grid.run_grid(model, nncore.preprocess_image, x, y, seed=3)
+
+
+def test_grid_accuracy_floors(table):
+    real, allc, _ = photo_grid.summary(table)
+    assert real >= 0.85, f"realistic cells {real:.3f}"
+    assert allc >= 0.85, f"all cells {allc:.3f}"
+    for cell, (acc, _, _) in table.items():
+        floor = 0.3 if cell[0] == "marker" else 0.5
+        assert acc >= floor, (cell, acc)
+
+
+def test_visible_ink_is_not_blank(table):
+    """No blank result with pen ink at >= 25% contrast: small crops, blur and border-touching included."""
+    blanks = {c: b for c, (_, b, _) in table.items() if b and c[0] != "marker" and c[2] >= 0.25}
+    assert not blanks, blanks
+    assert sum(b for _, b, _ in table.values()) <= 0.03 * sum(n for *_, n in table.values())
+
+
+@pytest.mark.xfail(strict=False, reason="not done: at 15% contrast and with thick, blurred marker blobs on "
+                                        "mid-grey paper about 1% of images still come back blank")
+def test_nothing_visible_is_ever_blank(table):
+    assert not {c: b for c, (_, b, _) in table.items() if b}
+
+
+@pytest.mark.parametrize("paper", list(photos.PAPERS))
+def test_blank_paper_has_no_false_ink(paper):
+    """Paper texture, shadow gradients (up to 50% across the sheet), noise and JPEG (quality >= 60): blank."""
+    for size in photos.SIZES:
+        for quality in (95, 60):
+            for shadow in (0.0, 0.25, 0.5):
+                buf = photos.render_blank(paper, size, quality, seed=1, shadow=shadow)
+                assert not nncore.preprocess_image(Image.open(buf)).any(), (paper, size, quality, shadow)
+
+
+@pytest.mark.xfail(strict=False, reason="not done: heavy JPEG blocking (quality 30) on a shadowed sheet can "
+                                        "still pass as a faint stroke")
+def test_blank_paper_heavy_jpeg_has_no_false_ink():
+    for paper in ("white", "beige"):
+        for size in photos.SIZES:
+            buf = photos.render_blank(paper, size, 30, seed=0, shadow=0.25)
+            assert not nncore.preprocess_image(Image.open(buf)).any()
+
+
+def test_generator_is_seeded():
+    g = np.zeros((28, 28), np.uint8)
+    g[5:23, 12:16] = 255
+    a = photos.render(g, "blue", "beige", 0.5, (60, 80), blur=0.02, seed=4).getvalue()
+    assert a == photos.render(g, "blue", "beige", 0.5, (60, 80), blur=0.02, seed=4).getvalue()
