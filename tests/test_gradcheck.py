@@ -142,14 +142,20 @@ def test_batchnorm_training_mode(kernels, shape):
     assert_all_pass(check_layer(layer, rng.standard_normal(shape) * 2 + 1, training=True))
 
 
-def test_batchnorm_inference_mode():
-    """Evaluation mode normalises with the running statistics (as they were) and leaves them unchanged."""
+def batchnorm_with_statistics(rng):
+    """A float64 BatchNorm(3) with random running statistics, gamma and beta: (layer, mean, var)."""
     layer = BatchNorm(3, dtype=F64)
-    rng = np.random.default_rng(13)
     mean, var = rng.standard_normal(3), rng.uniform(0.5, 2, 3)
     layer.buffers["running_mean"], layer.buffers["running_var"] = mean.copy(), var.copy()
     layer.params["gamma"] = rng.uniform(0.5, 1.5, 3)
     layer.params["beta"] = rng.standard_normal(3)
+    return layer, mean, var
+
+
+def test_batchnorm_inference_mode():
+    """Evaluation mode normalises with the running statistics (as they were) and leaves them unchanged."""
+    rng = np.random.default_rng(13)
+    layer, mean, var = batchnorm_with_statistics(rng)
     x = rng.standard_normal((4, 3, 2, 2))
     out = layer.forward(x, training=False)
     c = (1, 3, 1, 1)
@@ -504,12 +510,8 @@ def test_backward_after_an_inference_pass_is_a_clear_error():
 def test_batchnorm_evaluation_mode_backward(shape):
     """eval_forward normalises by the running statistics (constants): dx = dout * gamma / sqrt(running_var + eps),
     dgamma = sum(dout * xhat), dbeta = sum(dout); the running statistics stay as they were."""
-    layer = BatchNorm(3, dtype=F64)
     rng = np.random.default_rng(21)
-    mean, var = rng.standard_normal(3), rng.uniform(0.5, 2, 3)
-    layer.buffers["running_mean"], layer.buffers["running_var"] = mean.copy(), var.copy()
-    layer.params["gamma"] = rng.uniform(0.5, 1.5, 3)
-    layer.params["beta"] = rng.standard_normal(3)
+    layer, mean, var = batchnorm_with_statistics(rng)
     x = rng.standard_normal(shape) * 2 + 1
     np.testing.assert_array_equal(layer.eval_forward(x), layer.forward(x, training=False))
     assert_all_pass(check_layer(layer, x, training=False))
