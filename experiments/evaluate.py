@@ -25,6 +25,7 @@ from nncore.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
 from nncore.data import load_data
 from nncore.errors import UsageError
 from nncore.json_values import finite_or_none
+from nncore.sequential import PREDICT_BATCH
 from nncore.training import evaluate
 
 
@@ -35,7 +36,7 @@ def build_parser():
                    help="mnist, symbols or PATH.npz (default: the one the weights were trained on)")
     p.add_argument("--data-dir", default=None, help="data root (default: $NNCORE_DATA_DIR or ./data)")
     p.add_argument("--out-dir", default=None, help="output folder (default runs/eval_<weights name>)")
-    p.add_argument("--batch-size", type=positive_int, default=1000)
+    p.add_argument("--batch-size", type=positive_int, default=PREDICT_BATCH)
     p.add_argument("--limit", type=positive_int, default=None, metavar="N",
                    help="evaluate only the first N test images")
     p.add_argument("--grid", type=positive_int, default=40, help="images per grid")

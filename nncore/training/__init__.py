@@ -7,6 +7,8 @@ Shapes: training images are uint8 (N, 28, 28) (or anything
 - :class:`Trainer` (``trainer.py``): :meth:`Trainer.fit` is the loop
   (learning rate, batch, forward, backward, step, log, validate, keep the best);
   :meth:`Trainer.resume` continues a checkpoint.
+- ``kernel_compile.py``: the kernels compiled once before the first step, with a
+  message while numba compiles them on a fresh install.
 - ``batches.py``: the batches of an epoch; all randomness derives from
   ``(seed, epoch, step)``, so a resumed run ends with exactly the weights of an
   uninterrupted one.

@@ -2,8 +2,10 @@
 
 import numpy as np
 
+from ..sequential import PREDICT_BATCH
 
-def evaluate(model, images, labels, batch_size=1000):
+
+def evaluate(model, images, labels, batch_size=PREDICT_BATCH):
     """Loss and accuracy over ALL samples (the last partial batch included), in inference mode.
 
     images: raw images (N, 28, 28) (anything :meth:`nncore.Sequential.prepare` takes); labels: int (N,).

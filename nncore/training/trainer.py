@@ -20,11 +20,13 @@ from ..augment import augment
 from ..errors import SettingError, TrainingDivergedError, UsageError
 from ..layers import Dropout
 from ..losses import SoftmaxCrossEntropy
+from ..sequential import PREDICT_BATCH
 from .batches import augment_rng, batch_bounds, dropout_rng, epoch_order
 from .checkpoint import checkpoint_on_interrupt, read_checkpoint, restore, save_checkpoint
 from .evaluation import evaluate
 from .history import epoch_line, save_history
 from .interrupt import DeferredInterrupt
+from .kernel_compile import compile_kernels
 
 _IGNORE_FP = dict(over="ignore", invalid="ignore", divide="ignore")  # overflow is caught as divergence
 
@@ -55,7 +57,7 @@ class Trainer:
     """
 
     def __init__(self, model, config, x_train, y_train, x_val=None, y_val=None, out_dir=None, progress=True,
-                 log=print, callbacks=(), run_info=None, resume_hint=None, eval_batch_size=1000):
+                 log=print, callbacks=(), run_info=None, resume_hint=None, eval_batch_size=PREDICT_BATCH):
         self.config = config.validate()
         self.model = model
         self.x_train, self.y_train = x_train, np.asarray(y_train).astype(np.int64)
@@ -106,6 +108,10 @@ class Trainer:
         n, device = len(self.y_train), model.device
         bounds = batch_bounds(n, cfg.batch_size)
         dropouts = [(j, layer) for j, layer in enumerate(model.layers) if isinstance(layer, Dropout)]
+        # compile: numba's kernels, once per install, with a message instead of a stalled progress bar
+        if self.epoch < cfg.epochs:
+            first = epoch_order(cfg.seed, self.epoch, n)[bounds[0][0]:bounds[0][1]]
+            compile_kernels(model, self.x_train[first], self.y_train[first], self.log)
         with DeferredInterrupt() as ctrl_c, checkpoint_on_interrupt(self, ctrl_c), _eval_on_exit(model):
             while self.epoch < cfg.epochs:
                 order = epoch_order(cfg.seed, self.epoch, n)
