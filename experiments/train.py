@@ -74,6 +74,8 @@ def build_parser():
     g.add_argument("--warmup", type=float, default=d.warmup, help="linear warm-up epochs (cosine schedule)")
     g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment,
                    help="random shifts (2 px), rotations (10 deg) and scaling (0.9-1.1) of training images")
+    g.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
+                   help="share of the target spread evenly over the classes (0 = one-hot targets)")
     g.add_argument("--seed", type=nonnegative_int, default=d.seed,
                    help="seed of the weights, shuffling, augmentation, dropout")
     g = p.add_argument_group("running")
@@ -96,7 +98,7 @@ def make_config(args):
         dropout=args.dropout, batch_size=args.batch_size,
         epochs=args.epochs if args.epochs is not None else TrainConfig.epochs, lr=lr, optimizer=opt,
         momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule, warmup=args.warmup,
-        augment=args.augment, seed=args.seed).validate()
+        augment=args.augment, label_smoothing=args.label_smoothing, seed=args.seed).validate()
 
 
 def input_scaling_for(images, is_mnist=False):

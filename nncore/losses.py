@@ -34,9 +34,19 @@ class SoftmaxCrossEntropy:
 
     Both stay finite for logits as large as +-1e4 (and beyond) because the
     log-softmax is computed through log-sum-exp.
+
+    Label smoothing ``smoothing`` = s in [0, 1) trains towards the target
+    (1 - s) * onehot + s / K instead of the one-hot, which keeps the logits
+    from growing without bound on easy examples::
+
+        loss = (1 - s) * nll - s * (1/N) * sum_n mean_k log_softmax(logits)[n, k]
+        dlogits = (softmax - onehot) / N + s * (onehot - 1/K) / N
     """
 
-    def __init__(self):
+    def __init__(self, smoothing=0.0):
+        if not 0.0 <= float(smoothing) < 1.0:
+            raise UsageError(f"label smoothing must be in [0, 1), got {smoothing}")
+        self.smoothing = float(smoothing)
         self.cache = None
 
     def forward(self, logits, labels):
@@ -55,7 +65,10 @@ class SoftmaxCrossEntropy:
         n = logits.shape[0]
         picked = logp[xp.arange(n), labels]
         self.cache = (logp, labels)
-        return -picked.mean()
+        if not self.smoothing:
+            return -picked.mean()
+        s = logp.dtype.type(self.smoothing)
+        return -(1 - s) * picked.mean() - s * logp.mean(axis=1).mean()
 
     def backward(self):
         logp, labels = self.cache
@@ -65,5 +78,9 @@ class SoftmaxCrossEntropy:
         d = xp.exp(logp)
         d[xp.arange(n), labels] -= 1
         d /= logp.dtype.type(n)
-        return d
         # end exercise
+        if self.smoothing:
+            s = logp.dtype.type(self.smoothing)
+            d[xp.arange(n), labels] += s / n
+            d -= s / (logp.shape[1] * n)
+        return d

@@ -43,3 +43,25 @@ def test_gradient_is_softmax_minus_onehot_over_n():
 def test_bad_labels_are_refused(labels):
     with pytest.raises(UsageError):
         SoftmaxCrossEntropy().forward(np.zeros((2, 5)), labels)
+
+
+@pytest.mark.parametrize("smoothing", [0.1, 0.5])
+def test_label_smoothing_loss_and_gradient(smoothing):
+    """float64; the gradient against central differences (rel. error < 1e-7), the loss against its definition."""
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal((6, 5)) * 3
+    labels = np.array([0, 1, 2, 3, 4, 1])
+    fn = SoftmaxCrossEntropy(smoothing)
+    loss = float(fn.forward(logits, labels))
+    target = np.full((6, 5), smoothing / 5) + (1 - smoothing) * np.eye(5)[labels]
+    assert loss == pytest.approx(-(target * log_softmax(logits)).sum(axis=1).mean(), rel=1e-12)
+    analytic = fn.backward()
+    numeric = numerical_gradient(lambda: float(SoftmaxCrossEntropy(smoothing).forward(logits, labels)), logits)
+    assert rel_error(analytic, numeric) < 1e-7
+    np.testing.assert_allclose(analytic, (np.exp(log_softmax(logits)) - target) / 6, atol=1e-15)
+
+
+@pytest.mark.parametrize("smoothing", [-0.1, 1.0])
+def test_label_smoothing_out_of_range_is_refused(smoothing):
+    with pytest.raises(UsageError, match="label smoothing"):
+        SoftmaxCrossEntropy(smoothing)

@@ -256,3 +256,35 @@ def test_deferred_interrupt_defers_the_first_ctrl_c_only():
                 pass
         assert ctrl_c.forced
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_config_saved_before_label_smoothing_existed_keeps_one_hot_targets():
+    saved = training.TrainConfig(**TINY).to_dict()
+    del saved["label_smoothing"]
+    assert training.TrainConfig.from_dict(saved).label_smoothing == 0.0
+    assert training.TrainConfig.from_dict({**saved, "label_smoothing": 0.1}).label_smoothing == 0.1
+
+
+def test_kernels_compile_on_a_copy_with_a_message_when_slow(mnist, monkeypatch):
+    """The compile passes touch neither the weights nor the batch-norm statistics; a slow one is announced."""
+    from nncore.training import kernel_compile
+    cfg = training.TrainConfig(**{**TINY, "batchnorm": True})
+    model = make_model(cfg)
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    lines = []
+    monkeypatch.setattr(kernel_compile, "QUIET_SECONDS", 0.0)
+    kernel_compile.compile_kernels(model, mnist[0][:64], mnist[1][:64], lines.append)
+    assert lines and lines[0].startswith("compiling kernels, once, about") and lines[1].startswith("kernels compiled")
+    after = model.state_dict()
+    assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
+    monkeypatch.setattr(kernel_compile, "QUIET_SECONDS", 60.0)
+    lines.clear()
+    kernel_compile.compile_kernels(model, mnist[0][:64], mnist[1][:64], lines.append)
+    assert lines == []  # compiled already: quick and silent
+
+
+def test_a_failing_compile_pass_raises_in_the_caller(mnist):
+    from nncore.training import kernel_compile
+    model = make_model(training.TrainConfig(**TINY))
+    with pytest.raises(UsageError, match="labels"):
+        kernel_compile.compile_kernels(model, mnist[0][:8], mnist[1][:7], lambda line: None)

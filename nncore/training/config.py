@@ -9,6 +9,9 @@ from ..errors import SettingError
 from ..optim import make_optimizer
 from ..schedules import make_schedule
 
+#: fields added after checkpoints were first written, with the value that reproduces the older runs
+ADDED_FIELDS = {"label_smoothing": 0.0}
+
 
 @dataclasses.dataclass
 class TrainConfig:
@@ -36,6 +39,7 @@ class TrainConfig:
     schedule: str = "cosine"
     warmup: float = 0.0
     augment: bool = True
+    label_smoothing: float = 0.0
     seed: int = 0
 
     def validate(self):
@@ -71,6 +75,7 @@ class TrainConfig:
         check(math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay",
               f"must be a finite number >= 0, got {self.weight_decay}")
         check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+        check(0.0 <= self.label_smoothing < 1.0, "label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
         check(0.0 <= self.warmup < self.epochs, "warmup",
               f"must be in [0, epochs) = [0, {self.epochs}), got {self.warmup}")
         check(int(self.seed) >= 0, "seed", f"must be an integer >= 0, got {self.seed}")
@@ -88,6 +93,7 @@ class TrainConfig:
     def from_dict(cls, d):
         """The validated config of :meth:`to_dict` output; unknown keys are ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
+        d = {**ADDED_FIELDS, **d}  # a config saved before a field existed meant that field's old behaviour
         return cls(**{k: v for k, v in d.items() if k in names}).validate()
 
     def build_optimizer(self, model):

@@ -71,7 +71,7 @@ class Trainer:
         self.run_info = dict(run_info or {})
         self.resume_hint = resume_hint
         self.eval_batch_size = eval_batch_size
-        self.loss_fn = SoftmaxCrossEntropy()
+        self.loss_fn = SoftmaxCrossEntropy(self.config.label_smoothing)
         self.optimizer = self.config.build_optimizer(model)
         self.schedule = self.config.build_schedule()
         self.epoch, self.step = 0, 0                          # the position: the next step to run
