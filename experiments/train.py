@@ -40,7 +40,7 @@ from nncore.errors import CorruptInputError, MissingInputError
 from nncore.json_values import finite_or_none
 from nncore.training import TrainConfig, Trainer, evaluate
 
-DEFAULT_LR = {"adam": 2e-3, "sgd": 0.05}
+DEFAULT_LR = {"adam": 4e-3, "sgd": 0.05}
 
 
 def build_parser():
@@ -65,13 +65,14 @@ def build_parser():
     g.add_argument("--batch-size", type=int, default=d.batch_size)
     g.add_argument("--epochs", type=positive_int, default=None,
                    help=f"epochs (default {d.epochs}; with --resume: the checkpoint's)")
-    g.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3 for adam, 0.05 for sgd)")
+    g.add_argument("--lr", type=float, default=None, help="peak learning rate (default 4e-3 for adam, 0.05 for sgd)")
     g.add_argument("--optimizer", default=d.optimizer, help="sgd or adam")
     g.add_argument("--momentum", type=float, default=d.momentum, help="SGD (Nesterov) momentum")
     g.add_argument("--weight-decay", type=float, default=d.weight_decay,
                    help="L2 (SGD) / decoupled (Adam) weight decay")
     g.add_argument("--schedule", default=d.schedule, help="constant, step or cosine")
-    g.add_argument("--warmup", type=float, default=d.warmup, help="linear warm-up epochs (cosine schedule)")
+    g.add_argument("--warmup", type=float, default=d.warmup,
+                   help="linear warm-up epochs of the cosine schedule (default: an eighth of the run, at most 1)")
     g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment,
                    help="random shifts (2 px), rotations (10 deg) and scaling (0.9-1.1) of training images")
     g.add_argument("--label-smoothing", type=float, default=d.label_smoothing,

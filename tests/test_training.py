@@ -288,3 +288,9 @@ def test_a_failing_compile_pass_raises_in_the_caller(mnist):
     model = make_model(training.TrainConfig(**TINY))
     with pytest.raises(UsageError, match="labels"):
         kernel_compile.compile_kernels(model, mnist[0][:8], mnist[1][:7], lambda line: None)
+
+
+def test_default_warmup_is_an_eighth_of_the_run_at_most_one_epoch():
+    assert training.TrainConfig().validate().warmup == 1.0
+    assert training.TrainConfig(epochs=2).validate().warmup == 0.25
+    assert training.TrainConfig(epochs=30, warmup=0.0).validate().warmup == 0.0

@@ -20,7 +20,8 @@ class TrainConfig:
     conv: channels of each conv block; dense: units of each hidden dense layer;
     kernel_size, batchnorm, dropout: the rest of the architecture (see
     :func:`nncore.architectures.cnn`); epochs/lr/schedule/warmup: the
-    learning-rate plan (warmup in epochs); augment: random shifts (2 px),
+    learning-rate plan (warmup in epochs; None: an eighth of the run, at most
+    one epoch); augment: random shifts (2 px),
     rotations (10 degrees) and scalings (0.9-1.1); seed: the weights, the
     shuffling, the augmentation and the dropout masks all derive from it.
     """
@@ -29,17 +30,17 @@ class TrainConfig:
     dense: tuple = (256,)
     kernel_size: int = 3
     batchnorm: bool = True
-    dropout: float = 0.25
+    dropout: float = 0.0
     batch_size: int = 128
-    epochs: int = 15
-    lr: float = 2e-3
+    epochs: int = 8
+    lr: float = 4e-3
     optimizer: str = "adam"
     momentum: float = 0.9
     weight_decay: float = 0.0
     schedule: str = "cosine"
-    warmup: float = 0.0
+    warmup: float = None
     augment: bool = True
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.1
     seed: int = 0
 
     def validate(self):
@@ -76,6 +77,8 @@ class TrainConfig:
               f"must be a finite number >= 0, got {self.weight_decay}")
         check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
         check(0.0 <= self.label_smoothing < 1.0, "label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
+        if self.warmup is None:
+            self.warmup = min(1.0, int(self.epochs) / 8)
         check(0.0 <= self.warmup < self.epochs, "warmup",
               f"must be in [0, epochs) = [0, {self.epochs}), got {self.warmup}")
         check(int(self.seed) >= 0, "seed", f"must be an integer >= 0, got {self.seed}")
