@@ -93,6 +93,9 @@ def test_read_idx_gz_and_raw(tmp_path):
         (lambda b: gzip.compress(idx_bytes(np.zeros((4, 2, 2)), count=5)), "bytes"),
         (lambda b: gzip.compress(b[:-3]), "bytes"),
         (lambda b: gzip.compress(b[:5]), "short"),
+        (lambda b: gzip.compress(idx_bytes(np.zeros((4, 2, 2)), count=2**31 - 1)), "more than the file can hold"),
+        (lambda b: idx_bytes(np.zeros((4, 2, 2)), count=2**31 - 1), "more than the file can hold"),  # raw IDX
+        (lambda b: b + b"\x00", "holds more"),  # raw IDX with a trailing byte
     ],
 )
 def test_read_idx_corrupt_files(tmp_path, make, words):

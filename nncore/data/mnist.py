@@ -64,21 +64,45 @@ def read_idx(path):
     if not os.path.isfile(path):
         raise MissingInputError(f"MNIST file {path} not found; "
                                 "check the data root (data_dir=<folder> or NNCORE_DATA_DIR)")
+    # streamed: the pixels are decompressed straight into their array, never held twice
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+        with open(path, "rb") as raw:
+            compressed = raw.read(2) == b"\x1f\x8b"
+        stored = os.path.getsize(path)
+        with (gzip.open(path, "rb") if compressed else open(path, "rb")) as f:
+            shape, offset = _idx_header(f, path)
+            expected = int(np.prod(shape, dtype=np.int64))
+            # a size the file cannot hold (gzip packs at most ~1030:1) is refused before allocating it
+            limit = stored * 1100 if compressed else stored - offset
+            if expected > limit:
+                raise CorruptInputError(f"{path}: header says {'x'.join(map(str, shape))} = {expected} bytes of data, "
+                                        f"more than the file can hold; {_REFETCH}")
+            out = np.empty(expected, dtype=np.uint8)
+            got = f.readinto(memoryview(out))
+            extra = len(f.read(1))
     except (OSError, EOFError, zlib.error) as exc:
         reason = "truncated gzip" if isinstance(exc, EOFError) else "damaged gzip"
         raise CorruptInputError(f"cannot read {path}: {reason} ({exc}); {_REFETCH}") from None
-    if len(raw) < 8:
-        raise CorruptInputError(f"{path} is too short to be an IDX file ({len(raw)} bytes); {_REFETCH}")
-    magic, count = struct.unpack(">ii", raw[:8])
+    if got != expected or extra:
+        held = f"{got}" if got != expected else "more"
+        raise CorruptInputError(
+            f"{path}: header says {'x'.join(map(str, shape))} = {expected} bytes of data "
+            f"but the file holds {held}; {_REFETCH}"
+        )
+    return out.reshape(shape)
+
+
+def _idx_header(f, path):
+    """(shape, header length) of the IDX stream ``f``; CorruptInputError for a short or unknown header."""
+    head = f.read(8)
+    if len(head) < 8:
+        raise CorruptInputError(f"{path} is too short to be an IDX file ({len(head)} bytes); {_REFETCH}")
+    magic, count = struct.unpack(">ii", head)
     if magic == IMAGES_MAGIC:
-        if len(raw) < 16:
+        dims = f.read(8)
+        if len(dims) < 8:
             raise CorruptInputError(f"{path}: IDX image header is truncated; {_REFETCH}")
-        rows, cols = struct.unpack(">ii", raw[8:16])
+        rows, cols = struct.unpack(">ii", dims)
         shape, offset = (count, rows, cols), 16
     elif magic == LABELS_MAGIC:
         shape, offset = (count,), 8
@@ -89,13 +113,7 @@ def read_idx(path):
         )
     if min(shape) < 0:
         raise CorruptInputError(f"{path}: IDX header has a negative size {shape}; {_REFETCH}")
-    expected = int(np.prod(shape, dtype=np.int64))
-    if len(raw) - offset != expected:
-        raise CorruptInputError(
-            f"{path}: header says {'x'.join(map(str, shape))} = {expected} bytes of data "
-            f"but the file holds {len(raw) - offset}; {_REFETCH}"
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(shape).copy()
+    return shape, offset
 
 
 def md5_file(path, chunk=1 << 20):
