@@ -15,8 +15,8 @@ The convolution takes the path :func:`.algorithms.conv_relu_pool_algorithm` choo
   (a = gamma*inv_std, c2 = -a*inv_std*dgamma/M, c1 = -a*dbeta/M - c2*mean),
   ``dW = a*P + c1*s1 + c2*(W2 @ G)``: no full-size gradient either.
 - ``"winograd"`` or ``"im2col"``: the convolution as Conv2D computes it (NCHW, or (F, N*OH*OW) rows);
-  ``_channel_moments`` takes each channel's mean and variance, ``_bn_relu_pool`` normalises, applies
-  the ReLU and pools in one pass, writing only the pooled output and its arg-max. The conv output y
+  ``_channel_moments`` takes each channel's mean and variance, ``_bn_relu_pool`` pools, normalises
+  and applies the ReLU in one pass, writing only the pooled output and its arg-max. The conv output y
   is kept for the backward pass (its input gradient needs dy at every position, and recomputing y
   would cost the convolution again); xhat and the other full-size arrays of the unfused layers are
   not. Backward: ``_bn_relu_pool_backward`` sums dz and dz*xhat at the window maxima and writes dy,
@@ -47,7 +47,7 @@ from .conv import WinogradContext, gemm_backward, gemm_forward
 from .direct import _pad
 from .fused import conv_relu_pool_backward, conv_relu_pool_forward
 from .jit import jit
-from .pool import store_relu
+from .pool import max4, store_relu
 from .winograd import winograd_backward, winograd_forward
 
 #: after a ``train`` pass on the direct path: the folded layer's ctx, the statistics and the patch moments
@@ -86,58 +86,82 @@ def _patch_moments(xpad, oh, ow, s1, gram):
 
 @jit
 def _channel_moments(y, sn, sf, n, p, lo, hi, eps, mean, var, inv_std):
-    """Mean, biased variance and 1/sqrt(var + eps) of channels lo..hi-1 of the flat y (two passes, float64)."""
+    """Mean, biased variance and 1/sqrt(var + eps) of channels lo..hi-1 of the flat y, in one pass of
+    float64 sums of y - y0 and (y - y0)**2 (y0: the channel's first value, which keeps the difference of
+    the two sums exact enough whatever the mean), in four independent chains each."""
     m = n * p
     for fi in range(lo, hi):
-        s = 0.0
+        y0 = np.float64(y[fi * sf])
+        s0 = s1 = s2 = s3 = 0.0
+        q0 = q1 = q2 = q3 = 0.0
         for ni in range(n):
             base = ni * sn + fi * sf
-            for q in range(p):
-                s += y[base + q]
-        mu = s / m
-        v = 0.0
-        for ni in range(n):
-            base = ni * sn + fi * sf
-            for q in range(p):
-                d = y[base + q] - mu
-                v += d * d
-        v /= m
-        mean[fi] = mu
+            ys = y[base:base + p]
+            for q in range(0, p - 3, 4):
+                d0, d1, d2, d3 = ys[q] - y0, ys[q + 1] - y0, ys[q + 2] - y0, ys[q + 3] - y0
+                s0 += d0
+                s1 += d1
+                s2 += d2
+                s3 += d3
+                q0 += d0 * d0
+                q1 += d1 * d1
+                q2 += d2 * d2
+                q3 += d3 * d3
+            for q in range(p - p % 4, p):
+                d0 = ys[q] - y0
+                s0 += d0
+                q0 += d0 * d0
+        mu = ((s0 + s1) + (s2 + s3)) / m
+        v = max(((q0 + q1) + (q2 + q3)) / m - mu * mu, 0.0)
+        mean[fi] = y0 + mu
         var[fi] = v
         inv_std[fi] = 1.0 / np.sqrt(v + eps)
 
 
 @jit
 def _bn_relu_pool(y, sn, sf, ow, k, stride, gamma, beta, mean, inv_std, lo, out, arg):
-    """Images lo.. of out/arg (a slice): z = gamma*(y - mean)*inv_std + beta at each window position,
-    the window's first maximum, and the ReLU's rule (store_relu)."""
+    """Images lo.. of out/arg (a slice). z = gamma*(y - mean)*inv_std + beta rises with y where gamma > 0
+    and falls where gamma < 0, so each window's first maximum of z is the first maximum of sign(gamma)*y
+    (negating is exact): the window is pooled on y, and z computed for its winner only."""
     n, f, ph, pw = out.shape
+    one = y.dtype.type(1)
     for ni in range(n):
         for fi in range(f):
             base = (lo + ni) * sn + fi * sf
             mu, inv, g, b = mean[fi], inv_std[fi], gamma[fi], beta[fi]
+            sign = one if g > 0 else (-one if g < 0 else 0 * one)     # gamma == 0: every z ties, the first wins
             for py in range(ph):
+                r0 = base + py * stride * ow
+                if k == 2 and stride == 2:
+                    y0, y1 = y[r0:r0 + ow], y[r0 + ow:r0 + 2 * ow]     # the window rows, indexed from 0
+                    for px in range(pw):
+                        c = 2 * px
+                        best, where = max4(sign * y0[c], sign * y0[c + 1], sign * y1[c], sign * y1[c + 1])
+                        store_relu(out, arg, ni, fi, py, px, g * ((sign * best - mu) * inv) + b, where)
+                    continue
                 for px in range(pw):
-                    first = base + py * stride * ow + px * stride
-                    best = g * ((y[first] - mu) * inv) + b
+                    first = r0 + px * stride
+                    best = sign * y[first]
                     where = 0
                     for i in range(k):
-                        row = first + i * ow
                         for j in range(k):
-                            v = g * ((y[row + j] - mu) * inv) + b
+                            v = sign * y[first + i * ow + j]
                             if v > best:  # strict: the first maximum wins ties, as in maxpool_forward
                                 best = v
                                 where = i * k + j
-                    store_relu(out, arg, ni, fi, py, px, best, where)
+                    store_relu(out, arg, ni, fi, py, px, g * ((sign * best - mu) * inv) + b, where)
 
 
 @jit
-def _bn_relu_pool_backward(dout, arg, y, sn, sf, ow, k, stride, gamma, mean, inv_std, m_t, lo, hi, dy,
+def _bn_relu_pool_backward(dout, arg, y, sn, sf, ow, offsets, stride, gamma, mean, inv_std, m_t, lo, hi, dy,
                            dgamma, dbeta):
     """Channels lo..hi-1: dbeta = sum(dz), dgamma = sum(dz*xhat) over the window maxima the ReLU passed,
-    then dy = gamma*inv_std*(dz - dbeta/M - xhat*dgamma/M) everywhere (dy laid out as y)."""
+    then dy = gamma*inv_std*(dz - dbeta/M - xhat*dgamma/M) (dy laid out as y), written as
+    ``c2*(y - mean) + c1`` everywhere (one vectorised pass) plus ``gamma*inv_std*dz`` at the maxima.
+    offsets[a]: where window offset a lies from the window's first entry, (a // k)*OW + a % k."""
     n, f, ph, pw = dout.shape
     p = dy.size // (n * f)
+    zero = dout.dtype.type(0)
     for fi in range(lo, hi):
         mu, inv = mean[fi], inv_std[fi]
         sb = 0.0
@@ -147,27 +171,25 @@ def _bn_relu_pool_backward(dout, arg, y, sn, sf, ow, k, stride, gamma, mean, inv
             for py in range(ph):
                 for px in range(pw):
                     a = arg[ni, fi, py, px]
-                    if a >= 0:
-                        g = dout[ni, fi, py, px]
-                        q = base + (py * stride + a // k) * ow + px * stride + a % k
-                        sb += g
-                        sg += g * ((y[q] - mu) * inv)
+                    g = dout[ni, fi, py, px] if a >= 0 else zero
+                    q = base + py * stride * ow + px * stride + offsets[a if a > 0 else 0]
+                    sb += g
+                    sg += g * ((y[q] - mu) * inv)
         dbeta[fi] = sb
         dgamma[fi] = sg
         kk = gamma[fi] * inv
-        mb = dbeta[fi] / m_t[0]  # all in dout's dtype, as batchnorm_backward
-        mg = dgamma[fi] / m_t[0]
+        c1 = -kk * (dbeta[fi] / m_t[0])  # all in dout's dtype, as batchnorm_backward
+        c2 = -kk * inv * (dgamma[fi] / m_t[0])
         for ni in range(n):
             base = ni * sn + fi * sf
-            for q in range(p):      # dz: the pooled gradients at their maxima (summed where windows overlap)
-                dy[base + q] = 0
+            src, dst = y[base:base + p], dy[base:base + p]   # slices indexed from 0: the loop vectorises
+            for q in range(p):
+                dst[q] = c2 * (src[q] - mu) + c1
             for py in range(ph):
                 for px in range(pw):
                     a = arg[ni, fi, py, px]
-                    if a >= 0:
-                        dy[base + (py * stride + a // k) * ow + px * stride + a % k] += dout[ni, fi, py, px]
-            for q in range(p):
-                dy[base + q] = kk * (dy[base + q] - mb - ((y[base + q] - mu) * inv) * mg)
+                    if a >= 0:       # dz: each pooled gradient at its maximum (added where windows overlap)
+                        dy[base + py * stride * ow + px * stride + offsets[a]] += kk * dout[ni, fi, py, px]
 
 
 @jit
@@ -321,8 +343,10 @@ def conv_bn_relu_pool_backward(ctx, dout, need_dx):
     dy = np.empty_like(ctx.y)
     dgamma, dbeta = np.empty(f, dtype=dout.dtype), np.empty(f, dtype=dout.dtype)
     m_t = np.array([n * oh * ow], dtype=dout.dtype)
+    k = ctx.pool
+    offsets = np.array([(a // k) * ow + a % k for a in range(k * k)], dtype=np.int64)  # window offset -> shift
     threads.run_slices(f, lambda i, lo, hi: _bn_relu_pool_backward(
-        dout, ctx.arg, ctx.y, *ctx.strides, ow, ctx.pool, ctx.pool_stride, ctx.gamma, ctx.mean, ctx.inv_std, m_t,
+        dout, ctx.arg, ctx.y, *ctx.strides, ow, offsets, ctx.pool_stride, ctx.gamma, ctx.mean, ctx.inv_std, m_t,
         lo, hi, dy, dgamma, dbeta))
     if isinstance(ctx.conv, WinogradContext):
         dw, _, dx = winograd_backward(dy.reshape(ctx.y_shape), None, ctx.conv.v, ctx.conv.u, ctx.conv.x_shape,
