@@ -63,25 +63,26 @@ DenseBNContext = namedtuple("DenseBNContext", "x w xhat gate gamma inv_std scale
 # ----------------------------------------------------------------------------- kernels
 
 @jit
-def _patch_moments(xpad, oh, ow, s1, gram):
-    """Add to s1 (K,) and gram (K, K) (float64) the sums of p and p p^T over every 3x3 patch p of xpad's
-    images (K = C*9, p[9c + 3i + j] = xpad[n, c, y + i, x + j], the order of im2col's rows)."""
-    n, c = xpad.shape[0], xpad.shape[1]
-    k = 9 * c
-    p = np.empty(k)
+def _patch_moments(xpad, oh, ow, taps, pairs, s1, gram):
+    """Add to s1 (K, OW) and gram (P, OW) (float64) the sums over the output rows of every tap's row,
+    and of the product of the two taps' rows of every pair, one column per output column: the sums of
+    p and of p[a]*p[b] over the 3x3 patches p of xpad's images, still to be summed over the columns.
+    taps (K, 3): channel, row and column offset of tap t = 9c + 3i + j (im2col's row order); pairs (P, 2)."""
+    n = xpad.shape[0]
     for ni in range(n):
         for y in range(oh):
-            for z in range(ow):
-                for ci in range(c):
-                    for i in range(3):
-                        for j in range(3):
-                            p[9 * ci + 3 * i + j] = xpad[ni, ci, y + i, z + j]
-                for a in range(k):
-                    pa = p[a]
-                    s1[a] += pa
-                    g = gram[a]
-                    for b in range(k):
-                        g[b] += pa * p[b]
+            for t in range(taps.shape[0]):
+                row = xpad[ni, taps[t, 0], y + taps[t, 1], taps[t, 2]:taps[t, 2] + ow]
+                acc = s1[t]
+                for z in range(ow):     # one running sum per column: the loop vectorises
+                    acc[z] += row[z]
+            for q in range(pairs.shape[0]):
+                a, b = pairs[q, 0], pairs[q, 1]
+                ra = xpad[ni, taps[a, 0], y + taps[a, 1], taps[a, 2]:taps[a, 2] + ow]
+                rb = xpad[ni, taps[b, 0], y + taps[b, 1], taps[b, 2]:taps[b, 2] + ow]
+                acc = gram[q]
+                for z in range(ow):
+                    acc[z] += np.float64(ra[z]) * rb[z]      # exact products of the input's values
 
 
 @jit
@@ -252,11 +253,16 @@ def patch_moments(x, pad):
     """(s1, G) of the 3x3 patches of x (N, C, H, W) padded by ``pad``: float64 (C*9,) and (C*9, C*9)."""
     n, c, h, w = x.shape
     oh, ow = conv_output_size(h, 3, 1, pad), conv_output_size(w, 3, 1, pad)
+    k = 9 * c
+    taps = np.array([(t // 9, t % 9 // 3, t % 3) for t in range(k)], dtype=np.int64)
+    pairs = np.array([(a, b) for a in range(k) for b in range(a, k)], dtype=np.int64)
     xpad = _pad(x, pad)
     parts = threads.num_slices(n)
-    s1, gram = np.zeros((parts, 9 * c)), np.zeros((parts, 9 * c, 9 * c))
-    threads.run_slices(n, lambda i, lo, hi: _patch_moments(xpad[lo:hi], oh, ow, s1[i], gram[i]))
-    return s1.sum(axis=0), gram.sum(axis=0)
+    s1, gram = np.zeros((parts, k, ow)), np.zeros((parts, len(pairs), ow))
+    threads.run_slices(n, lambda i, lo, hi: _patch_moments(xpad[lo:hi], oh, ow, taps, pairs, s1[i], gram[i]))
+    g = np.zeros((k, k))
+    g[pairs[:, 0], pairs[:, 1]] = gram.sum(axis=(0, 2))
+    return s1.sum(axis=(0, 2)), g + np.triu(g, 1).T
 
 
 def _direct_forward(x, w, gamma, beta, eps, pad):
