@@ -1,4 +1,4 @@
-"""Benchmark: train and run the reference CNN with nncore and with PyTorch, side by side.
+"""Benchmark: train and run the reference CNN and the default model with nncore and with PyTorch, side by side.
 
 Four modes, each with only the flags it uses (``benchmark.py MODE --help``)::
 
@@ -12,20 +12,33 @@ Four modes, each with only the flags it uses (``benchmark.py MODE --help``)::
 ``compare`` times, interleaved round by round (so that load from other
 processes hits every framework alike):
 
-* a training step (forward, softmax cross-entropy, backward, SGD momentum
+* a training step (forward, softmax cross-entropy, backward, optimizer
   update) at ``--batch`` (128) in float32, and
 * inference (forward only) at ``--infer-batch`` (1000),
 
-for nncore with its numba kernels, nncore with the plain-NumPy reference
-kernels (``--skip-reference`` leaves them out) and PyTorch CPU in its default
-NCHW layout and channels-last, all with the same ``--threads``.
+of two models:
 
-It then reports, for nncore (numba): a per-layer breakdown of a training step,
-the share of the step spent inside matrix products (the GEMMs are timed
-separately with the same shapes and memory layouts), the peak resident memory
-of training at ``--batch`` (one fresh subprocess per framework), the start-up
-time with numba's on-disk cache cold (a fresh ``NUMBA_CACHE_DIR``) and warm,
-and the estimated time of one MNIST epoch (60000 images).
+* ref-cnn (no BatchNorm, SGD with momentum): nncore with its numba kernels,
+  fused and layer by layer, nncore with the plain-NumPy reference kernels
+  (``--skip-reference`` leaves them out), and PyTorch CPU in its default NCHW
+  layout and channels-last;
+* the default model of ``experiments/train.py`` (TrainConfig's defaults: conv
+  blocks Conv2D -> BatchNorm -> ReLU -> MaxPool2D, a dense block Dense ->
+  BatchNorm -> ReLU -> Dropout, Adam): nncore fused (ConvBNReLUPool,
+  DenseBNReLUDropout) and layer by layer, and the same model in PyTorch
+  (Conv2d(bias=False) + BatchNorm2d + ReLU + MaxPool2d, Linear(bias=False) +
+  BatchNorm1d + ReLU + Dropout, Adam), NCHW and channels-last,
+
+all with the same ``--threads``.
+
+It then reports, for nncore (numba): a per-layer breakdown of a training step
+of each fused model (one kernel call per fused layer and pass), the share of
+ref-cnn's step spent inside matrix products (the GEMMs are timed separately
+with the same shapes and memory layouts), the peak resident memory of
+training at ``--batch`` (one fresh subprocess per framework and model), the
+start-up time with numba's on-disk cache cold (a fresh ``NUMBA_CACHE_DIR``)
+and warm for each fused model, and the estimated time of one MNIST epoch
+(60000 images).
 
 ``first-layer`` and ``winograd`` time one fused layer of ref-cnn, and the whole
 inference, with the numba kernels' path allowed and kept off (by
@@ -51,12 +64,13 @@ import time
 import numpy as np
 
 from nncore import backend, kernels, threads
-from nncore.architectures import ref_cnn
+from nncore.architectures import cnn, ref_cnn
 from nncore.cli import ArgumentParser, int_list, nonnegative_int, positive_int, run_cli
 from nncore.errors import UsageError
 from nncore.layers import Conv2D, ConvReLUPool, Dense
 from nncore.losses import SoftmaxCrossEntropy
 from nncore.optim import SGD
+from nncore.training.config import TrainConfig
 
 MNIST_TRAIN_IMAGES = 60000
 LR, MOMENTUM = 0.01, 0.9
@@ -89,6 +103,39 @@ def import_torch(args):
     return torch, None
 
 
+def default_cnn(fused, seed=0):
+    """The model ``experiments/train.py`` trains by default (TrainConfig's architecture), and its optimizer."""
+    cfg = TrainConfig()
+    model = cnn(conv_channels=cfg.conv, dense=cfg.dense, kernel_size=cfg.kernel_size, batchnorm=cfg.batchnorm,
+                dropout=cfg.dropout, seed=seed, fused=fused).train()
+    return model, cfg.build_optimizer(model)
+
+
+def torch_default_cnn(torch):
+    """The default model in PyTorch, block for block, and its optimizer (momentum 0.1 is nncore's 0.9)."""
+    cfg, nn = TrainConfig(), torch.nn
+    layers, c, size = [], 1, 28
+    for ch in cfg.conv:
+        layers += [nn.Conv2d(c, ch, cfg.kernel_size, padding=cfg.kernel_size // 2, bias=not cfg.batchnorm)]
+        layers += [nn.BatchNorm2d(ch)] if cfg.batchnorm else []
+        layers += [nn.ReLU(), nn.MaxPool2d(2)]
+        c, size = ch, size // 2
+    layers.append(nn.Flatten())
+    features = c * size * size
+    for d in cfg.dense:
+        layers += [nn.Linear(features, d, bias=not cfg.batchnorm)] + ([nn.BatchNorm1d(d)] if cfg.batchnorm else [])
+        layers += [nn.ReLU()] + ([nn.Dropout(cfg.dropout)] if cfg.dropout else [])
+        features = d
+    model = nn.Sequential(*layers, nn.Linear(features, 10))
+    opt = (torch.optim.Adam(model.parameters(), lr=cfg.lr) if cfg.optimizer == "adam"
+           else torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True))
+    return model, opt
+
+
+#: the two models of the compare mode
+MODELS = ("ref-cnn", "default")
+
+
 def torch_ref_cnn(torch):
     nn = torch.nn
     return nn.Sequential(
@@ -100,12 +147,16 @@ def torch_ref_cnn(torch):
 # ----------------------------------------------------------------------------- the contenders
 
 class NncoreRunner:
-    """nncore's ref-cnn with a given CPU kernel set ("numba" or "reference"), fused or layer by layer."""
+    """nncore's ref-cnn (SGD) or default model (its optimizer) with a given CPU kernel set ("numba" or
+    "reference"), fused or layer by layer."""
 
-    def __init__(self, kernels, args, rng, fused=True):
+    def __init__(self, kernels, args, rng, fused=True, model="ref-cnn"):
         self.kernels = kernels
-        self.model = ref_cnn(seed=0, fused=fused).train()
-        self.opt = SGD(self.model, lr=LR, momentum=MOMENTUM)
+        if model == "default":
+            self.model, self.opt = default_cnn(fused)
+        else:
+            self.model = ref_cnn(seed=0, fused=fused).train()
+            self.opt = SGD(self.model, lr=LR, momentum=MOMENTUM)
         self.loss = SoftmaxCrossEntropy()
         self.x, self.y = batch_data(args.batch, rng)
         self.xi = rng.standard_normal((args.infer_batch, 1, 28, 28)).astype(np.float32)
@@ -124,14 +175,18 @@ class NncoreRunner:
 
 
 class TorchRunner:
-    """PyTorch's ref-cnn, NCHW (default) or channels-last."""
+    """PyTorch's ref-cnn (SGD) or default model (Adam), NCHW (default) or channels-last."""
 
-    def __init__(self, torch, channels_last, args, rng):
+    def __init__(self, torch, channels_last, args, rng, model="ref-cnn"):
         self.torch = torch
         torch.manual_seed(0)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = torch_ref_cnn(torch).to(memory_format=fmt)
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=LR, momentum=MOMENTUM)
+        if model == "default":
+            self.model, self.opt = torch_default_cnn(torch)
+            self.model = self.model.to(memory_format=fmt)
+        else:
+            self.model = torch_ref_cnn(torch).to(memory_format=fmt)
+            self.opt = torch.optim.SGD(self.model.parameters(), lr=LR, momentum=MOMENTUM)
         self.loss = torch.nn.CrossEntropyLoss()
         x, y = batch_data(args.batch, rng)
         self.x = torch.from_numpy(x).contiguous(memory_format=fmt)
@@ -234,11 +289,15 @@ def gpu_main(args):
 
 # ----------------------------------------------------------------------------- nncore details
 
-def layer_breakdown(args, rng):
-    """Median forward and backward milliseconds of each layer in nncore's training step (numba)."""
+def layer_breakdown(args, rng, model="ref-cnn"):
+    """Median forward and backward milliseconds of each layer in a fused model's training step (numba)."""
     kernels.set_cpu_kernels("numba")
-    model = ref_cnn(seed=0, fused=True).train()
-    opt, loss_fn = SGD(model, lr=LR, momentum=MOMENTUM), SoftmaxCrossEntropy()
+    if model == "default":
+        model, opt = default_cnn(True)
+    else:
+        model = ref_cnn(seed=0, fused=True).train()
+        opt = SGD(model, lr=LR, momentum=MOMENTUM)
+    loss_fn = SoftmaxCrossEntropy()
     x, y = batch_data(args.batch, rng)
     fwd = [[] for _ in model.layers]
     bwd = [[] for _ in model.layers]
@@ -271,7 +330,8 @@ def layer_breakdown(args, rng):
             total.append(time.perf_counter() - t_start)
     rows = [{"layer": repr(layer), "fwd_ms": 1e3 * statistics.median(f), "bwd_ms": 1e3 * statistics.median(b)}
             for layer, f, b in zip(model.layers, fwd, bwd)]
-    rows.append({"layer": "loss + SGD update", "fwd_ms": 1e3 * statistics.median(rest), "bwd_ms": 0.0})
+    rows.append({"layer": f"loss + {type(opt).__name__} update", "fwd_ms": 1e3 * statistics.median(rest),
+                 "bwd_ms": 0.0})
     return rows, 1e3 * statistics.median(total)
 
 
@@ -389,13 +449,14 @@ def gemm_times(args, rng):
 def child_main(args):
     """Hidden modes run in a fresh interpreter: peak RSS and start-up times. Prints one JSON line."""
     rng = np.random.default_rng(0)
-    if args.child == "start":
+    model = "default" if "default" in args.child else "ref-cnn"
+    if args.child.startswith("start"):
         t0 = time.perf_counter()
         import nncore.kernels.cpu  # noqa: F401  (numba, compiled kernels' cache index)
         kernels.set_cpu_kernels("numba")
         threads.set_num_threads(args.threads)
         t_import = time.perf_counter() - t0
-        runner = NncoreRunner("numba", args, rng)
+        runner = NncoreRunner("numba", args, rng, model=model)
         first = runner.train_step()
         steady = statistics.median(runner.train_step() for _ in range(3))
         t = runner.infer()  # compiles anything inference alone needs (nothing new today)
@@ -403,17 +464,17 @@ def child_main(args):
         print(json.dumps({"import_s": t_import, "first_step_s": first, "steady_step_s": steady,
                           "first_infer_extra_s": max(0.0, t - steady_inf)}))
         return 0
-    if args.child == "rss-nncore":
+    if not args.child.startswith("rss-torch"):     # rss-nncore, rss-default, rss-default-layers
         threads.set_num_threads(args.threads)
-        runner = NncoreRunner("numba", args, rng)
+        runner = NncoreRunner("numba", args, rng, fused=not args.child.endswith("-layers"), model=model)
         for _ in range(args.steps):
             runner.train_step()
-    else:                                   # "rss-torch" (argparse checks the choices)
+    else:                                   # "rss-torch", "rss-torch-default" (argparse checks the choices)
         torch, why = import_torch(args)
         if torch is None:
             raise UsageError(why)
         torch.set_num_threads(args.threads)
-        runner = TorchRunner(torch, False, args, rng)
+        runner = TorchRunner(torch, False, args, rng, model=model)
         for _ in range(args.steps):
             runner.train_step()
     print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
@@ -445,12 +506,13 @@ def run_child(mode, args, env=None, steps=None):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def start_times(args):
-    """Cold (empty numba cache) and warm start-up, each in a fresh subprocess."""
+def start_times(args, model="ref-cnn"):
+    """Cold (empty numba cache) and warm start-up of a fused model's training, each in a fresh subprocess."""
+    child = "start-default" if model == "default" else "start"
     with tempfile.TemporaryDirectory(prefix="nncore-numba-cache-") as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        cold = run_child("start", args, env=env)
-        warm = run_child("start", args, env=env)
+        cold = run_child(child, args, env=env)
+        warm = run_child(child, args, env=env)
     out = {}
     for name, r in (("cold", cold), ("warm", warm)):
         if "error" in r:
@@ -464,8 +526,9 @@ def start_times(args):
 # ----------------------------------------------------------------------------- main
 
 MODES = {
-    "compare": "the default: nncore (numba fused, numba layer by layer, reference kernels) beside PyTorch CPU, "
-               "with a per-layer breakdown, the GEMM share, peak memory and start-up times",
+    "compare": "the default: ref-cnn and train.py's default model in nncore (numba fused, numba layer by layer, "
+               "reference kernels for ref-cnn) beside PyTorch CPU, with per-layer breakdowns, the GEMM share, "
+               "peak memory and start-up times",
     "first-layer": "ref-cnn's fused first layer on its two CPU paths, direct vs im2col + GEMM, interleaved",
     "winograd": "ref-cnn's fused second layer on its two CPU paths, Winograd vs im2col + GEMM, interleaved",
     "gpu": "nncore through CuPy beside PyTorch CUDA, at several batch sizes",
@@ -478,7 +541,8 @@ _OLD_FLAGS = {"--device": "run `benchmark.py gpu` for the GPU (the CPU is the ot
 
 def build_parser():
     """The top-level parser and its modes: (parser, {mode name: its sub-parser})."""
-    p = ArgumentParser(description="Benchmark nncore on the reference CNN (ref-cnn), in one of four modes.",
+    p = ArgumentParser(description="Benchmark nncore on the reference CNN (ref-cnn) and train.py's default model, "
+                                   "in one of four modes.",
                        epilog="Without a mode, runs compare: `benchmark.py --steps 40 --json` is "
                               "`benchmark.py compare --steps 40 --json`. `benchmark.py MODE --help` lists its flags.")
     sub = p.add_subparsers(dest="mode", metavar="MODE", title="modes")
@@ -497,7 +561,9 @@ def build_parser():
     q.add_argument("--skip-reference", action="store_true", help="leave out nncore's plain-NumPy kernels")
     q.add_argument("--skip-subprocess", action="store_true",
                    help="skip the peak-memory and start-up measurements (they start fresh interpreters)")
-    q.add_argument("--child", choices=["start", "rss-nncore", "rss-torch"], default=None, help=argparse.SUPPRESS)
+    q.add_argument("--child", choices=["start", "start-default", "rss-nncore", "rss-torch", "rss-default",
+                                       "rss-default-layers", "rss-torch-default"],
+                   default=None, help=argparse.SUPPRESS)
     for name in ("compare", "gpu"):
         modes[name].add_argument("--no-torch", action="store_true",
                                  help="leave out PyTorch (also automatic when absent)")
@@ -608,6 +674,11 @@ def main(argv):
     if torch is not None:
         runners["torch"] = TorchRunner(torch, False, args, rng)
         runners["torch-channels-last"] = TorchRunner(torch, True, args, rng)
+    runners["default"] = NncoreRunner("numba", args, rng, fused=True, model="default")
+    runners["default-layers"] = NncoreRunner("numba", args, rng, fused=False, model="default")
+    if torch is not None:
+        runners["torch-default"] = TorchRunner(torch, False, args, rng, model="default")
+        runners["torch-default-channels-last"] = TorchRunner(torch, True, args, rng, model="default")
 
     # Interleaved in blocks: every round runs each contender for --block consecutive
     # iterations and keeps all but the first. The first iteration after another
@@ -628,14 +699,16 @@ def main(argv):
     infer_s = {k: stats(v, args.infer_batch) for k, v in infer.items()}
 
     layers, step_ms = layer_breakdown(args, rng)
+    default_layers, default_step_ms = layer_breakdown(args, rng, model="default")
     gemms = gemm_times(args, rng)
     gemm_ms = sum(g["ms"] for g in gemms)
     sub = {}
     if not args.skip_subprocess:
-        sub["rss_nncore"] = run_child("rss-nncore", args)
-        if torch is not None:
-            sub["rss_torch"] = run_child("rss-torch", args)
+        for child in ("rss-nncore", "rss-torch", "rss-default", "rss-default-layers", "rss-torch-default"):
+            if torch is not None or "torch" not in child:
+                sub[child.replace("-", "_")] = run_child(child, args)
         sub["start"] = start_times(args)
+        sub["start_default"] = start_times(args, model="default")
 
     # ------------------------------------------------------------------ report
     import numba
@@ -643,7 +716,8 @@ def main(argv):
     blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')}, {i.get('num_threads')} threads)"
             for i in threadpool_info() if i.get("user_api") == "blas"]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"ref-cnn, float32, {args.threads} threads, train batch {args.batch}, inference batch {args.infer_batch}, "
+    print(f"ref-cnn and the default model, float32, {args.threads} threads, train batch {args.batch}, "
+          f"inference batch {args.infer_batch}, "
           f"{len(train['nncore'])} timed iterations each after {args.warmup} warm-up rounds, "
           f"interleaved in blocks of {args.block}")
     print(f"numba {numba.__version__} ({numba.threading_layer()} layer, {numba.get_num_threads()} threads), "
@@ -651,26 +725,31 @@ def main(argv):
           + (f", torch {torch.__version__}" if torch is not None else ", torch: absent")
           + f", load average {load:.2f}")
     print()
-    print(f"{'contender':<22} {'train img/s  [IQR]':>40}   {'infer img/s  [IQR]':>40}")
+    print(f"{'contender':<28} {'train img/s  [IQR]':>40}   {'infer img/s  [IQR]':>40}")
     for k in runners:
-        print(f"{k:<22} {fmt_rate(train_s[k]):>40}   {fmt_rate(infer_s[k]):>40}")
+        if k == "default":
+            print("default model (train.py's: BatchNorm, dropout, Adam):")
+        print(f"{k:<28} {fmt_rate(train_s[k]):>40}   {fmt_rate(infer_s[k]):>40}")
     ratios = {}
     if torch is not None:
-        ratios = {
-            "train_vs_torch": train_s["nncore"]["img_s"] / train_s["torch"]["img_s"],
-            "train_vs_torch_channels_last": train_s["nncore"]["img_s"] / train_s["torch-channels-last"]["img_s"],
-            "infer_vs_torch": infer_s["nncore"]["img_s"] / infer_s["torch"]["img_s"],
-            "infer_vs_torch_channels_last": infer_s["nncore"]["img_s"] / infer_s["torch-channels-last"]["img_s"],
-        }
+        for ours, theirs, prefix in (("nncore", "torch", ""), ("default", "torch-default", "default_")):
+            for kind, d in (("train", train_s), ("infer", infer_s)):
+                ratios[f"{prefix}{kind}_vs_torch"] = d[ours]["img_s"] / d[theirs]["img_s"]
+                ratios[f"{prefix}{kind}_vs_torch_channels_last"] = (d[ours]["img_s"]
+                                                                    / d[f"{theirs}-channels-last"]["img_s"])
         print()
-        print(f"nncore / torch:               train {ratios['train_vs_torch']:.2f}x   "
-              f"infer {ratios['infer_vs_torch']:.2f}x")
-        print(f"nncore / torch channels-last: train {ratios['train_vs_torch_channels_last']:.2f}x   "
-              f"infer {ratios['infer_vs_torch_channels_last']:.2f}x")
-    print()
-    print(f"nncore (numba) training step by layer, ms (median of {args.steps}; step {step_ms:.2f} ms in this loop):")
-    for row in layers:
-        print(f"  {row['layer']:<58} fwd {row['fwd_ms']:7.2f}   bwd {row['bwd_ms']:7.2f}")
+        for label, prefix in (("ref-cnn", ""), ("default", "default_")):
+            print(f"{label + ' nncore / torch:':<38} train {ratios[prefix + 'train_vs_torch']:.2f}x   "
+                  f"infer {ratios[prefix + 'infer_vs_torch']:.2f}x")
+            print(f"{label + ' nncore / torch channels-last:':<38} "
+                  f"train {ratios[prefix + 'train_vs_torch_channels_last']:.2f}x   "
+                  f"infer {ratios[prefix + 'infer_vs_torch_channels_last']:.2f}x")
+    for label, rows, ms in (("ref-cnn", layers, step_ms), ("default model", default_layers, default_step_ms)):
+        print()
+        print(f"nncore (numba) {label} training step by layer (one kernel call per fused layer and pass), ms "
+              f"(median of {args.steps}; step {ms:.2f} ms in this loop):")
+        for row in rows:
+            print(f"  {row['layer']:<58} fwd {row['fwd_ms']:7.2f}   bwd {row['bwd_ms']:7.2f}")
     print()
     print("GEMMs of one step, timed alone with the same shapes and layouts, ms:")
     for g in gemms:
@@ -680,25 +759,30 @@ def main(argv):
           f"{step_ms - gemm_ms:.2f} ms = {100 * (1 - share):.0f}%")
     if sub:
         print()
-        for key, label in (("rss_nncore", "nncore"), ("rss_torch", "torch")):
+        for key, label in (("rss_nncore", "ref-cnn nncore"), ("rss_torch", "ref-cnn torch"),
+                           ("rss_default", "default nncore"), ("rss_default_layers", "default nncore layers"),
+                           ("rss_torch_default", "default torch")):
             if key in sub:
                 r = sub[key]
-                print(f"peak RSS training at batch {args.batch}, {label:<7}: "
+                print(f"peak RSS training at batch {args.batch}, {label:<22}: "
                       + (f"{r['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in r else r["error"]))
-        for name in ("cold", "warm"):
-            r = sub["start"][name]
-            if "error" in r:
-                print(f"{name} start: {r['error']}")
-            else:
-                print(f"{name} start (numba cache {'empty' if name == 'cold' else 'populated'}): "
-                      f"import {r['import_s']:.2f} s + first step {r['first_step_s']:.2f} s "
-                      f"(steady step {1e3 * r['steady_step_s']:.1f} ms) -> {r['added_s']:.2f} s added at start")
+        for key, label in (("start", "ref-cnn"), ("start_default", "default model")):
+            for name in ("cold", "warm"):
+                r = sub[key][name]
+                if "error" in r:
+                    print(f"{label} {name} start: {r['error']}")
+                else:
+                    print(f"{label} {name} start (numba cache {'empty' if name == 'cold' else 'populated'}): "
+                          f"import {r['import_s']:.2f} s + first step {r['first_step_s']:.2f} s "
+                          f"(steady step {1e3 * r['steady_step_s']:.1f} ms) -> {r['added_s']:.2f} s added at start")
     epoch_s = MNIST_TRAIN_IMAGES / train_s["nncore"]["img_s"]
+    default_epoch_s = MNIST_TRAIN_IMAGES / train_s["default"]["img_s"]
     print()
-    print(f"estimated MNIST epoch (60000 images) with nncore: {epoch_s:.1f} s"
-          + (f"  (torch {MNIST_TRAIN_IMAGES / train_s['torch']['img_s']:.1f} s, "
-             f"channels-last {MNIST_TRAIN_IMAGES / train_s['torch-channels-last']['img_s']:.1f} s)"
-             if torch is not None else ""))
+    for label, theirs, secs in (("ref-cnn", "torch", epoch_s), ("the default model", "torch-default", default_epoch_s)):
+        print(f"estimated MNIST epoch (60000 images) of {label} with nncore: {secs:.1f} s"
+              + (f"  (torch {MNIST_TRAIN_IMAGES / train_s[theirs]['img_s']:.1f} s, "
+                 f"channels-last {MNIST_TRAIN_IMAGES / train_s[theirs + '-channels-last']['img_s']:.1f} s)"
+                 if torch is not None else ""))
 
     if args.json:
         def rate(d, k, field="img_s"):
@@ -714,10 +798,19 @@ def main(argv):
             "nncore_layers_infer_img_s": rate(infer_s, "nncore-layers"),
             "reference_train_img_s": rate(train_s, "nncore-reference"),
             "reference_infer_img_s": rate(infer_s, "nncore-reference"),
+            "default_train_img_s": rate(train_s, "default"), "default_infer_img_s": rate(infer_s, "default"),
+            "default_layers_train_img_s": rate(train_s, "default-layers"),
+            "default_layers_infer_img_s": rate(infer_s, "default-layers"),
+            "torch_default_train_img_s": rate(train_s, "torch-default"),
+            "torch_default_channels_last_train_img_s": rate(train_s, "torch-default-channels-last"),
+            "torch_default_infer_img_s": rate(infer_s, "torch-default"),
+            "torch_default_channels_last_infer_img_s": rate(infer_s, "torch-default-channels-last"),
             "train": train_s, "infer": infer_s, "ratios": ratios,
-            "layers": layers, "step_ms": step_ms, "gemms": gemms, "gemm_ms": gemm_ms, "gemm_share": share,
+            "layers": layers, "step_ms": step_ms, "default_layers": default_layers,
+            "default_step_ms": default_step_ms, "gemms": gemms, "gemm_ms": gemm_ms, "gemm_share": share,
             "peak_rss_mb": {k[4:]: v.get("peak_rss_mb") for k, v in sub.items() if k.startswith("rss_")},
-            "start": sub.get("start"), "mnist_epoch_s": epoch_s, "blas": blas,
+            "start": sub.get("start"), "start_default": sub.get("start_default"), "mnist_epoch_s": epoch_s,
+            "default_mnist_epoch_s": default_epoch_s, "blas": blas,
         }
         print(json.dumps(result))
     return 0

@@ -3,7 +3,18 @@
 import numpy as np
 
 from .errors import UsageError
-from .layers import BatchNorm, Conv2D, ConvReLUPool, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from .layers import (
+    BatchNorm,
+    Conv2D,
+    ConvBNReLUPool,
+    ConvReLUPool,
+    Dense,
+    DenseBNReLUDropout,
+    Dropout,
+    Flatten,
+    MaxPool2D,
+    ReLU,
+)
 from .sequential import Sequential
 
 #: MNIST's pixel mean and standard deviation on the [0, 1] scale.
@@ -18,9 +29,12 @@ def cnn(input_shape=(1, 28, 28), conv_channels=(32, 64), dense=(128,), num_class
     for each entry of ``dense`` a block Dense [-> BatchNorm] -> ReLU [-> Dropout],
     and a final Dense to ``num_classes`` logits.
 
-    ``seed`` fixes the initial weights. ``fused=True`` (without BatchNorm) builds each
-    conv block as one :class:`~nncore.layers.ConvReLUPool` layer: the same
-    parameters and the same math, computed in one pass (faster).
+    ``seed`` fixes the initial weights. ``fused=True`` builds each block as one layer
+    with the same parameters, buffers and math, computed in fewer passes over memory
+    (faster): without BatchNorm each conv block as a :class:`~nncore.layers.ConvReLUPool`;
+    with BatchNorm each conv block as a :class:`~nncore.layers.ConvBNReLUPool` and each
+    dense block as a :class:`~nncore.layers.DenseBNReLUDropout`. The same ``seed`` gives a
+    fused and an unfused model the same weights and the same dropout masks.
     """
     conv_channels = [int(c) for c in conv_channels]
     dense = [int(d) for d in dense]
@@ -35,7 +49,9 @@ def cnn(input_shape=(1, 28, 28), conv_channels=(32, 64), dense=(128,), num_class
     for ch in conv_channels:
         if h < 2 or w < 2:
             raise UsageError(f"too many conv blocks: the image is only {h}x{w} before block {len(layers)}")
-        if fused and not batchnorm:
+        if fused and batchnorm:
+            layers.append(ConvBNReLUPool(c, ch, kernel_size, padding="same", pool=2, rng=rng, dtype=dtype))
+        elif fused:
             layers.append(ConvReLUPool(c, ch, kernel_size, padding="same", pool=2, rng=rng, dtype=dtype))
         else:
             layers.append(Conv2D(c, ch, kernel_size, padding="same", bias=not batchnorm, rng=rng, dtype=dtype))
@@ -46,6 +62,10 @@ def cnn(input_shape=(1, 28, 28), conv_channels=(32, 64), dense=(128,), num_class
     layers.append(Flatten())
     features = c * h * w
     for d in dense:
+        if fused and batchnorm:
+            layers.append(DenseBNReLUDropout(features, d, p=dropout, rng=rng, dtype=dtype))
+            features = d
+            continue
         layers.append(Dense(features, d, bias=not batchnorm, rng=rng, dtype=dtype))
         if batchnorm:
             layers.append(BatchNorm(d, dtype=dtype))

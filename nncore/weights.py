@@ -409,13 +409,15 @@ def declared_scalars(spec):
     allocating) it. Configs a constructor refuses before allocating count 0.
     """
     kind = spec.get("type")
-    if kind in ("Conv2D", "ConvReLUPool"):
+    if kind in ("Conv2D", "ConvReLUPool", "ConvBNReLUPool"):
         out = _as_int(spec.get("out_channels"))
         n = _as_int(spec.get("in_channels")) * out * _kernel_area(spec.get("kernel_size"))
-        return max(0, n + (out if spec.get("bias", True) else 0))
-    if kind == "Dense":
+        extra = 4 * out if kind == "ConvBNReLUPool" else (out if spec.get("bias", True) else 0)
+        return max(0, n + extra)
+    if kind in ("Dense", "DenseBNReLUDropout"):
         out = _as_int(spec.get("out_features"))
-        return max(0, _as_int(spec.get("in_features")) * out + (out if spec.get("bias", True) else 0))
+        extra = 4 * out if kind == "DenseBNReLUDropout" else (out if spec.get("bias", True) else 0)
+        return max(0, _as_int(spec.get("in_features")) * out + extra)
     if kind == "BatchNorm":
         return max(0, 4 * _as_int(spec.get("num_features")))
     return 0

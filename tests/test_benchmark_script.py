@@ -39,14 +39,19 @@ def test_without_torch_reports_nncore_and_says_torch_is_absent():
     assert "PyTorch left out" in proc.stderr
     assert 0 < out["gemm_share"] < 1.5
     assert len(out["layers"]) == 7           # fused ref-cnn: 6 layers + loss/update
+    assert out["default_train_img_s"] > 0 and out["default_layers_train_img_s"] > 0
+    assert out["default_infer_img_s"] > 0 and out["torch_default_train_img_s"] is None
+    assert [row["layer"].split("(")[0] for row in out["default_layers"]] == [   # train.py's model, fused
+        "ConvBNReLUPool", "ConvBNReLUPool", "Flatten", "DenseBNReLUDropout", "Dense", "loss + Adam update"]
 
 
 def test_subprocess_measurements_skip_reference():
     out = last_json(run("--no-torch", "--skip-reference"))
     assert out["reference_train_img_s"] is None
-    assert out["peak_rss_mb"]["nncore"] > 0
+    assert out["peak_rss_mb"]["nncore"] > 0 and out["peak_rss_mb"]["default"] > 0
+    assert out["peak_rss_mb"]["default_layers"] > 0 and "torch_default" not in out["peak_rss_mb"]
     for name in ("cold", "warm"):
-        assert out["start"][name]["added_s"] >= 0
+        assert out["start"][name]["added_s"] >= 0 and out["start_default"][name]["added_s"] >= 0
 
 
 def test_with_torch_when_installed():
@@ -55,6 +60,9 @@ def test_with_torch_when_installed():
     assert out["torch_train_img_s"] > 0 and out["torch_infer_img_s"] > 0
     assert out["torch_channels_last_train_img_s"] > 0
     assert set(out["ratios"]) >= {"train_vs_torch", "train_vs_torch_channels_last", "infer_vs_torch"}
+    assert out["torch_default_train_img_s"] > 0 and out["torch_default_channels_last_infer_img_s"] > 0
+    assert set(out["ratios"]) >= {"default_train_vs_torch", "default_train_vs_torch_channels_last",
+                                  "default_infer_vs_torch", "default_infer_vs_torch_channels_last"}
 
 
 def test_gpu_without_a_device_is_one_clear_line():

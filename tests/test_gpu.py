@@ -71,8 +71,10 @@ def _layers():
         AvgPool2D,
         BatchNorm,
         Conv2D,
+        ConvBNReLUPool,
         ConvReLUPool,
         Dense,
+        DenseBNReLUDropout,
         Dropout,
         Flatten,
         LeakyReLU,
@@ -93,10 +95,13 @@ def _layers():
         (BatchNorm(5), rng.standard_normal((6, 5))),
         (Dropout(0.0), rng.standard_normal((3, 4))),
         (ConvReLUPool(3, 4, 3, padding=1, rng=3), rng.standard_normal((2, 3, 8, 8))),
+        (ConvBNReLUPool(3, 4, 3, padding=1, rng=4), rng.standard_normal((2, 3, 8, 8))),
+        (ConvBNReLUPool(6, 4, 3, padding=1, rng=5), rng.standard_normal((2, 6, 8, 8))),   # CPU: Winograd
+        (DenseBNReLUDropout(7, 5, p=0.3, rng=6), rng.standard_normal((4, 7))),   # the same masks (host draws)
     ]
 
 
-@pytest.mark.parametrize("index", range(12))
+@pytest.mark.parametrize("index", range(15))
 def test_each_layer_forward_and_backward_match_cpu(cp, index):
     import copy
     layer_cpu, x = _layers()[index]

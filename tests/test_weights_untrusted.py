@@ -295,9 +295,9 @@ def test_save_model_refuses_what_load_model_would(tmp_path, monkeypatch):
     assert not list(tmp_path.iterdir())
 
 
-SAMPLE_LAYERS = {"Conv2D": (2, 3, 3), "ConvReLUPool": (2, 3, (3, 2)), "MaxPool2D": (2,), "AvgPool2D": (2,),
-                 "Dense": (4, 3), "ReLU": (), "LeakyReLU": (0.1,), "Dropout": (0.5,), "BatchNorm": (4,),
-                 "Flatten": ()}
+SAMPLE_LAYERS = {"Conv2D": (2, 3, 3), "ConvReLUPool": (2, 3, (3, 2)), "ConvBNReLUPool": (2, 3, (3, 2)),
+                 "MaxPool2D": (2,), "AvgPool2D": (2,), "Dense": (4, 3), "DenseBNReLUDropout": (4, 3, 0.5),
+                 "ReLU": (), "LeakyReLU": (0.1,), "Dropout": (0.5,), "BatchNorm": (4,), "Flatten": ()}
 
 
 @pytest.mark.parametrize("bias", [True, False])

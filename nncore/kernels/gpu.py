@@ -6,7 +6,9 @@ so a CPU-only install never loads this module.
 Every convolution is im2col and one cuBLAS product, as in the reference
 package: ``conv2d_forward``/``conv2d_backward`` and the fused
 ``conv_relu_pool_forward``/``conv_relu_pool_backward`` at the end of this
-module. (The Winograd and direct first-layer paths exist for the CPU only.)
+module, and the fused BatchNorm layers' ``conv_bn_relu_pool_*`` and
+``dense_bn_relu_dropout_*`` after them, composed of the kernels above. (The
+Winograd and direct first-layer paths exist for the CPU only.)
 
 Every kernel is a CuPy ``ElementwiseKernel``: one CUDA thread per *output*
 element, which reads what it needs and writes only its own element. The
@@ -20,12 +22,22 @@ overflow.
 """
 
 import functools
+from collections import namedtuple
 
 from ..backend import import_cupy
 from ..errors import UsageError
 from .reference import batchnorm_backward, batchnorm_forward, conv_output_size  # noqa: F401  (array-generic)
 from .reference.conv import Conv2DContext
 from .reference.fused import ConvReLUPoolContext
+from .reference.fused_batchnorm import (
+    FoldedContext,
+    FoldedDenseContext,
+    batchnorm_scale_shift,
+    check_mode,
+    check_need_dx,
+    dropout_mask,
+    unfold_gradients,
+)
 
 cp = import_cupy()
 
@@ -287,3 +299,78 @@ def conv_relu_pool_backward(ctx, dout, need_dx):
         raise UsageError("conv_relu_pool_backward: dx asked for, but the forward pass was told need_dx=False")
     d2, db = bias_relu_pool_backward(dout, ctx.arg, ctx.oh, ctx.ow, ctx.pool, ctx.pool_stride)
     return _gemm_backward(ctx, d2, db, need_dx)
+
+
+# ----------------------------------------------------------------------------- the fused BatchNorm layers
+
+#: after a ``train`` pass of :func:`conv_bn_relu_pool_forward`: the im2col ctx, xhat (F, N*OH*OW), and the rest
+_ConvBNContext = namedtuple("_ConvBNContext", "conv xhat gamma inv_std arg oh ow pool pool_stride need_dx")
+#: after a ``train`` pass of :func:`dense_bn_relu_dropout_forward`
+_DenseBNContext = namedtuple("_DenseBNContext", "x w xhat gamma inv_std h mask need_dx")
+
+
+def conv_bn_relu_pool_forward(x, w, gamma, beta, running_mean, running_var, eps, stride, pad, pool, pool_stride,
+                              mode="train", need_dx=True):
+    """CUDA twin of :func:`nncore.kernels.reference.conv_bn_relu_pool_forward`.
+
+    ``train``: im2col and cuBLAS, BatchNorm on the (F, N*OH*OW) rows, then the fused bias-ReLU-pool
+    pass with no bias; ``eval``/``infer``: BatchNorm folded into the weights, then
+    :func:`conv_relu_pool_forward`.
+    """
+    check_mode(mode)
+    if mode != "train":
+        scale, shift, inv_std = batchnorm_scale_shift(gamma, beta, running_mean, running_var, eps)
+        out, inner = conv_relu_pool_forward(x, w * scale[:, None, None, None], shift, stride, pad, pool,
+                                            pool_stride, mode == "eval", need_dx)
+        return out, None, None, (FoldedContext(inner, w, scale, inv_std, running_mean) if inner is not None else None)
+    n, f, kh, kw = x.shape[0], w.shape[0], w.shape[2], w.shape[3]
+    oh, ow = conv_output_size(x.shape[2], kh, stride, pad), conv_output_size(x.shape[3], kw, stride, pad)
+    cols = im2col(x, kh, kw, stride, pad)
+    y = w.reshape(f, -1) @ cols                                              # (F, N*OH*OW)
+    z, xhat, mean, var, inv_std = batchnorm_forward(y[None], gamma, beta, eps)
+    out, arg = bias_relu_pool_forward(z[0], None, n, oh, ow, pool, pool_stride)
+    return out, mean, var, _ConvBNContext(Conv2DContext(x.shape, cols, w, stride, pad), xhat[0], gamma, inv_std,
+                                          arg, oh, ow, pool, pool_stride, need_dx)
+
+
+def conv_bn_relu_pool_backward(ctx, dout, need_dx):
+    """CUDA twin of :func:`nncore.kernels.reference.conv_bn_relu_pool_backward`: (dx or None, dw, dgamma, dbeta)."""
+    check_need_dx(ctx.inner if isinstance(ctx, FoldedContext) else ctx, need_dx, "conv_bn_relu_pool_backward")
+    if isinstance(ctx, FoldedContext):
+        dx, dw_folded, db_folded = conv_relu_pool_backward(ctx.inner, dout, need_dx)
+        return (dx,) + unfold_gradients(dw_folded, db_folded, ctx, 0)
+    dz, _ = bias_relu_pool_backward(dout, ctx.arg, ctx.oh, ctx.ow, ctx.pool, ctx.pool_stride)   # (F, N*OH*OW)
+    dy, dgamma, dbeta = batchnorm_backward(dz[None], ctx.xhat[None], ctx.gamma, ctx.inv_std)
+    dx, dw, _ = _gemm_backward(ctx.conv, dy[0], None, need_dx)
+    return dx, dw, dgamma, dbeta
+
+
+def dense_bn_relu_dropout_forward(x, w, gamma, beta, running_mean, running_var, eps, keep, p, mode="train",
+                                  need_dx=True):
+    """CUDA twin of :func:`nncore.kernels.reference.dense_bn_relu_dropout_forward` (cuBLAS and array operations)."""
+    check_mode(mode)
+    if mode != "train":
+        if keep is not None:
+            raise UsageError("dense_bn_relu_dropout_forward: dropout runs in train mode only; pass keep=None")
+        scale, shift, inv_std = batchnorm_scale_shift(gamma, beta, running_mean, running_var, eps)
+        w_folded = w * scale
+        h = relu_forward(x @ w_folded + shift)
+        ctx = FoldedDenseContext(x, w_folded, h, FoldedContext(None, w, scale, inv_std, running_mean), need_dx)
+        return h, None, None, (ctx if mode == "eval" else None)
+    z, xhat, mean, var, inv_std = batchnorm_forward((x @ w)[:, :, None], gamma, beta, eps)
+    h = relu_forward(z[:, :, 0])
+    mask = None if keep is None else dropout_mask(keep, p, x.dtype)
+    return (h if mask is None else h * mask), mean, var, _DenseBNContext(x, w, xhat, gamma, inv_std, h, mask, need_dx)
+
+
+def dense_bn_relu_dropout_backward(ctx, dout, need_dx):
+    """CUDA twin of :func:`nncore.kernels.reference.dense_bn_relu_dropout_backward`: (dx or None, dw, dgamma, dbeta)."""
+    check_need_dx(ctx, need_dx, "dense_bn_relu_dropout_backward")
+    if isinstance(ctx, FoldedDenseContext):
+        dz = relu_backward(dout, ctx.h)
+        dw, dgamma, dbeta = unfold_gradients(ctx.x.T @ dz, dz.sum(axis=0), ctx.folded, 1)
+        return (dz @ ctx.w_folded.T if need_dx else None), dw, dgamma, dbeta
+    dz = relu_backward(dout if ctx.mask is None else dout * ctx.mask, ctx.h)
+    dy, dgamma, dbeta = batchnorm_backward(dz[:, :, None], ctx.xhat, ctx.gamma, ctx.inv_std)
+    dy = dy[:, :, 0]
+    return (dy @ ctx.w.T if need_dx else None), ctx.x.T @ dy, dgamma, dbeta

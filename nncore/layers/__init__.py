@@ -5,8 +5,12 @@ layer                 input -> output            learnable / saved arrays
 ====================  =========================  ===========================
 Conv2D                (N,C,H,W) -> (N,F,OH,OW)   W (F,C,KH,KW), b (F,)
 ConvReLUPool          (N,C,H,W) -> (N,F,PH,PW)   W, b (Conv2D -> ReLU -> MaxPool2D fused)
+ConvBNReLUPool        (N,C,H,W) -> (N,F,PH,PW)   W, gamma, beta; running_mean, running_var
+                                                 (Conv2D -> BatchNorm -> ReLU -> MaxPool2D fused)
 MaxPool2D, AvgPool2D  (N,C,H,W) -> (N,C,OH,OW)   -
 Dense                 (N,D) -> (N,M)             W (D,M), b (M,)
+DenseBNReLUDropout    (N,D) -> (N,M)             W, gamma, beta; running_mean, running_var
+                                                 (Dense -> BatchNorm -> ReLU -> Dropout fused)
 ReLU, LeakyReLU       any -> same                -
 Dropout               any -> same                -
 BatchNorm             (N,D) or (N,C,H,W)         gamma, beta; running_mean, running_var
@@ -23,10 +27,12 @@ from .dense import Dense
 from .dropout import Dropout
 from .flatten import Flatten
 from .fused import ConvReLUPool
+from .fused_batchnorm import ConvBNReLUPool, DenseBNReLUDropout
 from .pool import AvgPool2D, MaxPool2D
 
 LAYERS = {cls.__name__: cls for cls in
-          (Conv2D, ConvReLUPool, MaxPool2D, AvgPool2D, Dense, ReLU, LeakyReLU, Dropout, BatchNorm, Flatten)}
+          (Conv2D, ConvReLUPool, ConvBNReLUPool, MaxPool2D, AvgPool2D, Dense, DenseBNReLUDropout, ReLU, LeakyReLU,
+           Dropout, BatchNorm, Flatten)}
 
 
 def layer_from_config(spec):

@@ -8,6 +8,37 @@ from ..kernels import kernels_for
 from .base import Layer, check_dtype
 
 
+def add_batchnorm_arrays(layer, num_features, momentum, eps, dtype):
+    """Give ``layer`` BatchNorm's momentum, eps, parameters (gamma = 1, beta = 0) and buffers
+    (running_mean = 0, running_var = 1), all (num_features,): the fused BatchNorm layers share them."""
+    if not 0.0 <= float(momentum) < 1.0:
+        raise UsageError(f"{type(layer).__name__} momentum must be in [0, 1), got {momentum!r}")
+    if not float(eps) > 0:
+        raise UsageError(f"{type(layer).__name__} eps must be positive, got {eps!r}")
+    layer.momentum, layer.eps = float(momentum), float(eps)
+    layer.params["gamma"] = np.ones(num_features, dtype=dtype)
+    layer.params["beta"] = np.zeros(num_features, dtype=dtype)
+    layer.buffers["running_mean"] = np.zeros(num_features, dtype=dtype)
+    layer.buffers["running_var"] = np.ones(num_features, dtype=dtype)
+
+
+def check_batch_values(m):
+    """Training-mode BatchNorm needs M >= 2 values per feature to normalise by (a UsageError otherwise)."""
+    if m < 2:
+        raise UsageError("BatchNorm in training mode needs at least 2 values per feature; "
+                         "use a batch larger than 1 (or evaluation mode)")
+
+
+def update_running_statistics(layer, mean, var, m):
+    """``running = momentum * running + (1 - momentum) * batch`` for the mean and for the variance,
+    made unbiased (times M / (M - 1)) first; mean and var are the batch's, over M values per feature."""
+    dt = mean.dtype.type
+    mom = dt(layer.momentum)
+    layer.buffers["running_mean"] = mom * layer.buffers["running_mean"] + (1 - mom) * mean
+    unbiased = var * dt(m / (m - 1))
+    layer.buffers["running_var"] = mom * layer.buffers["running_var"] + (1 - mom) * unbiased
+
+
 class BatchNorm(Layer):
     """Batch normalisation over the batch (and, for 4-D inputs, spatial) axes.
 
@@ -53,16 +84,7 @@ class BatchNorm(Layer):
         self.num_features = int(num_features)
         if self.num_features < 1:
             raise UsageError(f"BatchNorm num_features must be positive, got {num_features!r}")
-        if not 0.0 <= float(momentum) < 1.0:
-            raise UsageError(f"BatchNorm momentum must be in [0, 1), got {momentum!r}")
-        if not float(eps) > 0:
-            raise UsageError(f"BatchNorm eps must be positive, got {eps!r}")
-        self.momentum, self.eps = float(momentum), float(eps)
-        dt = check_dtype(dtype)
-        self.params["gamma"] = np.ones(self.num_features, dtype=dt)
-        self.params["beta"] = np.zeros(self.num_features, dtype=dt)
-        self.buffers["running_mean"] = np.zeros(self.num_features, dtype=dt)
-        self.buffers["running_var"] = np.ones(self.num_features, dtype=dt)
+        add_batchnorm_arrays(self, self.num_features, momentum, eps, check_dtype(dtype))
         self.cache = None
 
     def config(self):
@@ -90,16 +112,11 @@ class BatchNorm(Layer):
             var = self.buffers["running_var"].reshape(bshape)
             return (x - mu) * (gamma / xp.sqrt(var + x.dtype.type(self.eps))) + beta
         m = x.size // self.num_features
-        if m < 2:
-            raise UsageError("BatchNorm in training mode needs at least 2 values per feature; "
-                             "use a batch larger than 1 (or evaluation mode)")
+        check_batch_values(m)
         x3 = x.reshape(x.shape[0], self.num_features, -1)                  # (N, C, P): P = H*W, or 1
         out, xhat, mu, var, inv_std = kernels_for(x).batchnorm_forward(
             x3, self.params["gamma"], self.params["beta"], self.eps)
-        mom = x.dtype.type(self.momentum)
-        self.buffers["running_mean"] = mom * self.buffers["running_mean"] + (1 - mom) * mu
-        unbiased = var * x.dtype.type(m / (m - 1))
-        self.buffers["running_var"] = mom * self.buffers["running_var"] + (1 - mom) * unbiased
+        update_running_statistics(self, mu, var, m)
         self.cache = ("training", xhat, inv_std, x.shape)
         return out.reshape(x.shape)
 

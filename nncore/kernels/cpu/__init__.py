@@ -12,6 +12,9 @@ one first: it states the layouts and the math):
 ``fused``          bias, ReLU and max-pooling in one pass over the GEMM output;
                    ``conv_relu_pool_forward``/``_backward`` by direct, Winograd or im2col
 ``batchnorm``      batch normalisation
+``fused_batchnorm`` conv -> BatchNorm -> ReLU -> max-pool (by the patch moments and the direct
+                   kernel for a first layer, else after Winograd or im2col) and dense ->
+                   BatchNorm -> ReLU -> dropout
 ``direct``         a thin first layer straight from the image
 ``winograd``       Winograd F(4x4, 3x3) transforms and pipelines
 ``algorithms``     (CPU only) which algorithm a convolution takes, the thresholds
@@ -66,6 +69,12 @@ from .fused import (
     conv_relu_pool_backward,
     conv_relu_pool_forward,
 )
+from .fused_batchnorm import (
+    conv_bn_relu_pool_backward,
+    conv_bn_relu_pool_forward,
+    dense_bn_relu_dropout_backward,
+    dense_bn_relu_dropout_forward,
+)
 from .pool import maxpool_backward, maxpool_forward
 from .winograd import (
     WINOGRAD_CHUNK,
@@ -83,8 +92,9 @@ from .winograd import (
 __all__ = [
     "avgpool_backward", "avgpool_forward", "batchnorm_backward", "batchnorm_forward", "bias_relu_pool_backward",
     "bias_relu_pool_forward", "bias_relu_pool_weight_grad", "col2im", "conv2d_backward", "conv2d_forward",
-    "conv2d_naive", "conv3x3_relu_pool2_forward", "conv3x3_relu_pool2_weight_grad", "conv_output_size",
-    "conv_relu_pool_backward", "conv_relu_pool_forward", "im2col", "maxpool_backward", "maxpool_forward",
+    "conv2d_naive", "conv3x3_relu_pool2_forward", "conv3x3_relu_pool2_weight_grad", "conv_bn_relu_pool_backward",
+    "conv_bn_relu_pool_forward", "conv_output_size", "conv_relu_pool_backward", "conv_relu_pool_forward",
+    "dense_bn_relu_dropout_backward", "dense_bn_relu_dropout_forward", "im2col", "maxpool_backward", "maxpool_forward",
     "nchw_to_rows", "relu_backward", "relu_forward", "rows_to_nchw", "winograd_backward", "winograd_forward",
     "winograd_output", "winograd_output_backward", "winograd_pool_backward", "winograd_relu_pool",
     "winograd_tile_counts", "winograd_tiles", "winograd_tiles_backward", "winograd_weight_grad", "winograd_weights",

@@ -10,6 +10,9 @@ One module per concept; read them in this order:
 ``fused``          bias, ReLU and max-pooling in one step after the GEMM, and the whole
                    conv-ReLU-pool (``conv_relu_pool_forward``/``conv_relu_pool_backward``)
 ``batchnorm``      batch normalisation
+``fused_batchnorm`` conv -> BatchNorm -> ReLU -> max-pool and dense -> BatchNorm -> ReLU ->
+                   dropout in one step (``conv_bn_relu_pool_forward``/``_backward``,
+                   ``dense_bn_relu_dropout_forward``/``_backward``)
 ``direct``         a thin first layer straight from the image (CPU-only path)
 ``winograd``       Winograd F(4x4, 3x3) (CPU-only path)
 =================  ==============================================================
@@ -63,6 +66,12 @@ from .fused import (
     conv_relu_pool_backward,
     conv_relu_pool_forward,
 )
+from .fused_batchnorm import (
+    conv_bn_relu_pool_backward,
+    conv_bn_relu_pool_forward,
+    dense_bn_relu_dropout_backward,
+    dense_bn_relu_dropout_forward,
+)
 from .pool import avgpool_backward, avgpool_forward, maxpool_backward, maxpool_forward
 from .winograd import (
     winograd_backward,
@@ -81,8 +90,9 @@ from .winograd import (
 __all__ = [
     "avgpool_backward", "avgpool_forward", "batchnorm_backward", "batchnorm_forward", "bias_relu_pool_backward",
     "bias_relu_pool_forward", "bias_relu_pool_weight_grad", "col2im", "conv2d_backward", "conv2d_forward",
-    "conv2d_naive", "conv3x3_relu_pool2_forward", "conv3x3_relu_pool2_weight_grad", "conv_output_size",
-    "conv_relu_pool_backward", "conv_relu_pool_forward", "im2col", "maxpool_backward", "maxpool_forward",
+    "conv2d_naive", "conv3x3_relu_pool2_forward", "conv3x3_relu_pool2_weight_grad", "conv_bn_relu_pool_backward",
+    "conv_bn_relu_pool_forward", "conv_output_size", "conv_relu_pool_backward", "conv_relu_pool_forward",
+    "dense_bn_relu_dropout_backward", "dense_bn_relu_dropout_forward", "im2col", "maxpool_backward", "maxpool_forward",
     "nchw_to_rows", "relu_backward", "relu_forward", "rows_to_nchw", "winograd_backward", "winograd_forward",
     "winograd_output", "winograd_output_backward", "winograd_pool_backward", "winograd_relu_pool",
     "winograd_tile_counts", "winograd_tiles", "winograd_tiles_backward", "winograd_weight_grad", "winograd_weights",

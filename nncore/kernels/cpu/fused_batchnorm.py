@@ -1,0 +1,403 @@
+"""numba twins of :mod:`nncore.kernels.reference.fused_batchnorm`: conv -> BatchNorm -> ReLU -> max-pool and
+dense -> BatchNorm -> ReLU -> dropout, with the statistics, normalisation, ReLU and pooling (or dropout) of
+a layer in two passes over the product's output, and the backward pass in two more.
+
+The convolution takes the path :func:`.algorithms.conv_relu_pool_algorithm` chooses:
+
+- ``"direct"`` (a thin first layer, no input gradient): the batch statistics of y = W2 @ cols come
+  from the patches' first and second moments, ``sum(y) = W2 @ s1`` and ``sum(y*y) = w G w`` per filter
+  with ``s1 = sum(cols)`` (K,) and ``G = cols @ cols.T`` (K, K), K = C*9, summed from the image in
+  float64 (``_patch_moments``). With the statistics known before the convolution, BatchNorm folds
+  into the weights (module docstring of the reference), and the direct conv-ReLU-pool kernel runs as
+  it does for ConvReLUPool: the full-size conv output is never written. Backward: that kernel's
+  weight gradient gives ``P = sum(dz * patch)`` and ``dbeta = sum(dz)`` from the window maxima alone;
+  ``dgamma = inv_std * (sum(W2 * P) - mean * dbeta)``, and since ``dy = a*dz + c1 + c2*y`` per channel
+  (a = gamma*inv_std, c2 = -a*inv_std*dgamma/M, c1 = -a*dbeta/M - c2*mean),
+  ``dW = a*P + c1*s1 + c2*(W2 @ G)``: no full-size gradient either.
+- ``"winograd"`` or ``"im2col"``: the convolution as Conv2D computes it (NCHW, or (F, N*OH*OW) rows);
+  ``_channel_moments`` takes each channel's mean and variance, ``_bn_relu_pool`` pools, normalises
+  and applies the ReLU in one pass, writing only the pooled output and its arg-max. The conv output y
+  is kept for the backward pass (its input gradient needs dy at every position, and recomputing y
+  would cost the convolution again); xhat and the other full-size arrays of the unfused layers are
+  not. Backward: ``_bn_relu_pool_backward`` sums dz and dz*xhat at the window maxima and writes dy,
+  then the convolution's own backward pass.
+
+Statistics are summed in float64, as :mod:`.batchnorm` does. The kernels here are serial (nogil) loops
+run on slices by :func:`nncore.threads.run_slices` (they compile faster than ``parallel=True`` loops).
+"""
+
+from collections import namedtuple
+
+import numpy as np
+
+from ... import threads
+from ..reference.conv import Conv2DContext, conv_output_size
+from ..reference.fused_batchnorm import (
+    FoldedContext,
+    batchnorm_scale_shift,
+    check_mode,
+    check_need_dx,
+    unfold_gradients,
+)
+from ..reference.fused_batchnorm import dense_bn_relu_dropout_backward as _dense_folded_backward
+from ..reference.fused_batchnorm import dense_bn_relu_dropout_forward as _dense_folded_forward
+from ..reference.winograd import winograd_weights
+from .algorithms import conv_relu_pool_algorithm
+from .conv import WinogradContext, gemm_backward, gemm_forward
+from .direct import _pad
+from .fused import conv_relu_pool_backward, conv_relu_pool_forward
+from .jit import jit
+from .pool import max4, store_relu
+from .winograd import winograd_backward, winograd_forward
+
+#: after a ``train`` pass on the direct path: the folded layer's ctx, the statistics and the patch moments
+GramContext = namedtuple("GramContext", "inner w gamma mean inv_std s1 gram m need_dx")
+#: after a ``train`` pass on the Winograd or im2col path: the convolution's ctx and its output y, laid out
+#: as a flat array where element (n, f, p) sits at n*sn + f*sf + p (strides = (sn, sf))
+ConvBNContext = namedtuple("ConvBNContext", "conv y strides y_shape arg gamma mean inv_std pool pool_stride need_dx")
+#: after a ``train`` pass of the dense kernel: input, weights, xhat (N, M), gate (N, M) int8 (1 where the
+#: gradient passes ReLU and dropout), the dropout scale 1/(1-p) (1 without dropout)
+DenseBNContext = namedtuple("DenseBNContext", "x w xhat gate gamma inv_std scale need_dx")
+
+
+# ----------------------------------------------------------------------------- kernels
+
+@jit
+def _patch_moments(xpad, oh, ow, taps, pairs, s1, gram):
+    """Add to s1 (K, OW) and gram (P, OW) (float64) the sums over the output rows of every tap's row,
+    and of the product of the two taps' rows of every pair, one column per output column: the sums of
+    p and of p[a]*p[b] over the 3x3 patches p of xpad's images, still to be summed over the columns.
+    taps (K, 3): channel, row and column offset of tap t = 9c + 3i + j (im2col's row order); pairs (P, 2)."""
+    n = xpad.shape[0]
+    for ni in range(n):
+        for y in range(oh):
+            for t in range(taps.shape[0]):
+                row = xpad[ni, taps[t, 0], y + taps[t, 1], taps[t, 2]:taps[t, 2] + ow]
+                acc = s1[t]
+                for z in range(ow):     # one running sum per column: the loop vectorises
+                    acc[z] += row[z]
+            for q in range(pairs.shape[0]):
+                a, b = pairs[q, 0], pairs[q, 1]
+                ra = xpad[ni, taps[a, 0], y + taps[a, 1], taps[a, 2]:taps[a, 2] + ow]
+                rb = xpad[ni, taps[b, 0], y + taps[b, 1], taps[b, 2]:taps[b, 2] + ow]
+                acc = gram[q]
+                for z in range(ow):
+                    acc[z] += np.float64(ra[z]) * rb[z]      # exact products of the input's values
+
+
+@jit
+def _channel_moments(y, sn, sf, n, p, lo, hi, eps, mean, var, inv_std):
+    """Mean, biased variance and 1/sqrt(var + eps) of channels lo..hi-1 of the flat y, in one pass of
+    float64 sums of y - y0 and (y - y0)**2 (y0: the channel's first value, which keeps the difference of
+    the two sums exact enough whatever the mean), in four independent chains each."""
+    m = n * p
+    for fi in range(lo, hi):
+        y0 = np.float64(y[fi * sf])
+        s0 = s1 = s2 = s3 = 0.0
+        q0 = q1 = q2 = q3 = 0.0
+        for ni in range(n):
+            base = ni * sn + fi * sf
+            ys = y[base:base + p]
+            for q in range(0, p - 3, 4):
+                d0, d1, d2, d3 = ys[q] - y0, ys[q + 1] - y0, ys[q + 2] - y0, ys[q + 3] - y0
+                s0 += d0
+                s1 += d1
+                s2 += d2
+                s3 += d3
+                q0 += d0 * d0
+                q1 += d1 * d1
+                q2 += d2 * d2
+                q3 += d3 * d3
+            for q in range(p - p % 4, p):
+                d0 = ys[q] - y0
+                s0 += d0
+                q0 += d0 * d0
+        mu = ((s0 + s1) + (s2 + s3)) / m
+        v = max(((q0 + q1) + (q2 + q3)) / m - mu * mu, 0.0)
+        mean[fi] = y0 + mu
+        var[fi] = v
+        inv_std[fi] = 1.0 / np.sqrt(v + eps)
+
+
+@jit
+def _bn_relu_pool(y, sn, sf, ow, k, stride, gamma, beta, mean, inv_std, lo, out, arg):
+    """Images lo.. of out/arg (a slice). z = gamma*(y - mean)*inv_std + beta rises with y where gamma > 0
+    and falls where gamma < 0, so each window's first maximum of z is the first maximum of sign(gamma)*y
+    (negating is exact): the window is pooled on y, and z computed for its winner only."""
+    n, f, ph, pw = out.shape
+    one = y.dtype.type(1)
+    for ni in range(n):
+        for fi in range(f):
+            base = (lo + ni) * sn + fi * sf
+            mu, inv, g, b = mean[fi], inv_std[fi], gamma[fi], beta[fi]
+            sign = one if g > 0 else (-one if g < 0 else 0 * one)     # gamma == 0: every z ties, the first wins
+            for py in range(ph):
+                r0 = base + py * stride * ow
+                if k == 2 and stride == 2:
+                    y0, y1 = y[r0:r0 + ow], y[r0 + ow:r0 + 2 * ow]     # the window rows, indexed from 0
+                    for px in range(pw):
+                        c = 2 * px
+                        best, where = max4(sign * y0[c], sign * y0[c + 1], sign * y1[c], sign * y1[c + 1])
+                        store_relu(out, arg, ni, fi, py, px, g * ((sign * best - mu) * inv) + b, where)
+                    continue
+                for px in range(pw):
+                    first = r0 + px * stride
+                    best = sign * y[first]
+                    where = 0
+                    for i in range(k):
+                        for j in range(k):
+                            v = sign * y[first + i * ow + j]
+                            if v > best:  # strict: the first maximum wins ties, as in maxpool_forward
+                                best = v
+                                where = i * k + j
+                    store_relu(out, arg, ni, fi, py, px, g * ((sign * best - mu) * inv) + b, where)
+
+
+@jit
+def _bn_relu_pool_backward(dout, arg, y, sn, sf, ow, offsets, stride, gamma, mean, inv_std, m_t, lo, hi, dy,
+                           dgamma, dbeta):
+    """Channels lo..hi-1: dbeta = sum(dz), dgamma = sum(dz*xhat) over the window maxima the ReLU passed,
+    then dy = gamma*inv_std*(dz - dbeta/M - xhat*dgamma/M) (dy laid out as y), written as
+    ``c2*(y - mean) + c1`` everywhere (one vectorised pass) plus ``gamma*inv_std*dz`` at the maxima.
+    offsets[a]: where window offset a lies from the window's first entry, (a // k)*OW + a % k."""
+    n, f, ph, pw = dout.shape
+    p = dy.size // (n * f)
+    zero = dout.dtype.type(0)
+    for fi in range(lo, hi):
+        mu, inv = mean[fi], inv_std[fi]
+        sb = 0.0
+        sg = 0.0
+        for ni in range(n):
+            base = ni * sn + fi * sf
+            for py in range(ph):
+                for px in range(pw):
+                    a = arg[ni, fi, py, px]
+                    g = dout[ni, fi, py, px] if a >= 0 else zero
+                    q = base + py * stride * ow + px * stride + offsets[a if a > 0 else 0]
+                    sb += g
+                    sg += g * ((y[q] - mu) * inv)
+        dbeta[fi] = sb
+        dgamma[fi] = sg
+        kk = gamma[fi] * inv
+        c1 = -kk * (dbeta[fi] / m_t[0])  # all in dout's dtype, as batchnorm_backward
+        c2 = -kk * inv * (dgamma[fi] / m_t[0])
+        for ni in range(n):
+            base = ni * sn + fi * sf
+            src, dst = y[base:base + p], dy[base:base + p]   # slices indexed from 0: the loop vectorises
+            for q in range(p):
+                dst[q] = c2 * (src[q] - mu) + c1
+            for py in range(ph):
+                for px in range(pw):
+                    a = arg[ni, fi, py, px]
+                    if a >= 0:       # dz: each pooled gradient at its maximum (added where windows overlap)
+                        dy[base + py * stride * ow + px * stride + offsets[a]] += kk * dout[ni, fi, py, px]
+
+
+@jit
+def _bn_relu_dropout(y, gamma, beta, eps, keep, scale, out, xhat, gate, mean, var, inv_std):
+    """Per feature (column) of y (N, M): statistics, normalisation, ReLU and the dropout mask (keep (N, M)
+    uint8, or (0, 0) for no dropout); gate = 1 where the gradient will pass."""
+    n, m = y.shape
+    dropout = keep.shape[0] > 0
+    zero = y.dtype.type(0)
+    for j in range(m):
+        s = 0.0
+        for i in range(n):
+            s += y[i, j]
+        mu = s / n
+        v = 0.0
+        for i in range(n):
+            d = y[i, j] - mu
+            v += d * d
+        v /= n
+        mean[j] = mu
+        var[j] = v
+        inv_std[j] = 1.0 / np.sqrt(v + eps)
+        mu_t, inv_t, g, b = mean[j], inv_std[j], gamma[j], beta[j]
+        for i in range(n):
+            h = (y[i, j] - mu_t) * inv_t
+            xhat[i, j] = h
+            z = g * h + b
+            passes = z > 0 and (not dropout or keep[i, j] != 0)
+            gate[i, j] = 1 if passes else 0
+            out[i, j] = (z * scale if dropout else z) if passes else zero
+
+
+@jit
+def _bn_relu_dropout_backward(dout, gate, xhat, gamma, inv_std, scale, dropout, m_t, dy, dgamma, dbeta):
+    n, m = dout.shape
+    zero = dout.dtype.type(0)
+    for j in range(m):
+        sb = 0.0
+        sg = 0.0
+        for i in range(n):
+            if gate[i, j]:
+                d = dout[i, j] * scale if dropout else dout[i, j]
+                sb += d
+                sg += d * xhat[i, j]
+        dbeta[j] = sb
+        dgamma[j] = sg
+        kk = gamma[j] * inv_std[j]
+        mb = dbeta[j] / m_t[0]
+        mg = dgamma[j] / m_t[0]
+        for i in range(n):
+            d = zero
+            if gate[i, j]:
+                d = dout[i, j] * scale if dropout else dout[i, j]
+            dy[i, j] = kk * (d - mb - xhat[i, j] * mg)
+
+
+# ----------------------------------------------------------------------------- conv -> BN -> ReLU -> max-pool
+
+def patch_moments(x, pad):
+    """(s1, G) of the 3x3 patches of x (N, C, H, W) padded by ``pad``: float64 (C*9,) and (C*9, C*9)."""
+    n, c, h, w = x.shape
+    oh, ow = conv_output_size(h, 3, 1, pad), conv_output_size(w, 3, 1, pad)
+    k = 9 * c
+    taps = np.array([(t // 9, t % 9 // 3, t % 3) for t in range(k)], dtype=np.int64)
+    pairs = np.array([(a, b) for a in range(k) for b in range(a, k)], dtype=np.int64)
+    xpad = _pad(x, pad)
+    parts = threads.num_slices(n)
+    s1, gram = np.zeros((parts, k, ow)), np.zeros((parts, len(pairs), ow))
+    threads.run_slices(n, lambda i, lo, hi: _patch_moments(xpad[lo:hi], oh, ow, taps, pairs, s1[i], gram[i]))
+    g = np.zeros((k, k))
+    g[pairs[:, 0], pairs[:, 1]] = gram.sum(axis=(0, 2))
+    return s1.sum(axis=(0, 2)), g + np.triu(g, 1).T
+
+
+def _direct_forward(x, w, gamma, beta, eps, pad):
+    """The direct path's training forward (module docstring): statistics from the patch moments, then
+    the folded weights through the direct conv-ReLU-pool kernel."""
+    n, f = x.shape[0], w.shape[0]
+    m = n * conv_output_size(x.shape[2], 3, 1, pad) * conv_output_size(x.shape[3], 3, 1, pad)
+    s1, gram = patch_moments(x, pad)
+    w2 = w.reshape(f, -1).astype(np.float64)
+    mean64 = w2 @ s1 / m
+    var64 = np.maximum(np.einsum("fk,kl,fl->f", w2, gram, w2) / m - mean64 * mean64, 0.0)
+    mean, var = mean64.astype(x.dtype), var64.astype(x.dtype)
+    scale, shift, inv_std = batchnorm_scale_shift(gamma, beta, mean, var, eps)
+    out, inner = conv_relu_pool_forward(x, w * scale[:, None, None, None], shift, 1, pad, 2, 2, True, False, "direct")
+    return out, mean, var, GramContext(inner, w, gamma, mean, inv_std, s1, gram, m, False)
+
+
+def _direct_backward(ctx, dout):
+    """(None, dw, dgamma, dbeta) after :func:`_direct_forward` (module docstring), the small sums in float64."""
+    _, p4, dbeta = conv_relu_pool_backward(ctx.inner, dout, False)     # P = sum(dz * patch), sum(dz)
+    f = p4.shape[0]
+    p2, w2 = p4.reshape(f, -1).astype(np.float64), ctx.w.reshape(f, -1).astype(np.float64)
+    mean, inv, db = ctx.mean.astype(np.float64), ctx.inv_std.astype(np.float64), dbeta.astype(np.float64)
+    dgamma = inv * ((w2 * p2).sum(axis=1) - mean * db)
+    a = ctx.gamma.astype(np.float64) * inv
+    c2 = -a * inv * dgamma / ctx.m
+    c1 = -a * db / ctx.m - c2 * mean
+    dw = a[:, None] * p2 + c1[:, None] * ctx.s1[None, :] + c2[:, None] * (w2 @ ctx.gram)
+    dt = dout.dtype
+    return None, dw.reshape(ctx.w.shape).astype(dt), dgamma.astype(dt), dbeta
+
+
+def conv_bn_relu_pool_forward(x, w, gamma, beta, running_mean, running_var, eps, stride, pad, pool, pool_stride,
+                              mode="train", need_dx=True, algorithm="auto"):
+    """numba twin of :func:`nncore.kernels.reference.conv_bn_relu_pool_forward`: the same (out, mean, var, ctx).
+
+    ``algorithm`` as :func:`.conv_relu_pool_forward` (see the module docstring for what each path
+    computes in ``train`` mode); ``eval`` and ``infer`` fold BatchNorm into the weights and run
+    :func:`.conv_relu_pool_forward` itself.
+    """
+    check_mode(mode)
+    if mode != "train":
+        scale, shift, inv_std = batchnorm_scale_shift(gamma, beta, running_mean, running_var, eps)
+        out, inner = conv_relu_pool_forward(x, w * scale[:, None, None, None], shift, stride, pad, pool,
+                                            pool_stride, mode == "eval", need_dx, algorithm)
+        return out, None, None, (FoldedContext(inner, w, scale, inv_std, running_mean) if inner is not None else None)
+    chosen = conv_relu_pool_algorithm(x.shape, w.shape, stride, pad, pool, pool_stride, need_dx, algorithm)
+    if chosen == "direct":
+        return _direct_forward(x, w, gamma, beta, eps, pad)
+    n, f = x.shape[0], w.shape[0]
+    if chosen == "winograd":
+        u = winograd_weights(w)                                              # (36, F, C)
+        y, _, v = winograd_forward(x, u, None, False)                        # (N, F, OH, OW)
+        conv = WinogradContext(x.shape, v, u, None, need_dx)
+        oh, ow = y.shape[2:]
+        strides = (f * oh * ow, oh * ow)
+    else:
+        y, cols, oh, ow = gemm_forward(x, w, stride, pad)                    # (F, N*OH*OW)
+        conv = Conv2DContext(x.shape, cols, w, stride, pad)
+        strides = (oh * ow, n * oh * ow)
+    yf = np.ascontiguousarray(y).reshape(-1)
+    mean, var, inv_std = (np.empty(f, dtype=x.dtype) for _ in range(3))
+    threads.run_slices(f, lambda i, lo, hi: _channel_moments(yf, *strides, n, oh * ow, lo, hi, float(eps), mean, var,
+                                                            inv_std))
+    ph, pw = (oh - pool) // pool_stride + 1, (ow - pool) // pool_stride + 1
+    out = np.empty((n, f, ph, pw), dtype=x.dtype)
+    arg = np.empty((n, f, ph, pw), dtype=np.int32)
+    threads.run_slices(n, lambda i, lo, hi: _bn_relu_pool(yf, *strides, ow, pool, pool_stride, gamma, beta, mean,
+                                                          inv_std, lo, out[lo:hi], arg[lo:hi]))
+    return out, mean, var, ConvBNContext(conv, yf, strides, (n, f, oh, ow), arg, gamma, mean, inv_std, pool,
+                                         pool_stride, need_dx)
+
+
+def conv_bn_relu_pool_backward(ctx, dout, need_dx):
+    """numba twin of :func:`nncore.kernels.reference.conv_bn_relu_pool_backward`: (dx or None, dw, dgamma, dbeta)."""
+    check_need_dx(ctx.inner if isinstance(ctx, FoldedContext) else ctx, need_dx, "conv_bn_relu_pool_backward")
+    if isinstance(ctx, FoldedContext):
+        dx, dw_folded, db_folded = conv_relu_pool_backward(ctx.inner, dout, need_dx)
+        return (dx,) + unfold_gradients(dw_folded, db_folded, ctx, 0)
+    if isinstance(ctx, GramContext):
+        return _direct_backward(ctx, dout)
+    n, f, oh, ow = ctx.y_shape
+    dout = np.ascontiguousarray(dout)
+    dy = np.empty_like(ctx.y)
+    dgamma, dbeta = np.empty(f, dtype=dout.dtype), np.empty(f, dtype=dout.dtype)
+    m_t = np.array([n * oh * ow], dtype=dout.dtype)
+    k = ctx.pool
+    offsets = np.array([(a // k) * ow + a % k for a in range(k * k)], dtype=np.int64)  # window offset -> shift
+    threads.run_slices(f, lambda i, lo, hi: _bn_relu_pool_backward(
+        dout, ctx.arg, ctx.y, *ctx.strides, ow, offsets, ctx.pool_stride, ctx.gamma, ctx.mean, ctx.inv_std, m_t,
+        lo, hi, dy, dgamma, dbeta))
+    if isinstance(ctx.conv, WinogradContext):
+        dw, _, dx = winograd_backward(dy.reshape(ctx.y_shape), None, ctx.conv.v, ctx.conv.u, ctx.conv.x_shape,
+                                      need_dx)
+    else:
+        dx, dw, _ = gemm_backward(ctx.conv, dy.reshape(f, -1), None, need_dx)
+    return dx, dw, dgamma, dbeta
+
+
+# ----------------------------------------------------------------------------- dense -> BN -> ReLU -> dropout
+
+def dense_bn_relu_dropout_forward(x, w, gamma, beta, running_mean, running_var, eps, keep, p, mode="train",
+                                  need_dx=True):
+    """numba twin of :func:`nncore.kernels.reference.dense_bn_relu_dropout_forward`.
+
+    ``train``: the product, then ``_bn_relu_dropout``, one pass per feature for the statistics and
+    one for the output, which keeps xhat and a one-byte gate for the backward pass. ``eval`` and
+    ``infer`` are the reference's folded product (one product and a ReLU: nothing to fuse).
+    """
+    check_mode(mode)
+    if mode != "train":
+        return _dense_folded_forward(x, w, gamma, beta, running_mean, running_var, eps, keep, p, mode, need_dx)
+    y = threads.matmul(x, w)                                                 # (N, M)
+    n, m = y.shape
+    dt = x.dtype
+    scale = dt.type(1.0) / dt.type(1.0 - p) if keep is not None else dt.type(1.0)
+    keep8 = np.zeros((0, 0), dtype=np.uint8) if keep is None else np.ascontiguousarray(keep).view(np.uint8)
+    out, xhat = np.empty_like(y), np.empty_like(y)
+    gate = np.empty((n, m), dtype=np.int8)
+    mean, var, inv_std = (np.empty(m, dtype=dt) for _ in range(3))
+    _bn_relu_dropout(y, gamma, beta, float(eps), keep8, scale, out, xhat, gate, mean, var, inv_std)
+    return out, mean, var, DenseBNContext(x, w, xhat, gate, gamma, inv_std, scale, need_dx)
+
+
+def dense_bn_relu_dropout_backward(ctx, dout, need_dx):
+    """numba twin of :func:`nncore.kernels.reference.dense_bn_relu_dropout_backward`."""
+    if not isinstance(ctx, DenseBNContext):
+        return _dense_folded_backward(ctx, dout, need_dx)
+    check_need_dx(ctx, need_dx, "dense_bn_relu_dropout_backward")
+    dout = np.ascontiguousarray(dout)
+    m = dout.shape[1]
+    dy = np.empty_like(dout)
+    dgamma, dbeta = np.empty(m, dtype=dout.dtype), np.empty(m, dtype=dout.dtype)
+    m_t = np.array([dout.shape[0]], dtype=dout.dtype)
+    _bn_relu_dropout_backward(dout, ctx.gate, ctx.xhat, ctx.gamma, ctx.inv_std, ctx.scale, ctx.scale != 1, m_t, dy,
+                              dgamma, dbeta)
+    dx = threads.matmul(dy, ctx.w.T) if need_dx else None
+    return dx, threads.matmul(ctx.x.T, dy), dgamma, dbeta
