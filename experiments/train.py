@@ -13,8 +13,9 @@ cosine schedule, 15 epochs of batch 128, augmentation on, seed 0) reached
 26-31 s on the 2-core development machine (2026-11-30), so the whole run takes
 about 7-8 minutes there.
 
-Writes weights/<name>.npz (the best-validation weights, with metadata, class
-names, symbols and input scaling) and, in runs/<name>/, history.json,
+Writes weights/<name>.npz (the best-validation weights, their probabilities
+calibrated on the validation split by one temperature, with metadata, class
+names, class counts, symbols and input scaling) and, in runs/<name>/, history.json,
 history.csv, curves.png, filters.png (the first layer's filters) and
 checkpoint.npz (updated after every epoch and on Ctrl-C; --resume continues
 from it and ends where an uninterrupted run ends).
@@ -39,6 +40,7 @@ from nncore.data import dataset_name, load_data
 from nncore.errors import CorruptInputError, MissingInputError
 from nncore.json_values import finite_or_none
 from nncore.training import TrainConfig, Trainer, evaluate
+from nncore.training.calibration import calibrate
 
 DEFAULT_LR = {"adam": 4e-3, "sgd": 0.05}
 
@@ -197,6 +199,10 @@ def train(args, argv):
         f"{trainer.config.epochs} epochs of {trainer.steps_per_epoch} steps")
     trainer.fit()
     model = trainer.restore_best()
+    calibration = calibrate(model, d["x_val"], d["y_val"]) if len(d["y_val"]) else None
+    if calibration:
+        say(f"probabilities calibrated on the validation split: temperature {calibration['temperature']:.3f} "
+            f"(validation NLL {calibration['nll_before']:.4f} -> {calibration['nll_after']:.4f})")
     test = evaluate(model, d["x_test"], d["y_test"]) if len(d["y_test"]) else {"accuracy": float("nan")}
     cfg = trainer.config
     meta = {
@@ -204,6 +210,8 @@ def train(args, argv):
         "val_accuracy": finite_or_none(trainer.best["val_acc"]), "best_epoch": trainer.best["epoch"],
         "epochs": cfg.epochs,
         "train_images": int(len(d["y_train"])), "test_images": int(len(d["y_test"])),
+        "class_counts": np.bincount(d["y_train"], minlength=len(d["class_names"])).tolist(),
+        "calibration": calibration,
         "hyperparameters": cfg.to_dict(), "command": command, "wall_time_s": round(trainer.elapsed, 1),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "nncore_version": nncore.__version__,

@@ -294,3 +294,21 @@ def test_default_warmup_is_an_eighth_of_the_run_at_most_one_epoch():
     assert training.TrainConfig().validate().warmup == 1.0
     assert training.TrainConfig(epochs=2).validate().warmup == 0.25
     assert training.TrainConfig(epochs=30, warmup=0.0).validate().warmup == 0.0
+
+
+def test_temperature_calibration_keeps_predictions_and_lowers_validation_nll(mnist):
+    """An over-confident model (logits x 3) gets T ~ 3 back; argmax unchanged; NLL never worse."""
+    from nncore.training.calibration import calibrate, fit_temperature
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2000, 10))
+    labels = np.array([rng.choice(10, p=np.exp(z) / np.exp(z).sum()) for z in logits])
+    beta, before, after = fit_temperature(3.0 * logits, labels)
+    assert beta == pytest.approx(1 / 3, rel=0.1) and after < before
+    trainer = make_trainer(mnist, None, epochs=1)
+    trainer.fit()
+    model = trainer.restore_best()
+    x_val, y_val = mnist[2], mnist[3]
+    pred = model.predict(x_val)
+    info = calibrate(model, x_val, y_val)
+    assert np.array_equal(model.predict(x_val), pred)
+    assert info["nll_after"] <= info["nll_before"] + 1e-9 and info["temperature"] > 0
