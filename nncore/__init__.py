@@ -37,8 +37,7 @@ def preprocess_image(image):
     return _pre(image)
 
 
-__all__ = ["AMBIGUOUS_PAIRS", "Expression", "Sequential", "SoftmaxCrossEntropy", "NncoreError", "backend", "classify", "cnn",
-           "describe", "errors", "layers",
-           "load_model", "log_softmax", "optim", "preprocess_image", "read_expression", "read_header", "ref_cnn",
-           "save_model",
-           "schedules", "set_num_threads"]
+__all__ = ["AMBIGUOUS_PAIRS", "Expression", "Sequential", "SoftmaxCrossEntropy", "NncoreError", "backend",
+           "classify", "cnn", "describe", "errors", "layers", "load_model", "log_softmax", "optim",
+           "preprocess_image", "read_expression", "read_header", "ref_cnn", "save_model", "schedules",
+           "set_num_threads"]
