@@ -4,7 +4,8 @@ A beam search runs left to right over the symbols, extending each partial
 reading by each of the symbol's top labels and keeping only the readings a
 grammar allows so far: balanced brackets, an operator only after an
 operand, a unary minus only first or after ``(`` or ``=``, at most one
-``=``, implicit multiplication (``2(3+4)``, ``2x``, ``)(``). A reading's
+``=``, implicit multiplication (``2(3+4)``, ``2x``, ``)(``), no number with a
+leading zero (``05``). A reading's
 score is the sum of the log-probabilities of its labels.
 
 x against ×: in isolation they are one glyph, so a symbol whose labels
@@ -48,14 +49,14 @@ class Reading:
 
 
 def _operand_end(tok):
-    return tok is not None and (tok.isdigit() or tok in ("x", "y", ")"))
+    return tok is not None and (tok.isdigit() or tok in ("x", "y", ")", "0!"))
 
 
 def _state_allows(state, tok):
     """Whether token ``tok`` may follow the partial reading whose grammar state is ``state``."""
     prev, depth, eq = state
     if tok.isdigit():
-        return prev not in ("x", "y")
+        return prev not in ("x", "y", "0!")    # no digit after a variable, no number with a leading 0
     if tok in ("x", "y"):
         return prev not in ("x", "y")
     if tok == "(":
@@ -73,6 +74,8 @@ def _state_allows(state, tok):
 
 def _advance(state, tok):
     prev, depth, eq = state
+    if tok == "0" and not (prev or "").isdigit() and prev != "0!":
+        tok = "0!"                             # a 0 that starts a number: it must stand alone
     return (tok, depth + (tok == "(") - (tok == ")"), eq or tok == "=")
 
 

@@ -10,7 +10,7 @@ from ..data.preprocess import preprocess_image
 from ..errors import ExpressionError, SyntaxExpressionError, UnreadableSymbolError
 from .decode import LABEL_TOKENS, X_PAIR, decode
 from .evaluate import evaluate, format_value
-from .segment import segment
+from .segment import Symbol, segment
 
 #: the weights read_expression uses when no model is given (the repository's shipped symbols model)
 SHIPPED_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -109,8 +109,7 @@ def read_expression(image_or_path, model=None):
         raise ExpressionError(f"the model's classes {unknown} are not expression symbols; "
                               "use a symbols model such as weights/symbols_cnn.npz")
     seg = segment(image_or_path)
-    crops = np.stack([preprocess_image(seg.crop(s)) for s in seg.symbols])
-    probs = model.predict_proba(crops).astype(np.float64)
+    probs = _merge_broken(seg, _classify(seg, seg.symbols, model), model)
     names = model.class_names
     tops = [[(names[k], float(p[k])) for k in np.argsort(-p)[:3]] for p in probs]
     boxes = [seg.original_box(s) for s in seg.symbols]
@@ -138,6 +137,56 @@ def read_expression(image_or_path, model=None):
         decimal=float(value), confidence=round(reading.confidence, 6), symbols=symbols,
         variable=result.variable, warnings=warnings,
         file=os.fspath(image_or_path) if isinstance(image_or_path, (str, os.PathLike)) else None)
+
+
+def _classify(seg, symbols, model):
+    """Class probabilities (n, K) float64 of each symbol's own ink, normalised as the training images were."""
+    crops = np.stack([preprocess_image(seg.crop(s)) for s in symbols])
+    return model.predict_proba(crops).astype(np.float64)
+
+
+def _merge_broken(seg, probs, model):
+    """Join neighbours that are one symbol written in pieces (a 5 whose bar does not touch its body).
+
+    Candidates are neighbours whose boxes come within a stroke width of each other; a pair is joined
+    when the model reads the union more confidently than either part. Updates ``seg.symbols`` and
+    returns the probabilities of the symbols as they then stand.
+    """
+    reach = seg.stroke
+    pairs = [i for i in range(len(seg.symbols) - 1)
+             if _near(seg.symbols[i].box, seg.symbols[i + 1].box, reach)]
+    if not pairs:
+        return probs
+    unions = [Symbol(_union(seg.symbols[i].box, seg.symbols[i + 1].box),
+                     seg.symbols[i].parts + seg.symbols[i + 1].parts) for i in pairs]
+    joined = _classify(seg, unions, model)
+    merged, skip = [], set()
+    for i, (union, p) in zip(pairs, zip(unions, joined)):
+        if i in skip or p.max() <= max(probs[i].max(), probs[i + 1].max()) or p.max() < 0.5:
+            continue
+        merged.append((i, union, p))
+        skip |= {i, i + 1}
+    if not merged:
+        return probs
+    symbols, rows, first = [], [], {i: (u, p) for i, u, p in merged}
+    for k, (sym, p) in enumerate(zip(seg.symbols, probs)):
+        if k in first:
+            symbols.append(first[k][0])
+            rows.append(first[k][1])
+        elif k - 1 not in first:
+            symbols.append(sym)
+            rows.append(p)
+    seg.symbols = symbols
+    return np.stack(rows)
+
+
+def _near(a, b, reach):
+    """Whether boxes a and b, each grown by ``reach`` pixels, overlap."""
+    return (min(a[2], b[2]) - max(a[0], b[0]) > -reach) and (min(a[3], b[3]) - max(a[1], b[1]) > -reach)
+
+
+def _union(a, b):
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
 
 
 def _best_reading(tops, model):
