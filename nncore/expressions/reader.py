@@ -20,6 +20,9 @@ UNREADABLE = 0.25
 #: readings less probable than this share of the best one are not tried when the best cannot be evaluated
 FALLBACK_RATIO = 0.1
 
+#: how far the classifier's training prior is undone in expressions (see _classify)
+PRIOR_POWER = 0.7
+
 _models = {}
 
 
@@ -140,9 +143,21 @@ def read_expression(image_or_path, model=None):
 
 
 def _classify(seg, symbols, model):
-    """Class probabilities (n, K) float64 of each symbol's own ink, normalised as the training images were."""
+    """Class probabilities (n, K) float64 of each symbol's own ink, normalised as the training images were.
+
+    The model learnt its classes' frequencies in the symbols set (4,000 ones, 147 slashes); in an
+    expression the symbols are far more even. When the weights record their training class counts n_c
+    (``metadata["class_counts"]``, written by train.py), the probabilities are re-weighted by
+    n_c ** -PRIOR_POWER and renormalised (PRIOR_POWER = 0.7 gave the most expressions right on composed
+    expressions of a seed other than the report's: 96% against 94% clean, 88% against 86% photo-like).
+    """
     crops = np.stack([preprocess_image(seg.crop(s)) for s in symbols])
-    return model.predict_proba(crops).astype(np.float64)
+    probs = model.predict_proba(crops).astype(np.float64)
+    counts = (getattr(model, "metadata", None) or {}).get("class_counts")
+    if counts is not None and len(counts) == probs.shape[1] and min(counts) > 0:
+        probs = probs * np.asarray(counts, dtype=np.float64) ** -PRIOR_POWER
+        probs /= probs.sum(axis=1, keepdims=True)
+    return probs
 
 
 def _merge_broken(seg, probs, model):

@@ -110,14 +110,20 @@ def _boxes(labels, n):
 
 
 def _stacked(a, b):
-    """Whether boxes a and b share a column range and sit one above the other (=, ÷, a broken stroke)."""
+    """Whether boxes a and b share a column range and sit one above the other, close (=, ÷, a broken stroke).
+
+    Close: the band between them is no taller than 0.8 times the wider one's width (the bars of '=' are
+    closer than they are long); symbols of two lines of writing are farther apart.
+    """
     ax0, ay0, ax1, ay1 = a
     bx0, by0, bx1, by1 = b
     overlap_x = min(ax1, bx1) - max(ax0, bx0)
     narrow = min(ax1 - ax0, bx1 - bx0)
     overlap_y = min(ay1, by1) - max(ay0, by0)
     low = min(ay1 - ay0, by1 - by0)
-    return overlap_x >= 0.5 * narrow and overlap_y <= 0.5 * low
+    gap = -overlap_y                                      # the empty band between them (< 0 if they overlap)
+    wide = max(ax1 - ax0, bx1 - bx0)
+    return overlap_x >= 0.5 * narrow and overlap_y <= 0.5 * low and gap <= 0.8 * wide
 
 
 def _group(boxes):
