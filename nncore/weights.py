@@ -514,8 +514,8 @@ def load_model(path, return_extra=False):
     """Rebuild a :class:`~nncore.sequential.Sequential` from a weights file.
 
     The model comes back in evaluation mode on the CPU, with its class names,
-    symbols, input scaling and ``metadata`` (a dict; empty when the file has none), so ``model.predict(images)`` works on raw
-    images straight away. With ``return_extra=True`` returns
+    symbols, input scaling and ``metadata`` (a dict; empty when the file has none),
+    so ``model.predict(images)`` works on raw images straight away. With ``return_extra=True`` returns
     ``(model, header, extra)`` where ``extra`` maps names to the extra arrays.
 
     Every file is checked from its declared sizes before any array data is

@@ -109,11 +109,12 @@ def _boxes(labels, n):
     return [(s[1].start, s[0].start, s[1].stop, s[0].stop) for s in found]
 
 
-def _stacked(a, b):
+def _stacked(a, b, tall):
     """Whether boxes a and b share a column range and sit one above the other, close (=, ÷, a broken stroke).
 
-    Close: the band between them is no taller than 0.8 times the wider one's width (the bars of '=' are
-    closer than they are long); symbols of two lines of writing are farther apart.
+    Close: the band between them is no taller than 1.2 times the wider one's width (the bars of '=' are
+    closer than they are long) or 0.6 times the writing's height ``tall`` (the dots of ÷); symbols of two
+    lines of writing are farther apart.
     """
     ax0, ay0, ax1, ay1 = a
     bx0, by0, bx1, by1 = b
@@ -123,10 +124,10 @@ def _stacked(a, b):
     low = min(ay1 - ay0, by1 - by0)
     gap = -overlap_y                                      # the empty band between them (< 0 if they overlap)
     wide = max(ax1 - ax0, bx1 - bx0)
-    return overlap_x >= 0.5 * narrow and overlap_y <= 0.5 * low and gap <= 0.8 * wide
+    return overlap_x >= 0.5 * narrow and overlap_y <= 0.5 * low and gap <= max(1.2 * wide, 0.6 * tall)
 
 
-def _group(boxes):
+def _group(boxes, tall):
     """Union of stacked parts: a list of lists of part indices, left to right."""
     parent = list(range(len(boxes)))
 
@@ -141,7 +142,7 @@ def _group(boxes):
         for j in order[k + 1:]:
             if boxes[j][0] >= boxes[i][2]:
                 break
-            if _stacked(boxes[i], boxes[j]):
+            if _stacked(boxes[i], boxes[j], tall):
                 parent[root(j)] = root(i)
     groups = {}
     for i in range(len(boxes)):
@@ -191,6 +192,8 @@ def segment(image, work_size=LINE_WORK_SIZE):
         raise NoInkError("no writing found in the picture (only specks or printed lines); "
                          "check the photo's focus and light")
     boxes = _boxes(labels, n)
-    symbols = [Symbol(_union_box(boxes, g), [i + 1 for i in g]) for g in _group(boxes)]
+    heights = [b[3] - b[1] for b in boxes if b[3] - b[1] >= 3 * stroke]   # digits and brackets, not dots
+    tall = float(np.median(heights)) if heights else 3 * stroke
+    symbols = [Symbol(_union_box(boxes, g), [i + 1 for i in g]) for g in _group(boxes, tall)]
     _check_one_line(symbols)
     return Segmentation(ink, labels.astype(np.int32), symbols, float(stroke), float(scale))
