@@ -18,6 +18,7 @@ Heavy modules (numba kernels, CuPy, the data pipeline) load on first use.
 from . import backend, errors, layers, optim, schedules
 from .architectures import cnn, ref_cnn
 from .errors import NncoreError
+from .expressions import Expression, read_expression
 from .losses import SoftmaxCrossEntropy, log_softmax
 from .predictions import AMBIGUOUS_PAIRS, classify, describe
 from .sequential import Sequential
@@ -36,7 +37,7 @@ def preprocess_image(image):
     return _pre(image)
 
 
-__all__ = ["AMBIGUOUS_PAIRS", "Sequential", "SoftmaxCrossEntropy", "NncoreError", "backend", "classify", "cnn",
-           "describe", "errors", "layers",
-           "load_model", "log_softmax", "optim", "preprocess_image", "read_header", "ref_cnn", "save_model",
-           "schedules", "set_num_threads"]
+__all__ = ["AMBIGUOUS_PAIRS", "Expression", "Sequential", "SoftmaxCrossEntropy", "NncoreError", "backend",
+           "classify", "cnn", "describe", "errors", "layers", "load_model", "log_softmax", "optim",
+           "preprocess_image", "read_expression", "read_header", "ref_cnn", "save_model", "schedules",
+           "set_num_threads"]

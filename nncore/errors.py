@@ -18,6 +18,13 @@ code  class                  meaning
 6     TrainingDivergedError  the loss became NaN or infinite
 7     DeviceError            the GPU was asked for but cannot be used
 8     PartialFailure         some inputs of a batch job failed (classify)
+9     NoInkError             an expression picture holds no writing (solve)
+10    LayoutError            more than one line of writing (solve)
+11    BracketError           an unbalanced bracket (solve)
+12    SyntaxExpressionError  two operators in a row, or another malformed expression (solve)
+13    ZeroDivisionExpression division by zero (solve)
+14    UnreadableSymbolError  a symbol the model cannot read confidently enough (solve)
+15    NotSolvableError       a well-formed expression that has no single value (solve)
 130   (KeyboardInterrupt)    interrupted by Ctrl-C; a checkpoint was saved
 ====  =====================  ===============================================
 """
@@ -83,3 +90,51 @@ class PartialFailure(NncoreError):
     """A batch job finished, but some of its inputs failed."""
 
     exit_code = 8
+
+
+class ExpressionError(NncoreError, ValueError):
+    """An expression picture that cannot be read or solved (the subclasses say why)."""
+
+    exit_code = 9
+
+
+class NoInkError(ExpressionError):
+    """The picture holds no writing."""
+
+    exit_code = 9
+
+
+class LayoutError(ExpressionError):
+    """The writing is not one line."""
+
+    exit_code = 10
+
+
+class BracketError(ExpressionError):
+    """Brackets that do not balance."""
+
+    exit_code = 11
+
+
+class SyntaxExpressionError(ExpressionError):
+    """Two operators in a row, an operator at the end, or another malformed sequence."""
+
+    exit_code = 12
+
+
+class ZeroDivisionExpression(ExpressionError):
+    """The expression divides by zero."""
+
+    exit_code = 13
+
+
+class UnreadableSymbolError(ExpressionError):
+    """A symbol the model cannot read confidently enough."""
+
+    exit_code = 14
+
+
+class NotSolvableError(ExpressionError):
+    """Well formed, but without one value: a variable without an equation, a non-linear equation..."""
+
+    exit_code = 15

@@ -516,8 +516,8 @@ def load_model(path, return_extra=False):
     """Rebuild a :class:`~nncore.sequential.Sequential` from a weights file.
 
     The model comes back in evaluation mode on the CPU, with its class names,
-    symbols and input scaling, so ``model.predict(images)`` works on raw
-    images straight away. With ``return_extra=True`` returns
+    symbols, input scaling and ``metadata`` (a dict; empty when the file has none),
+    so ``model.predict(images)`` works on raw images straight away. With ``return_extra=True`` returns
     ``(model, header, extra)`` where ``extra`` maps names to the extra arrays.
 
     Every file is checked from its declared sizes before any array data is
@@ -541,6 +541,7 @@ def load_model(path, return_extra=False):
     except UsageError as exc:
         raise CorruptInputError(f"{path}: {exc}; the file does not fit its architecture") from None
     model.eval()
+    model.metadata = header.get("metadata") or {}
     if return_extra:
         return model, header, extra
     return model

@@ -78,11 +78,13 @@ class ImageReadError(CorruptInputError):
 # --------------------------------------------------------------------------- decoding
 
 
-def load_image(path):
+def load_image(path, work_size=WORK_SIZE):
     """Open an image file, decode it fully and apply its EXIF orientation.
 
     Inputs:
     - path: str or os.PathLike.
+    - work_size: a large JPEG may be decoded at a reduced scale (1/2, 1/4, 1/8) as long
+      as its longer side stays >= 2 * work_size.
 
     Returns a PIL.Image (any mode). Raises MissingInputError if there is no
     such file, ImageReadError if it is not a decodable image, is truncated,
@@ -100,7 +102,7 @@ def load_image(path):
             with Image.open(path) as img:
                 _check_size(img.size, path)
                 if img.format == "JPEG":
-                    img.draft(None, (2 * WORK_SIZE, 2 * WORK_SIZE))  # decode big JPEGs at reduced scale
+                    img.draft(None, (2 * work_size, 2 * work_size))  # decode big JPEGs at reduced scale
                 img.load()
                 try:
                     img = ImageOps.exif_transpose(img)
@@ -237,8 +239,8 @@ def _resize(a, size, resample):
     return np.asarray(Image.fromarray(np.ascontiguousarray(a, dtype=np.float32)).resize(size, resample))
 
 
-def _to_gray(image):
-    """Any accepted input -> float32 (h, w) grey or (h, w, 3) colour in [0, 1], longer side <= WORK_SIZE.
+def _to_gray(image, work_size=WORK_SIZE):
+    """Any accepted input -> float32 (h, w) grey or (h, w, 3) colour in [0, 1], longer side <= work_size.
 
     Colour is kept (grey only when the channels are equal or the image has
     transparency): the ink/paper decision uses the colour distance from the paper.
@@ -257,8 +259,8 @@ def _to_gray(image):
     else:
         raise UsageError(f"expected an image path, PIL.Image or numpy array, got {type(image).__name__}")
     h, w = g.shape[:2]
-    if max(h, w) > WORK_SIZE:
-        s = WORK_SIZE / max(h, w)
+    if max(h, w) > work_size:
+        s = work_size / max(h, w)
         g = _resize(g, (max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.BOX)
     return g.astype(np.float32, copy=False)
 
@@ -481,13 +483,13 @@ def _signed_contrast(img):
     return s.astype(np.float32), (sign * proj).astype(np.float32), max(sigma, QUANT) / float(np.median(scale))
 
 
-def _significant(e):
+def _significant(e, min_area=None):
     """Where the ink-side residual e (H, W) is ink: bool (H, W), all False for a blank picture.
 
     A stroke is a connected region of the lightly smoothed (3x3 mean) map
     standing above 0.5 * DETECT_SIGMAS paper-noise levels, that peaks above
     DETECT_SIGMAS levels and covers at least MIN_STROKE_FRAC * (longer
-    side)^2 pixels (a stroke, not a speck). The noise level is the robust
+    side)^2 pixels (a stroke, not a speck), or ``min_area`` pixels when given. The noise level is the robust
     spread of the smoothed paper itself, so paper texture, JPEG blocks and
     sensor noise raise the bar with them: relative evidence only.
     """
@@ -501,19 +503,21 @@ def _significant(e):
     peak = np.full(n + 1, -np.inf)
     np.maximum.at(peak, lab, sm[mask])
     peak, area = peak[1:], np.bincount(lab, minlength=n + 1)[1:]
-    min_area = max(4.0, MIN_STROKE_FRAC * max(e.shape) ** 2)
+    min_area = max(4.0, MIN_STROKE_FRAC * max(e.shape) ** 2) if min_area is None else min_area
     good = np.concatenate([[False], (peak > DETECT_SIGMAS * level) & (area >= min_area)])
     return good[labels]
 
 
-def _ink(img):
+def _ink(img, min_area=None):
     """Image (H, W[, C]) -> ink strength (H, W) float32 in [0, 1] (1 = full ink), or None if blank.
+
+    ``min_area``: the smallest stroke in pixels (default: relative to the image, see :func:`_significant`).
 
     The ink is rescaled so that the noise floor maps to 0 and the 90th
     percentile of the Otsu-selected ink pixels maps to 1 (grey edges kept).
     """
     ink, e, noise = _signed_contrast(img)
-    strokes = _significant(e)
+    strokes = _significant(e, min_area)
     if not strokes.any():
         return None
     # ink outside the significant strokes (paper shading at the edges, noise) is dropped
@@ -678,6 +682,36 @@ def preprocess_image(image):
         return np.zeros((SIZE, SIZE), dtype=np.uint8)
     small = np.minimum(small / max(top, 1e-6) if top < 1 else small, 1.0)
     return np.round(_centre(small) * 255.0).astype(np.uint8)
+
+
+def ink_map(image, work_size=WORK_SIZE, min_area=None):
+    """The ink of a picture: (ink, scale), the same analysis :func:`preprocess_image` starts with.
+
+    ink: float32 (h, w) in [0, 1] (1 = full ink, 0 = paper), or None when the picture is blank;
+    the picture is shrunk so its longer side is <= ``work_size``, and ``scale`` is h / (the input's height).
+    min_area: the smallest stroke in working pixels (default: relative to the picture's size).
+    """
+    if isinstance(image, (str, os.PathLike)):
+        original_h = _stored_height(image)
+        image = load_image(image, work_size)   # decoded once (perhaps at a reduced scale), EXIF applied
+    elif isinstance(image, Image.Image):
+        _check_size(image.size, "image")
+        image = ImageOps.exif_transpose(image)
+        original_h = image.size[1]
+    else:
+        original_h = np.shape(image)[0]
+    g = _to_gray(image, work_size)
+    return _ink(g, min_area), g.shape[0] / (original_h or g.shape[0])
+
+
+def _stored_height(path):
+    """Height of the picture in a file as shown (EXIF rotation applied), from its header."""
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            return w if img.getexif().get(0x0112, 1) in (5, 6, 7, 8) else h
+    except Exception:  # noqa: BLE001 - load_image reports what is wrong with the file
+        return None
 
 
 def preprocess_images(images):
