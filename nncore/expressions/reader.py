@@ -29,8 +29,8 @@ _models = {}
 @dataclass
 class SymbolReading:
     """One symbol: ``label`` as written (``"×"``, ``"7"``), ``box`` [x0, y0, x1, y1] in the original picture's
-    pixels, ``confidence`` (the probability of that reading), ``top`` [(label, probability), ...] (the model's
-    top 3, as written)."""
+    pixels, ``confidence`` (the probability of that reading), ``top`` (the model's top 3, each
+    ``{"label": class name, "symbol": as written, "confidence": probability}``, as :func:`nncore.describe`)."""
 
     label: str
     box: list
@@ -129,7 +129,8 @@ def read_expression(image_or_path, model=None):
         if label in X_PAIR:
             p = sum(probs[i][names.index(k)] for k in X_PAIR if k in names)
         symbols.append(SymbolReading(LABEL_TOKENS[label][1], boxes[i], round(float(p), 6),
-                                     [(_written(k, model), round(q, 6)) for k, q in tops[i]]))
+                                     [{"label": k, "symbol": _written(k, model), "confidence": round(q, 6)}
+                                      for k, q in tops[i]]))
     warnings = [f"symbol {i + 1} read as {s.label!r} with {100 * s.confidence:.0f}% confidence"
                 for i, s in enumerate(symbols) if s.confidence < 0.9]
     warnings += [f"symbol {i + 1}: x and × look alike; read as {s.label!r} from its context"
