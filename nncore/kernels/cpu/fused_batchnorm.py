@@ -48,7 +48,7 @@ from .direct import _pad
 from .fused import conv_relu_pool_backward, conv_relu_pool_forward
 from .jit import jit
 from .pool import max4, store_relu
-from .winograd import winograd_backward, winograd_forward
+from .winograd import _output_tile, winograd_backward, winograd_forward
 
 #: after a ``train`` pass on the direct path: the folded layer's ctx, the statistics and the patch moments
 GramContext = namedtuple("GramContext", "inner w gamma mean inv_std s1 gram m need_dx")
@@ -154,43 +154,68 @@ def _bn_relu_pool(y, sn, sf, ow, k, stride, gamma, beta, mean, inv_std, lo, out,
 
 
 @jit
-def _bn_relu_pool_backward(dout, arg, y, sn, sf, ow, offsets, stride, gamma, mean, inv_std, m_t, lo, hi, dy,
-                           dgamma, dbeta):
-    """Channels lo..hi-1: dbeta = sum(dz), dgamma = sum(dz*xhat) over the window maxima the ReLU passed,
-    then dy = gamma*inv_std*(dz - dbeta/M - xhat*dgamma/M) (dy laid out as y), written as
-    ``c2*(y - mean) + c1`` everywhere (one vectorised pass) plus ``gamma*inv_std*dz`` at the maxima.
-    offsets[a]: where window offset a lies from the window's first entry, (a // k)*OW + a % k."""
+def _winograd_output_moments(m, out, s1, s2):
+    """The output transform of Winograd's products m (36, T, F) into out (N, F, OH, OW), no bias, adding
+    each channel's sum and sum of squares of the outputs to s1 and s2 (F,) (float64) on the way."""
+    n, f, oh, ow = out.shape
+    th, tw = (oh + 3) // 4, (ow + 3) // 4
+    s, ys = np.empty((24, f), dtype=m.dtype), np.empty((16, f), dtype=m.dtype)
+    for ni in range(n):
+        for ty in range(th):
+            for tx in range(tw):
+                _output_tile(m, (ni * th + ty) * tw + tx, s, ys)
+                for i in range(min(4, oh - 4 * ty)):        # the last tiles may stick out: crop
+                    for j in range(min(4, ow - 4 * tx)):
+                        for fi in range(f):                 # channels innermost: the loop vectorises
+                            v = ys[4 * i + j, fi]
+                            out[ni, fi, 4 * ty + i, 4 * tx + j] = v
+                            s1[fi] += v
+                            s2[fi] += np.float64(v) * v
+
+
+@jit
+def _bn_pool_sums(dout, arg, y, sn, sf, ow, offsets, stride, mean, inv_std, lo, hi, dgamma, dbeta):
+    """Channels lo..hi-1: dbeta = sum(dz) and dgamma = sum(dz*xhat), dz being each pooled gradient at its
+    window's maximum where the ReLU passed it (float64 sums). offsets[a]: where window offset a lies
+    from the window's first entry, (a // k)*OW + a % k."""
     n, f, ph, pw = dout.shape
-    p = dy.size // (n * f)
+    p = y.size // (n * f)
     zero = dout.dtype.type(0)
     for fi in range(lo, hi):
         mu, inv = mean[fi], inv_std[fi]
         sb = 0.0
         sg = 0.0
         for ni in range(n):
-            base = ni * sn + fi * sf
+            plane = y[ni * sn + fi * sf:ni * sn + fi * sf + p]
             for py in range(ph):
                 for px in range(pw):
                     a = arg[ni, fi, py, px]
                     g = dout[ni, fi, py, px] if a >= 0 else zero
-                    q = base + py * stride * ow + px * stride + offsets[a if a > 0 else 0]
                     sb += g
-                    sg += g * ((y[q] - mu) * inv)
+                    sg += g * ((plane[py * stride * ow + px * stride + offsets[a if a > 0 else 0]] - mu) * inv)
         dbeta[fi] = sb
         dgamma[fi] = sg
-        kk = gamma[fi] * inv
-        c1 = -kk * (dbeta[fi] / m_t[0])  # all in dout's dtype, as batchnorm_backward
-        c2 = -kk * inv * (dgamma[fi] / m_t[0])
+
+
+@jit
+def _bn_pool_dy(dout, arg, y, sn, sf, ow, offsets, stride, mean, c1, c2, kk, lo, hi, dy):
+    """Channels lo..hi-1 of dy (laid out as y): gamma*inv_std*(dz - dbeta/M - xhat*dgamma/M), written as
+    ``c2*(y - mean) + c1`` (one vectorised pass) plus ``kk*dz`` at the window maxima (kk = gamma*inv_std)."""
+    n, f, ph, pw = dout.shape
+    p = dy.size // (n * f)
+    zero = dout.dtype.type(0)
+    for fi in range(lo, hi):
+        mu, a1, a2, k1 = mean[fi], c1[fi], c2[fi], kk[fi]
         for ni in range(n):
             base = ni * sn + fi * sf
-            src, dst = y[base:base + p], dy[base:base + p]   # slices indexed from 0: the loop vectorises
+            src, dst = y[base:base + p], dy[base:base + p]    # slices indexed from 0: the loop vectorises
             for q in range(p):
-                dst[q] = c2 * (src[q] - mu) + c1
+                dst[q] = a2 * (src[q] - mu) + a1
             for py in range(ph):
-                for px in range(pw):
-                    a = arg[ni, fi, py, px]
-                    if a >= 0:       # dz: each pooled gradient at its maximum (added where windows overlap)
-                        dy[base + py * stride * ow + px * stride + offsets[a]] += kk * dout[ni, fi, py, px]
+                for px in range(pw):     # dz: each pooled gradient at its maximum (summed where windows overlap);
+                    a = arg[ni, fi, py, px]       # a window the ReLU clamped adds 0, without a branch
+                    g = k1 * dout[ni, fi, py, px] if a >= 0 else zero
+                    dst[py * stride * ow + px * stride + offsets[a if a > 0 else 0]] += g
 
 
 @jit
@@ -295,6 +320,33 @@ def _direct_backward(ctx, dout):
     return None, dw.reshape(ctx.w.shape).astype(dt), dgamma.astype(dt), dbeta
 
 
+def _winograd_forward(x, w, gamma, beta, eps, need_dx):
+    """The Winograd path's training forward: the convolution, each channel's sums taken in its output
+    transform (``_winograd_output_moments``), then ``_bn_relu_pool`` (2x2/2 pooling, even sizes)."""
+    n, f, oh, ow = x.shape[0], w.shape[0], x.shape[2], x.shape[3]
+    u = winograd_weights(w)                                                  # (36, F, C)
+    sums = np.zeros((threads.num_slices(n), 2, f))
+    y, _, v = winograd_forward(x, u, None, False, lambda i, m, s, e, out: _winograd_output_moments(
+        m, out[s:e], sums[i, 0], sums[i, 1]))                                # y (N, F, OH, OW)
+    s1, s2 = sums.sum(axis=0) / (n * oh * ow)
+    var64 = np.maximum(s2 - s1 * s1, 0.0)
+    mean, var, inv_std = s1.astype(x.dtype), var64.astype(x.dtype), (1 / np.sqrt(var64 + eps)).astype(x.dtype)
+    out, arg = _pool(y.reshape(-1), (f * oh * ow, oh * ow), n, f, oh, ow, gamma, beta, mean, inv_std, 2, 2)
+    return out, mean, var, ConvBNContext(WinogradContext(x.shape, v, u, None, need_dx), y.reshape(-1),
+                                         (f * oh * ow, oh * ow), (n, f, oh, ow), arg, gamma, mean, inv_std, 2, 2,
+                                         need_dx)
+
+
+def _pool(yf, strides, n, f, oh, ow, gamma, beta, mean, inv_std, pool, pool_stride):
+    """(out, arg) of ``_bn_relu_pool`` over the flat conv output yf, a slice of the images per thread."""
+    ph, pw = (oh - pool) // pool_stride + 1, (ow - pool) // pool_stride + 1
+    out = np.empty((n, f, ph, pw), dtype=yf.dtype)
+    arg = np.empty((n, f, ph, pw), dtype=np.int32)
+    threads.run_slices(n, lambda i, lo, hi: _bn_relu_pool(yf, *strides, ow, pool, pool_stride, gamma, beta, mean,
+                                                          inv_std, lo, out[lo:hi], arg[lo:hi]))
+    return out, arg
+
+
 def conv_bn_relu_pool_forward(x, w, gamma, beta, running_mean, running_var, eps, stride, pad, pool, pool_stride,
                               mode="train", need_dx=True, algorithm="auto"):
     """numba twin of :func:`nncore.kernels.reference.conv_bn_relu_pool_forward`: the same (out, mean, var, ctx).
@@ -314,11 +366,7 @@ def conv_bn_relu_pool_forward(x, w, gamma, beta, running_mean, running_var, eps,
         return _direct_forward(x, w, gamma, beta, eps, pad)
     n, f = x.shape[0], w.shape[0]
     if chosen == "winograd":
-        u = winograd_weights(w)                                              # (36, F, C)
-        y, _, v = winograd_forward(x, u, None, False)                        # (N, F, OH, OW)
-        conv = WinogradContext(x.shape, v, u, None, need_dx)
-        oh, ow = y.shape[2:]
-        strides = (f * oh * ow, oh * ow)
+        return _winograd_forward(x, w, gamma, beta, eps, need_dx)
     else:
         y, cols, oh, ow = gemm_forward(x, w, stride, pad)                    # (F, N*OH*OW)
         conv = Conv2DContext(x.shape, cols, w, stride, pad)
@@ -327,11 +375,7 @@ def conv_bn_relu_pool_forward(x, w, gamma, beta, running_mean, running_var, eps,
     mean, var, inv_std = (np.empty(f, dtype=x.dtype) for _ in range(3))
     threads.run_slices(f, lambda i, lo, hi: _channel_moments(yf, *strides, n, oh * ow, lo, hi, float(eps), mean, var,
                                                             inv_std))
-    ph, pw = (oh - pool) // pool_stride + 1, (ow - pool) // pool_stride + 1
-    out = np.empty((n, f, ph, pw), dtype=x.dtype)
-    arg = np.empty((n, f, ph, pw), dtype=np.int32)
-    threads.run_slices(n, lambda i, lo, hi: _bn_relu_pool(yf, *strides, ow, pool, pool_stride, gamma, beta, mean,
-                                                          inv_std, lo, out[lo:hi], arg[lo:hi]))
+    out, arg = _pool(yf, strides, n, f, oh, ow, gamma, beta, mean, inv_std, pool, pool_stride)
     return out, mean, var, ConvBNContext(conv, yf, strides, (n, f, oh, ow), arg, gamma, mean, inv_std, pool,
                                          pool_stride, need_dx)
 
@@ -345,15 +389,19 @@ def conv_bn_relu_pool_backward(ctx, dout, need_dx):
     if isinstance(ctx, GramContext):
         return _direct_backward(ctx, dout)
     n, f, oh, ow = ctx.y_shape
-    dout = np.ascontiguousarray(dout)
-    dy = np.empty_like(ctx.y)
-    dgamma, dbeta = np.empty(f, dtype=dout.dtype), np.empty(f, dtype=dout.dtype)
-    m_t = np.array([n * oh * ow], dtype=dout.dtype)
+    dout, dt = np.ascontiguousarray(dout), dout.dtype
+    dgamma, dbeta = np.empty(f, dtype=dt), np.empty(f, dtype=dt)
     k = ctx.pool
     offsets = np.array([(a // k) * ow + a % k for a in range(k * k)], dtype=np.int64)  # window offset -> shift
-    threads.run_slices(f, lambda i, lo, hi: _bn_relu_pool_backward(
-        dout, ctx.arg, ctx.y, *ctx.strides, ow, offsets, ctx.pool_stride, ctx.gamma, ctx.mean, ctx.inv_std, m_t,
-        lo, hi, dy, dgamma, dbeta))
+    threads.run_slices(f, lambda i, lo, hi: _bn_pool_sums(dout, ctx.arg, ctx.y, *ctx.strides, ow, offsets,
+                                                          ctx.pool_stride, ctx.mean, ctx.inv_std, lo, hi, dgamma,
+                                                          dbeta))
+    m_t = dt.type(n * oh * ow)
+    kk = ctx.gamma * ctx.inv_std
+    c1, c2 = -kk * (dbeta / m_t), -kk * ctx.inv_std * (dgamma / m_t)      # in dout's dtype, as batchnorm_backward
+    dy = np.empty_like(ctx.y)
+    threads.run_slices(f, lambda i, lo, hi: _bn_pool_dy(dout, ctx.arg, ctx.y, *ctx.strides, ow, offsets,
+                                                        ctx.pool_stride, ctx.mean, c1, c2, kk, lo, hi, dy))
     if isinstance(ctx.conv, WinogradContext):
         dw, _, dx = winograd_backward(dy.reshape(ctx.y_shape), None, ctx.conv.v, ctx.conv.u, ctx.conv.x_shape,
                                       need_dx)
