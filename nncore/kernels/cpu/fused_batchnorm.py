@@ -14,13 +14,14 @@ The convolution takes the path :func:`.algorithms.conv_relu_pool_algorithm` choo
   ``dgamma = inv_std * (sum(W2 * P) - mean * dbeta)``, and since ``dy = a*dz + c1 + c2*y`` per channel
   (a = gamma*inv_std, c2 = -a*inv_std*dgamma/M, c1 = -a*dbeta/M - c2*mean),
   ``dW = a*P + c1*s1 + c2*(W2 @ G)``: no full-size gradient either.
-- ``"winograd"`` or ``"im2col"``: the convolution as Conv2D computes it (NCHW, or (F, N*OH*OW) rows);
-  ``_channel_moments`` takes each channel's mean and variance, ``_bn_relu_pool`` pools, normalises
-  and applies the ReLU in one pass, writing only the pooled output and its arg-max. The conv output y
-  is kept for the backward pass (its input gradient needs dy at every position, and recomputing y
-  would cost the convolution again); xhat and the other full-size arrays of the unfused layers are
-  not. Backward: ``_bn_relu_pool_backward`` sums dz and dz*xhat at the window maxima and writes dy,
-  then the convolution's own backward pass.
+- ``"winograd"`` or ``"im2col"``: the convolution as Conv2D computes it (NCHW, or (F, N*OH*OW) rows),
+  each channel's mean and variance (summed in Winograd's output transform by
+  ``_winograd_output_moments``, or by ``_channel_moments`` after im2col's product), then
+  ``_bn_relu_pool`` pools, normalises and applies the ReLU in one pass, writing only the pooled output
+  and its arg-max. The conv output y is kept for the backward pass (its input gradient needs dy at
+  every position, and recomputing y would cost the convolution again); xhat and the other full-size
+  arrays of the unfused layers are not. Backward: ``_bn_pool_sums`` sums dz and dz*xhat at the window
+  maxima, ``_bn_pool_dy`` writes dy, then the convolution's own backward pass.
 
 Statistics are summed in float64, as :mod:`.batchnorm` does. The kernels here are serial (nogil) loops
 run on slices by :func:`nncore.threads.run_slices` (they compile faster than ``parallel=True`` loops).
