@@ -20,8 +20,8 @@ The convolution takes the path :func:`.algorithms.conv_relu_pool_algorithm` choo
   ``_bn_relu_pool`` pools, normalises and applies the ReLU in one pass, writing only the pooled output
   and its arg-max. The conv output y is kept for the backward pass (its input gradient needs dy at
   every position, and recomputing y would cost the convolution again); xhat and the other full-size
-  arrays of the unfused layers are not. Backward: ``_bn_pool_sums`` sums dz and dz*xhat at the window
-  maxima, ``_bn_pool_dy`` writes dy, then the convolution's own backward pass.
+  arrays of the unfused layers are not. Backward: ``_bn_relu_pool_backward`` sums dz and dz*xhat at the
+  window maxima and writes dy, then the convolution's own backward pass.
 
 Statistics are summed in float64, as :mod:`.batchnorm` does. The kernels here are serial (nogil) loops
 run on slices by :func:`nncore.threads.run_slices` (they compile faster than ``parallel=True`` loops).
@@ -175,10 +175,13 @@ def _winograd_output_moments(m, out, s1, s2):
 
 
 @jit
-def _bn_pool_sums(dout, arg, y, sn, sf, ow, offsets, stride, mean, inv_std, lo, hi, dgamma, dbeta):
-    """Channels lo..hi-1: dbeta = sum(dz) and dgamma = sum(dz*xhat), dz being each pooled gradient at its
-    window's maximum where the ReLU passed it (float64 sums). offsets[a]: where window offset a lies
-    from the window's first entry, (a // k)*OW + a % k."""
+def _bn_relu_pool_backward(dout, arg, y, sn, sf, ow, offsets, stride, gamma, mean, inv_std, m_t, lo, hi, dy,
+                           dgamma, dbeta):
+    """Channels lo..hi-1: dbeta = sum(dz) and dgamma = sum(dz*xhat) (float64 sums), dz being each pooled
+    gradient at its window's maximum where the ReLU passed it; then dy (laid out as y) =
+    gamma*inv_std*(dz - dbeta/M - xhat*dgamma/M), written as ``c2*(y - mean) + c1`` (one vectorised pass)
+    plus ``gamma*inv_std*dz`` at the maxima. offsets[a]: where window offset a lies from the window's
+    first entry, (a // k)*OW + a % k. Where the arg-max decides, the loops do not branch."""
     n, f, ph, pw = dout.shape
     p = y.size // (n * f)
     zero = dout.dtype.type(0)
@@ -196,26 +199,18 @@ def _bn_pool_sums(dout, arg, y, sn, sf, ow, offsets, stride, mean, inv_std, lo, 
                     sg += g * ((plane[py * stride * ow + px * stride + offsets[a if a > 0 else 0]] - mu) * inv)
         dbeta[fi] = sb
         dgamma[fi] = sg
-
-
-@jit
-def _bn_pool_dy(dout, arg, y, sn, sf, ow, offsets, stride, mean, c1, c2, kk, lo, hi, dy):
-    """Channels lo..hi-1 of dy (laid out as y): gamma*inv_std*(dz - dbeta/M - xhat*dgamma/M), written as
-    ``c2*(y - mean) + c1`` (one vectorised pass) plus ``kk*dz`` at the window maxima (kk = gamma*inv_std)."""
-    n, f, ph, pw = dout.shape
-    p = dy.size // (n * f)
-    zero = dout.dtype.type(0)
-    for fi in range(lo, hi):
-        mu, a1, a2, k1 = mean[fi], c1[fi], c2[fi], kk[fi]
+        kk = gamma[fi] * inv
+        c1 = -kk * (dbeta[fi] / m_t[0])  # all in dout's dtype, as batchnorm_backward
+        c2 = -kk * inv * (dgamma[fi] / m_t[0])
         for ni in range(n):
             base = ni * sn + fi * sf
             src, dst = y[base:base + p], dy[base:base + p]    # slices indexed from 0: the loop vectorises
             for q in range(p):
-                dst[q] = a2 * (src[q] - mu) + a1
+                dst[q] = c2 * (src[q] - mu) + c1
             for py in range(ph):
                 for px in range(pw):     # dz: each pooled gradient at its maximum (summed where windows overlap);
-                    a = arg[ni, fi, py, px]       # a window the ReLU clamped adds 0, without a branch
-                    g = k1 * dout[ni, fi, py, px] if a >= 0 else zero
+                    a = arg[ni, fi, py, px]       # a window the ReLU clamped adds 0
+                    g = kk * dout[ni, fi, py, px] if a >= 0 else zero
                     dst[py * stride * ow + px * stride + offsets[a if a > 0 else 0]] += g
 
 
@@ -394,15 +389,11 @@ def conv_bn_relu_pool_backward(ctx, dout, need_dx):
     dgamma, dbeta = np.empty(f, dtype=dt), np.empty(f, dtype=dt)
     k = ctx.pool
     offsets = np.array([(a // k) * ow + a % k for a in range(k * k)], dtype=np.int64)  # window offset -> shift
-    threads.run_slices(f, lambda i, lo, hi: _bn_pool_sums(dout, ctx.arg, ctx.y, *ctx.strides, ow, offsets,
-                                                          ctx.pool_stride, ctx.mean, ctx.inv_std, lo, hi, dgamma,
-                                                          dbeta))
-    m_t = dt.type(n * oh * ow)
-    kk = ctx.gamma * ctx.inv_std
-    c1, c2 = -kk * (dbeta / m_t), -kk * ctx.inv_std * (dgamma / m_t)      # in dout's dtype, as batchnorm_backward
+    m_t = np.array([n * oh * ow], dtype=dt)
     dy = np.empty_like(ctx.y)
-    threads.run_slices(f, lambda i, lo, hi: _bn_pool_dy(dout, ctx.arg, ctx.y, *ctx.strides, ow, offsets,
-                                                        ctx.pool_stride, ctx.mean, c1, c2, kk, lo, hi, dy))
+    threads.run_slices(f, lambda i, lo, hi: _bn_relu_pool_backward(
+        dout, ctx.arg, ctx.y, *ctx.strides, ow, offsets, ctx.pool_stride, ctx.gamma, ctx.mean, ctx.inv_std, m_t,
+        lo, hi, dy, dgamma, dbeta))
     if isinstance(ctx.conv, WinogradContext):
         dw, _, dx = winograd_backward(dy.reshape(ctx.y_shape), None, ctx.conv.v, ctx.conv.u, ctx.conv.x_shape,
                                       need_dx)
