@@ -289,11 +289,11 @@ def gpu_main(args):
 
 # ----------------------------------------------------------------------------- nncore details
 
-def layer_breakdown(args, rng, model="ref-cnn"):
-    """Median forward and backward milliseconds of each layer in a fused model's training step (numba)."""
+def layer_breakdown(args, rng, model="ref-cnn", fused=True):
+    """Median forward and backward milliseconds of each layer in a model's training step (numba)."""
     kernels.set_cpu_kernels("numba")
     if model == "default":
-        model, opt = default_cnn(True)
+        model, opt = default_cnn(fused)
     else:
         model = ref_cnn(seed=0, fused=True).train()
         opt = SGD(model, lr=LR, momentum=MOMENTUM)
@@ -700,6 +700,7 @@ def main(argv):
 
     layers, step_ms = layer_breakdown(args, rng)
     default_layers, default_step_ms = layer_breakdown(args, rng, model="default")
+    unfused_layers, unfused_step_ms = layer_breakdown(args, rng, model="default", fused=False)
     gemms = gemm_times(args, rng)
     gemm_ms = sum(g["ms"] for g in gemms)
     sub = {}
@@ -744,7 +745,8 @@ def main(argv):
             print(f"{label + ' nncore / torch channels-last:':<38} "
                   f"train {ratios[prefix + 'train_vs_torch_channels_last']:.2f}x   "
                   f"infer {ratios[prefix + 'infer_vs_torch_channels_last']:.2f}x")
-    for label, rows, ms in (("ref-cnn", layers, step_ms), ("default model", default_layers, default_step_ms)):
+    for label, rows, ms in (("ref-cnn", layers, step_ms), ("default model", default_layers, default_step_ms),
+                            ("default model, layer by layer (unfused)", unfused_layers, unfused_step_ms)):
         print()
         print(f"nncore (numba) {label} training step by layer (one kernel call per fused layer and pass), ms "
               f"(median of {args.steps}; step {ms:.2f} ms in this loop):")
@@ -807,7 +809,8 @@ def main(argv):
             "torch_default_channels_last_infer_img_s": rate(infer_s, "torch-default-channels-last"),
             "train": train_s, "infer": infer_s, "ratios": ratios,
             "layers": layers, "step_ms": step_ms, "default_layers": default_layers,
-            "default_step_ms": default_step_ms, "gemms": gemms, "gemm_ms": gemm_ms, "gemm_share": share,
+            "default_step_ms": default_step_ms, "default_unfused_layers": unfused_layers,
+            "default_unfused_step_ms": unfused_step_ms, "gemms": gemms, "gemm_ms": gemm_ms, "gemm_share": share,
             "peak_rss_mb": {k[4:]: v.get("peak_rss_mb") for k, v in sub.items() if k.startswith("rss_")},
             "start": sub.get("start"), "start_default": sub.get("start_default"), "mnist_epoch_s": epoch_s,
             "default_mnist_epoch_s": default_epoch_s, "blas": blas,

@@ -128,15 +128,22 @@ class Adam(Optimizer):
             st["v"] = xp.zeros_like(p)
         m, v = st["m"], st["v"]
         dt = p.dtype.type
+        tmp = xp.multiply(g, dt(1 - self.b1))      # one scratch array, reused: no other temporaries
         m *= dt(self.b1)
-        m += dt(1 - self.b1) * g
+        m += tmp
+        xp.multiply(g, g, out=tmp)
+        tmp *= dt(1 - self.b2)
         v *= dt(self.b2)
-        v += dt(1 - self.b2) * (g * g)
+        v += tmp
         step = dt(self.lr / (1 - self.b1 ** t))
-        denom = xp.sqrt(v / dt(1 - self.b2 ** t)) + dt(self.eps)
+        xp.divide(v, dt(1 - self.b2 ** t), out=tmp)
+        xp.sqrt(tmp, out=tmp)
+        tmp += dt(self.eps)                         # tmp = sqrt(v / (1 - b2**t)) + eps
+        xp.divide(m, tmp, out=tmp)
+        tmp *= step
         if self.weight_decay and p.ndim >= 2:
             p -= dt(self.lr * self.weight_decay) * p
-        p -= step * m / denom
+        p -= tmp
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}

@@ -14,13 +14,14 @@ The convolution takes the path :func:`.algorithms.conv_relu_pool_algorithm` choo
   ``dgamma = inv_std * (sum(W2 * P) - mean * dbeta)``, and since ``dy = a*dz + c1 + c2*y`` per channel
   (a = gamma*inv_std, c2 = -a*inv_std*dgamma/M, c1 = -a*dbeta/M - c2*mean),
   ``dW = a*P + c1*s1 + c2*(W2 @ G)``: no full-size gradient either.
-- ``"winograd"`` or ``"im2col"``: the convolution as Conv2D computes it (NCHW, or (F, N*OH*OW) rows);
-  ``_channel_moments`` takes each channel's mean and variance, ``_bn_relu_pool`` pools, normalises
-  and applies the ReLU in one pass, writing only the pooled output and its arg-max. The conv output y
-  is kept for the backward pass (its input gradient needs dy at every position, and recomputing y
-  would cost the convolution again); xhat and the other full-size arrays of the unfused layers are
-  not. Backward: ``_bn_relu_pool_backward`` sums dz and dz*xhat at the window maxima and writes dy,
-  then the convolution's own backward pass.
+- ``"winograd"`` or ``"im2col"``: the convolution as Conv2D computes it (NCHW, or (F, N*OH*OW) rows),
+  each channel's mean and variance (summed in Winograd's output transform by
+  ``_winograd_output_moments``, or by ``_channel_moments`` after im2col's product), then
+  ``_bn_relu_pool`` pools, normalises and applies the ReLU in one pass, writing only the pooled output
+  and its arg-max. The conv output y is kept for the backward pass (its input gradient needs dy at
+  every position, and recomputing y would cost the convolution again); xhat and the other full-size
+  arrays of the unfused layers are not. Backward: ``_bn_relu_pool_backward`` sums dz and dz*xhat at the
+  window maxima and writes dy, then the convolution's own backward pass.
 
 Statistics are summed in float64, as :mod:`.batchnorm` does. The kernels here are serial (nogil) loops
 run on slices by :func:`nncore.threads.run_slices` (they compile faster than ``parallel=True`` loops).
@@ -48,7 +49,7 @@ from .direct import _pad
 from .fused import conv_relu_pool_backward, conv_relu_pool_forward
 from .jit import jit
 from .pool import max4, store_relu
-from .winograd import winograd_backward, winograd_forward
+from .winograd import _output_tile, winograd_backward, winograd_forward
 
 #: after a ``train`` pass on the direct path: the folded layer's ctx, the statistics and the patch moments
 GramContext = namedtuple("GramContext", "inner w gamma mean inv_std s1 gram m need_dx")
@@ -154,28 +155,48 @@ def _bn_relu_pool(y, sn, sf, ow, k, stride, gamma, beta, mean, inv_std, lo, out,
 
 
 @jit
+def _winograd_output_moments(m, out, s1, s2):
+    """The output transform of Winograd's products m (36, T, F) into out (N, F, OH, OW), no bias, adding
+    each channel's sum and sum of squares of the outputs to s1 and s2 (F,) (float64) on the way."""
+    n, f, oh, ow = out.shape
+    th, tw = (oh + 3) // 4, (ow + 3) // 4
+    s, ys = np.empty((24, f), dtype=m.dtype), np.empty((16, f), dtype=m.dtype)
+    for ni in range(n):
+        for ty in range(th):
+            for tx in range(tw):
+                _output_tile(m, (ni * th + ty) * tw + tx, s, ys)
+                for i in range(min(4, oh - 4 * ty)):        # the last tiles may stick out: crop
+                    for j in range(min(4, ow - 4 * tx)):
+                        for fi in range(f):                 # channels innermost: the loop vectorises
+                            v = ys[4 * i + j, fi]
+                            out[ni, fi, 4 * ty + i, 4 * tx + j] = v
+                            s1[fi] += v
+                            s2[fi] += np.float64(v) * v
+
+
+@jit
 def _bn_relu_pool_backward(dout, arg, y, sn, sf, ow, offsets, stride, gamma, mean, inv_std, m_t, lo, hi, dy,
                            dgamma, dbeta):
-    """Channels lo..hi-1: dbeta = sum(dz), dgamma = sum(dz*xhat) over the window maxima the ReLU passed,
-    then dy = gamma*inv_std*(dz - dbeta/M - xhat*dgamma/M) (dy laid out as y), written as
-    ``c2*(y - mean) + c1`` everywhere (one vectorised pass) plus ``gamma*inv_std*dz`` at the maxima.
-    offsets[a]: where window offset a lies from the window's first entry, (a // k)*OW + a % k."""
+    """Channels lo..hi-1: dbeta = sum(dz) and dgamma = sum(dz*xhat) (float64 sums), dz being each pooled
+    gradient at its window's maximum where the ReLU passed it; then dy (laid out as y) =
+    gamma*inv_std*(dz - dbeta/M - xhat*dgamma/M), written as ``c2*(y - mean) + c1`` (one vectorised pass)
+    plus ``gamma*inv_std*dz`` at the maxima. offsets[a]: where window offset a lies from the window's
+    first entry, (a // k)*OW + a % k. Where the arg-max decides, the loops do not branch."""
     n, f, ph, pw = dout.shape
-    p = dy.size // (n * f)
+    p = y.size // (n * f)
     zero = dout.dtype.type(0)
     for fi in range(lo, hi):
         mu, inv = mean[fi], inv_std[fi]
         sb = 0.0
         sg = 0.0
         for ni in range(n):
-            base = ni * sn + fi * sf
+            plane = y[ni * sn + fi * sf:ni * sn + fi * sf + p]
             for py in range(ph):
                 for px in range(pw):
                     a = arg[ni, fi, py, px]
                     g = dout[ni, fi, py, px] if a >= 0 else zero
-                    q = base + py * stride * ow + px * stride + offsets[a if a > 0 else 0]
                     sb += g
-                    sg += g * ((y[q] - mu) * inv)
+                    sg += g * ((plane[py * stride * ow + px * stride + offsets[a if a > 0 else 0]] - mu) * inv)
         dbeta[fi] = sb
         dgamma[fi] = sg
         kk = gamma[fi] * inv
@@ -183,14 +204,14 @@ def _bn_relu_pool_backward(dout, arg, y, sn, sf, ow, offsets, stride, gamma, mea
         c2 = -kk * inv * (dgamma[fi] / m_t[0])
         for ni in range(n):
             base = ni * sn + fi * sf
-            src, dst = y[base:base + p], dy[base:base + p]   # slices indexed from 0: the loop vectorises
+            src, dst = y[base:base + p], dy[base:base + p]    # slices indexed from 0: the loop vectorises
             for q in range(p):
                 dst[q] = c2 * (src[q] - mu) + c1
             for py in range(ph):
-                for px in range(pw):
-                    a = arg[ni, fi, py, px]
-                    if a >= 0:       # dz: each pooled gradient at its maximum (added where windows overlap)
-                        dy[base + py * stride * ow + px * stride + offsets[a]] += kk * dout[ni, fi, py, px]
+                for px in range(pw):     # dz: each pooled gradient at its maximum (summed where windows overlap);
+                    a = arg[ni, fi, py, px]       # a window the ReLU clamped adds 0
+                    g = kk * dout[ni, fi, py, px] if a >= 0 else zero
+                    dst[py * stride * ow + px * stride + offsets[a if a > 0 else 0]] += g
 
 
 @jit
@@ -295,6 +316,33 @@ def _direct_backward(ctx, dout):
     return None, dw.reshape(ctx.w.shape).astype(dt), dgamma.astype(dt), dbeta
 
 
+def _winograd_forward(x, w, gamma, beta, eps, need_dx):
+    """The Winograd path's training forward: the convolution, each channel's sums taken in its output
+    transform (``_winograd_output_moments``), then ``_bn_relu_pool`` (2x2/2 pooling, even sizes)."""
+    n, f, oh, ow = x.shape[0], w.shape[0], x.shape[2], x.shape[3]
+    u = winograd_weights(w)                                                  # (36, F, C)
+    sums = np.zeros((threads.num_slices(n), 2, f))
+    y, _, v = winograd_forward(x, u, None, False, lambda i, m, s, e, out: _winograd_output_moments(
+        m, out[s:e], sums[i, 0], sums[i, 1]))                                # y (N, F, OH, OW)
+    s1, s2 = sums.sum(axis=0) / (n * oh * ow)
+    var64 = np.maximum(s2 - s1 * s1, 0.0)
+    mean, var, inv_std = s1.astype(x.dtype), var64.astype(x.dtype), (1 / np.sqrt(var64 + eps)).astype(x.dtype)
+    out, arg = _pool(y.reshape(-1), (f * oh * ow, oh * ow), n, f, oh, ow, gamma, beta, mean, inv_std, 2, 2)
+    return out, mean, var, ConvBNContext(WinogradContext(x.shape, v, u, None, need_dx), y.reshape(-1),
+                                         (f * oh * ow, oh * ow), (n, f, oh, ow), arg, gamma, mean, inv_std, 2, 2,
+                                         need_dx)
+
+
+def _pool(yf, strides, n, f, oh, ow, gamma, beta, mean, inv_std, pool, pool_stride):
+    """(out, arg) of ``_bn_relu_pool`` over the flat conv output yf, a slice of the images per thread."""
+    ph, pw = (oh - pool) // pool_stride + 1, (ow - pool) // pool_stride + 1
+    out = np.empty((n, f, ph, pw), dtype=yf.dtype)
+    arg = np.empty((n, f, ph, pw), dtype=np.int32)
+    threads.run_slices(n, lambda i, lo, hi: _bn_relu_pool(yf, *strides, ow, pool, pool_stride, gamma, beta, mean,
+                                                          inv_std, lo, out[lo:hi], arg[lo:hi]))
+    return out, arg
+
+
 def conv_bn_relu_pool_forward(x, w, gamma, beta, running_mean, running_var, eps, stride, pad, pool, pool_stride,
                               mode="train", need_dx=True, algorithm="auto"):
     """numba twin of :func:`nncore.kernels.reference.conv_bn_relu_pool_forward`: the same (out, mean, var, ctx).
@@ -314,11 +362,7 @@ def conv_bn_relu_pool_forward(x, w, gamma, beta, running_mean, running_var, eps,
         return _direct_forward(x, w, gamma, beta, eps, pad)
     n, f = x.shape[0], w.shape[0]
     if chosen == "winograd":
-        u = winograd_weights(w)                                              # (36, F, C)
-        y, _, v = winograd_forward(x, u, None, False)                        # (N, F, OH, OW)
-        conv = WinogradContext(x.shape, v, u, None, need_dx)
-        oh, ow = y.shape[2:]
-        strides = (f * oh * ow, oh * ow)
+        return _winograd_forward(x, w, gamma, beta, eps, need_dx)
     else:
         y, cols, oh, ow = gemm_forward(x, w, stride, pad)                    # (F, N*OH*OW)
         conv = Conv2DContext(x.shape, cols, w, stride, pad)
@@ -327,11 +371,7 @@ def conv_bn_relu_pool_forward(x, w, gamma, beta, running_mean, running_var, eps,
     mean, var, inv_std = (np.empty(f, dtype=x.dtype) for _ in range(3))
     threads.run_slices(f, lambda i, lo, hi: _channel_moments(yf, *strides, n, oh * ow, lo, hi, float(eps), mean, var,
                                                             inv_std))
-    ph, pw = (oh - pool) // pool_stride + 1, (ow - pool) // pool_stride + 1
-    out = np.empty((n, f, ph, pw), dtype=x.dtype)
-    arg = np.empty((n, f, ph, pw), dtype=np.int32)
-    threads.run_slices(n, lambda i, lo, hi: _bn_relu_pool(yf, *strides, ow, pool, pool_stride, gamma, beta, mean,
-                                                          inv_std, lo, out[lo:hi], arg[lo:hi]))
+    out, arg = _pool(yf, strides, n, f, oh, ow, gamma, beta, mean, inv_std, pool, pool_stride)
     return out, mean, var, ConvBNContext(conv, yf, strides, (n, f, oh, ow), arg, gamma, mean, inv_std, pool,
                                          pool_stride, need_dx)
 
@@ -345,12 +385,12 @@ def conv_bn_relu_pool_backward(ctx, dout, need_dx):
     if isinstance(ctx, GramContext):
         return _direct_backward(ctx, dout)
     n, f, oh, ow = ctx.y_shape
-    dout = np.ascontiguousarray(dout)
-    dy = np.empty_like(ctx.y)
-    dgamma, dbeta = np.empty(f, dtype=dout.dtype), np.empty(f, dtype=dout.dtype)
-    m_t = np.array([n * oh * ow], dtype=dout.dtype)
+    dout, dt = np.ascontiguousarray(dout), dout.dtype
+    dgamma, dbeta = np.empty(f, dtype=dt), np.empty(f, dtype=dt)
     k = ctx.pool
     offsets = np.array([(a // k) * ow + a % k for a in range(k * k)], dtype=np.int64)  # window offset -> shift
+    m_t = np.array([n * oh * ow], dtype=dt)
+    dy = np.empty_like(ctx.y)
     threads.run_slices(f, lambda i, lo, hi: _bn_relu_pool_backward(
         dout, ctx.arg, ctx.y, *ctx.strides, ow, offsets, ctx.pool_stride, ctx.gamma, ctx.mean, ctx.inv_std, m_t,
         lo, hi, dy, dgamma, dbeta))

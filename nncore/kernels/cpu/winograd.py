@@ -346,8 +346,13 @@ def _chunks(lo, hi):
     return [(s, min(hi, s + WINOGRAD_CHUNK)) for s in range(lo, hi, WINOGRAD_CHUNK)]
 
 
-def winograd_forward(x, u, b, pool):
-    """numba twin of :func:`nncore.kernels.reference.winograd_forward`, chunk by chunk on each thread."""
+def winograd_forward(x, u, b, pool, output=None):
+    """numba twin of :func:`nncore.kernels.reference.winograd_forward`, chunk by chunk on each thread.
+
+    ``output(i, m, s, e, out)``, if given, replaces the output transform of a plain convolution
+    (no pooling): it writes the images s..e-1 of out from their products m on slice i of the threads
+    (the fused BatchNorm layer sums each channel's statistics there, in the same pass).
+    """
     n, c, h, w = x.shape
     f = u.shape[1]
     th, tw = winograd_tile_counts(h, w, 1)
@@ -366,7 +371,7 @@ def winograd_forward(x, u, b, pool):
             if pool:
                 _winograd_relu_pool(m, b, 0, out[s:e], arg[s:e])
             else:
-                _winograd_output(m, b, 0, out[s:e])
+                _winograd_output(m, b, 0, out[s:e]) if output is None else output(i, m, s, e, out)
 
     threads.run_slices(n, job)
     return out, arg, v[:, :n * per]
