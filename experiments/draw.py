@@ -47,8 +47,6 @@ def main(argv):
         raise UsageError(f"--port must be at most 65535, got {args.port}")
     app = DrawApp(nncore.load_model(args.digit_weights), nncore.load_model(args.symbol_weights),
                   os.path.basename(args.digit_weights), os.path.basename(args.symbol_weights))
-    print("loading the models' kernels ...", flush=True)
-    app.warm_up()
     try:
         server = DrawServer(app, args.host, args.port, max_body=args.max_body, verbose=args.verbose)
     except OSError as exc:
@@ -56,12 +54,14 @@ def main(argv):
             raise UsageError(f"port {args.port} is in use; choose another with --port (0: any free port)") from None
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; "
                          f"check --host and --port") from None
-    if args.host not in LOOPBACK:
-        print(f"warning: listening on {args.host}: other machines can reach this page", file=sys.stderr)
-    if not app.info()["expression_reader"]:
-        print("note: this nncore has no nncore.read_expression yet: expression mode answers 501", file=sys.stderr)
-    print(f"nncore draw page: {server.url}  (Ctrl-C to stop)", flush=True)
     try:
+        print("loading the models' kernels ...", flush=True)
+        app.warm_up()
+        if args.host not in LOOPBACK:
+            print(f"warning: listening on {args.host}: other machines can reach this page", file=sys.stderr)
+        if not app.info()["expression_reader"]:
+            print("note: this nncore has no nncore.read_expression yet: expression mode answers 501", file=sys.stderr)
+        print(f"nncore draw page: {server.url}  (Ctrl-C to stop)", flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         print("stopped", file=sys.stderr)

@@ -25,7 +25,7 @@ import threading
 import numpy as np
 
 from .. import backend, explain
-from ..errors import NncoreError
+from ..errors import NncoreError, UsageError
 from ..json_values import finite_or_none
 from ..predictions import describe
 from .errors import ApiError, from_nncore
@@ -73,7 +73,7 @@ class DrawApp:
         self.weights = {"digit": digit_weights, "symbol": symbol_weights}
         for name, model in self.models.items():
             if tuple(model.input_shape) != (1, 28, 28):
-                raise NncoreError(f"the {name} model expects inputs of shape {model.input_shape}, "
+                raise UsageError(f"the {name} model expects inputs of shape {model.input_shape}, "
                                   f"not 28x28 images; give weights trained on 28x28 images")
         self.reader = reader
         self.lock = threading.Lock()
