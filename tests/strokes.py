@@ -1,6 +1,7 @@
 """Handwriting by strokes, for the draw page's tests: what a person draws on the canvas.
 
-Each character is a few polylines in a unit box (x to the right, y down, 0-1). :func:`layout`
+Each character is a few polylines in a unit box (x to the right, y down, 0-1; a polyline of
+one point is a dot; ``*`` is the multiplication cross ×, ``:`` the division sign ÷). :func:`layout`
 places a text on a canvas as pixel strokes (the browser test drags the pointer along them);
 :func:`render` draws the same strokes with Pillow as the page would send them (black lines,
 16 px wide, round joins, on white), for the API tests and the latency report.
@@ -32,9 +33,15 @@ GLYPHS = {
     "=": [[(0.15, 0.36), (0.85, 0.36)], [(0.15, 0.64), (0.85, 0.64)]],
     "(": [[(0.65, 0.02), (0.38, 0.3), (0.35, 0.7), (0.65, 0.98)]],
     ")": [[(0.35, 0.02), (0.62, 0.3), (0.65, 0.7), (0.35, 0.98)]],
+    "/": [[(0.8, 0.02), (0.2, 0.98)]],
+    "x": [[(0.15, 0.1), (0.85, 0.9)], [(0.85, 0.1), (0.15, 0.9)]],
+    "y": [[(0.15, 0.05), (0.5, 0.5)], [(0.85, 0.05), (0.3, 0.98)]],
+    "*": [[(0.2, 0.2), (0.8, 0.8)], [(0.8, 0.2), (0.2, 0.8)]],  # the multiplication cross, ×
+    ":": [[(0.15, 0.5), (0.85, 0.5)], [(0.5, 0.12)], [(0.5, 0.88)]],  # the division sign, ÷
 }
 #: how much of the line height a character takes, and where it sits (top, height) in it
-PLACE = {"+": (0.25, 0.5), "-": (0.25, 0.5), "=": (0.25, 0.5)}
+PLACE = {"+": (0.25, 0.5), "-": (0.25, 0.5), "=": (0.25, 0.5), "*": (0.25, 0.5), ":": (0.2, 0.6),
+         "x": (0.35, 0.65), "y": (0.35, 0.65)}
 LINE_WIDTH = 16
 
 

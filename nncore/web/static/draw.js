@@ -146,6 +146,7 @@
   // ---------------------------------------------------------------- requests
   function changed(reset) {
     state.version += 1;
+    document.body.dataset.version = String(state.version);  // with data-answered: what the page shows
     if (reset) {
       state.epoch += 1;
       if (state.inFlight) state.inFlight.abort();
@@ -241,8 +242,9 @@
       const s = d.saliency.values;
       $('sal-class').textContent = d.symbols[d.saliency.class];
       paintPixels($('saliency'), (y, x) => {
-        const base = 0.35 * d.input[y][x];
-        const a = Math.min(1, 1.5 * Math.abs(s[y][x]));
+        // the input dimmed, tinted where the gradient is strong (the weakest 15% left untinted: noise)
+        const base = 0.45 * d.input[y][x];
+        const a = Math.max(0, Math.min(1, (Math.abs(s[y][x]) - 0.15) * 1.6));
         const tint = s[y][x] > 0 ? [230, 45, 40] : [50, 110, 240];
         return tint.map((t) => Math.round((1 - a) * base + a * t));
       });
@@ -263,7 +265,7 @@
       const maps = el('div', 'maps');
       const img = el('img', 'pixels');
       img.alt = `${l.name}: ${shape}`;
-      const zoom = Math.max(2, Math.round(44 / l.tile[0]));
+      const zoom = l.shape.length === 1 ? 6 : Math.max(2, Math.round(44 / l.tile[0]));  // a dense layer: one square
       img.style.width = `${zoom * (l.columns * (l.tile[1] + 1) - 1)}px`;
       img.src = l.grid;
       maps.append(img);
@@ -312,7 +314,7 @@
     const c = boxes.getContext('2d');
     c.clearRect(0, 0, boxes.width, boxes.height);
     c.lineWidth = 2;
-    c.font = '600 20px system-ui, sans-serif';
+    c.font = '600 16px system-ui, sans-serif';
     c.textBaseline = 'bottom';
     for (const s of symbols) {
       const [x0, y0, x1, y1] = s.box;
@@ -323,7 +325,7 @@
       const w = c.measureText(text).width + 8;
       const ty = Math.max(24, y0 - 4);
       c.globalAlpha = 0.9;
-      c.fillRect(x0 - 3, ty - 22, w, 22);
+      c.fillRect(x0 - 3, ty - 19, w, 19);
       c.globalAlpha = 1;
       c.fillStyle = '#ffffff';
       c.fillText(text, x0 + 1, ty - 2);
