@@ -275,6 +275,14 @@
     $('layers').replaceChildren(...rows);
   }
 
+  // a symbol of the reader (a class name such as "plus", or the glyph itself) as the glyph to show
+  function glyph(s) {
+    if (s.symbol) return s.symbol;
+    const m = state.info && state.info.modes.symbol;
+    const i = m ? m.classes.indexOf(s.label) : -1;
+    return i >= 0 ? m.symbols[i] : s.label;
+  }
+
   function colourOf(confidence) {
     return confidence >= 0.9 ? '#1f9d55' : confidence >= 0.6 ? '#d98e04' : '#d64545';
   }
@@ -301,8 +309,8 @@
     const body = $('symbols').querySelector('tbody');
     body.replaceChildren(...d.symbols.map((s, i) => {
       const tr = el('tr');
-      const alts = (s.top || []).slice(1).map((t) => `${t.symbol ?? t.label} ${percent(t.confidence)}`).join(', ');
-      tr.append(el('td', 'num', String(i + 1)), el('td', 'sym', s.symbol ?? s.label),
+      const alts = (s.top || []).slice(1).map((t) => `${glyph(t)} ${percent(t.confidence)}`).join(', ');
+      tr.append(el('td', 'num', String(i + 1)), el('td', 'sym', glyph(s)),
         el('td', 'num', percent(s.confidence)), el('td', '', alts), el('td', 'num', s.box.join(', ')));
       return tr;
     }));
@@ -321,7 +329,7 @@
       const colour = colourOf(s.confidence);
       c.strokeStyle = c.fillStyle = colour;
       c.strokeRect(x0 - 3, y0 - 3, x1 - x0 + 6, y1 - y0 + 6);
-      const text = `${s.symbol ?? s.label} ${Math.round(100 * s.confidence)}%`;
+      const text = `${glyph(s)} ${Math.round(100 * s.confidence)}%`;
       const w = c.measureText(text).width + 8;
       const ty = Math.max(24, y0 - 4);
       c.globalAlpha = 0.9;
