@@ -33,7 +33,6 @@ import strokes  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIGITS = os.path.join(ROOT, "weights", "mnist_cnn.npz")
 SYMBOLS = os.path.join(ROOT, "weights", "symbols_cnn.npz")
-needs_reader = pytest.mark.skipif(not hasattr(nncore, "read_expression"), reason="needs the expression reader")
 
 
 def serve(app, **kwargs):
@@ -346,7 +345,6 @@ def test_solve_without_a_reader_says_so(monkeypatch):
         server.server_close()
 
 
-@needs_reader
 @pytest.mark.parametrize("text, value", [("1+2", "3"), ("12+7=", "19"), ("(9-8)", "1")])
 def test_solve_reads_a_drawn_expression(server, text, value):
     png = strokes.png_bytes(strokes.render(text, (960, 320)))
@@ -360,7 +358,6 @@ def test_solve_reads_a_drawn_expression(server, text, value):
     assert (got["width"], got["height"]) == (960, 320)
 
 
-@needs_reader
 def test_solve_refuses_an_empty_canvas_with_422(server):
     status, _, got = request(server, "POST", "/api/solve", strokes.png_bytes(Image.new("L", (960, 320), 255)))
     assert status == 422 and got["error"]

@@ -26,7 +26,6 @@ SHOTS = os.path.join(ROOT, "runs", "draw")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--window-size=1320,1500", "--hide-scrollbars"]
-needs_reader = pytest.mark.skipif(not hasattr(nncore, "read_expression"), reason="needs the expression reader")
 
 
 def _need_browser():
@@ -196,7 +195,6 @@ def test_symbol_mode_reads_a_plus(browser):
     assert browser.find_element("id", "weights").text == "symbols_cnn.npz"
 
 
-@needs_reader
 def test_a_drawn_expression_is_solved(browser):
     browser.find_element("css selector", ".modes button[data-mode='expression']").click()
     draw(browser, "1+2")
