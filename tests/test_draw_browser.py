@@ -14,8 +14,6 @@ import threading
 
 import pytest
 
-import nncore
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import strokes  # noqa: E402
 
