@@ -33,7 +33,7 @@ import numpy as np
 
 import nncore
 from nncore import backend
-from nncore.architectures import MNIST_SCALING
+from nncore.architectures import MNIST_SCALING, unfused
 from nncore.atomic import check_writable
 from nncore.cli import ArgumentParser, int_list, int_list_or_none, nonnegative_int, positive_int, run_cli
 from nncore.data import dataset_name, load_data
@@ -217,7 +217,7 @@ def train(args, argv):
         "nncore_version": nncore.__version__,
         "history": [{k: finite_or_none(v) for k, v in row.items()} for row in trainer.history],
     }
-    nncore.save_model(model, weights_path, metadata=meta)
+    nncore.save_model(unfused(model), weights_path, metadata=meta)   # layer by layer: explain shows every stage
     curves = os.path.join(out_dir, "curves.png")
     from nncore.plots import plot_history
     plot_history(trainer.history, curves, title=f"{name}: {run_info['dataset']}")

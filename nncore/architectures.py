@@ -1,4 +1,6 @@
-"""Model builders: the reference CNN and the configurable CNN that train.py uses."""
+"""Model builders: the reference CNN and the configurable CNN that train.py uses, and unfused()."""
+
+import copy
 
 import numpy as np
 
@@ -87,3 +89,44 @@ def ref_cnn(seed=0, dtype=np.float32, fused=False):
     layer (identical parameters, outputs and gradients for the same seed).
     """
     return cnn(conv_channels=(32, 64), dense=(128,), num_classes=10, seed=seed, dtype=dtype, fused=fused)
+
+
+def unfused(model):
+    """The same network with every fused layer written out as the layers it fuses.
+
+    ConvReLUPool -> Conv2D, ReLU, MaxPool2D; ConvBNReLUPool -> Conv2D (no bias), BatchNorm, ReLU,
+    MaxPool2D; DenseBNReLUDropout -> Dense (no bias), BatchNorm, ReLU [, Dropout]. The arrays are
+    copied, so the outputs are the same (to float rounding); other layers are copied as they are.
+    Training is faster fused; a model written out layer by layer shows every stage to
+    :mod:`nncore.explain` and the draw page (train.py saves its weights this way).
+    """
+    def take(dst, src, names, store):
+        for name in names:
+            getattr(dst, store)[name] = getattr(src, store)[name].copy()
+        return dst
+
+    layers = []
+    for layer in model.layers:
+        dtype = next(iter(layer.params.values())).dtype if layer.params else None
+        if isinstance(layer, ConvReLUPool):               # ConvBNReLUPool is one too
+            bn = isinstance(layer, ConvBNReLUPool)
+            conv = Conv2D(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+                          bias=layer.use_bias and not bn, dtype=dtype)
+            layers.append(take(conv, layer, ["W"] + (["b"] if conv.use_bias else []), "params"))
+            if bn:
+                norm = BatchNorm(layer.out_channels, layer.momentum, layer.eps, dtype=dtype)
+                layers.append(take(take(norm, layer, ["gamma", "beta"], "params"),
+                                   layer, ["running_mean", "running_var"], "buffers"))
+            layers += [ReLU(), MaxPool2D(layer.pool, layer.pool_stride)]
+        elif isinstance(layer, DenseBNReLUDropout):
+            dense = take(Dense(layer.in_features, layer.out_features, bias=False, dtype=dtype), layer, ["W"], "params")
+            norm = BatchNorm(layer.out_features, layer.momentum, layer.eps, dtype=dtype)
+            layers += [dense, take(take(norm, layer, ["gamma", "beta"], "params"),
+                                   layer, ["running_mean", "running_var"], "buffers"), ReLU()]
+            if layer.p:
+                layers.append(Dropout(layer.p))
+        else:
+            layers.append(copy.deepcopy(layer))
+    out = Sequential(layers, model.input_shape, class_names=model.class_names, symbols=model.symbols,
+                     input_scaling=model.input_scaling)
+    return out.train() if model.training else out.eval()

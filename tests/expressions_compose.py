@@ -10,7 +10,7 @@ slight rotation; the photo variant re-renders the line as a phone photo
 (coloured ink on coloured paper, a shadow, texture, noise, blur, JPEG) with
 ruled lines.
 
-``python tests/expressions_compose.py --report [--count N]`` prints the
+``python tests/expressions_compose.py --report [--count N] [--weights W]`` prints the
 table of the README (clean and photo-like accuracy, the confident answers,
 time per expression).
 """
@@ -176,10 +176,10 @@ def score(model, items):
     return rows
 
 
-def report(count=200):
+def report(count=200, weights=None):
     import nncore
-    model = nncore.load_model(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                           "weights", "symbols_cnn.npz"))
+    model = nncore.load_model(weights or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                      "weights", "symbols_cnn.npz"))
     pool = symbol_pool()
     print("| pictures | expressions | exactly right | confident (>= 0.9) | right among confident | s / expression |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
@@ -196,6 +196,6 @@ def report(count=200):
 if __name__ == "__main__":
     if "--report" in sys.argv:
         n = int(sys.argv[sys.argv.index("--count") + 1]) if "--count" in sys.argv else 200
-        report(n)
+        report(n, sys.argv[sys.argv.index("--weights") + 1] if "--weights" in sys.argv else None)
     else:
         print(__doc__)

@@ -423,3 +423,18 @@ def test_short_mnist_training_fused_equals_unfused(mnist_test_digits):
                          for i in list(range(0, 192, 32)) * 2]
     np.testing.assert_allclose(losses[True], losses[False], rtol=2e-3, atol=2e-3)
     assert np.mean(losses[True][-6:]) < 0.5 * np.mean(losses[True][:6])
+
+
+def test_unfused_model_gives_the_same_outputs_layer_by_layer():
+    """train.py saves unfused(model): every stage visible to explain, the same predictions (float64)."""
+    from nncore.architectures import unfused
+    for batchnorm, dropout in ((True, 0.25), (True, 0.0), (False, 0.0)):
+        fused = nncore.cnn(dense=(16,), conv_channels=(4, 8), batchnorm=batchnorm, dropout=dropout, fused=True,
+                           seed=5, dtype=np.float64)
+        x = np.random.default_rng(1).random((6, 28, 28))
+        fused.train().forward(fused.prepare(x), training=True)     # running statistics away from 0 and 1
+        plain = unfused(fused.eval())
+        names = [type(layer).__name__ for layer in plain.layers]
+        assert "ConvBNReLUPool" not in names and "DenseBNReLUDropout" not in names and "ConvReLUPool" not in names
+        assert names.count("BatchNorm") == (3 if batchnorm else 0) and names.count("Dropout") == (1 if dropout else 0)
+        np.testing.assert_allclose(plain.predict_proba(x), fused.predict_proba(x), rtol=0, atol=1e-12)
