@@ -729,7 +729,7 @@ def main(argv):
     print(f"{'contender':<28} {'train img/s  [IQR]':>40}   {'infer img/s  [IQR]':>40}")
     for k in runners:
         if k == "default":
-            print("default model (train.py's: BatchNorm, dropout, Adam):")
+            print("default model (train.py's TrainConfig: BatchNorm, Adam):")
         print(f"{k:<28} {fmt_rate(train_s[k]):>40}   {fmt_rate(infer_s[k]):>40}")
     ratios = {}
     if torch is not None:
