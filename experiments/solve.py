@@ -66,8 +66,8 @@ def annotate(path, result, out_dir):
 
 def _shown_height(result, img):
     """The height the boxes refer to (the picture as read: EXIF applied, full size)."""
-    from nncore.data.preprocess import _stored_height
-    return _stored_height(result.file) or img.size[1]
+    from nncore.data.preprocess import stored_height
+    return stored_height(result.file) or img.size[1]
 
 
 def main(argv):

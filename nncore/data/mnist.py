@@ -66,10 +66,11 @@ def read_idx(path):
                                 "check the data root (data_dir=<folder> or NNCORE_DATA_DIR)")
     # streamed: the pixels are decompressed straight into their array, never held twice
     try:
+        stored = os.path.getsize(path)
         with open(path, "rb") as raw:
             compressed = raw.read(2) == b"\x1f\x8b"
-        stored = os.path.getsize(path)
-        with (gzip.open(path, "rb") if compressed else open(path, "rb")) as f:
+            raw.seek(0)
+            f = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
             shape, offset = _idx_header(f, path)
             expected = int(np.prod(shape, dtype=np.int64))
             # a size the file cannot hold (gzip packs at most ~1030:1) is refused before allocating it

@@ -692,24 +692,27 @@ def ink_map(image, work_size=WORK_SIZE, min_area=None):
     min_area: the smallest stroke in working pixels (default: relative to the picture's size).
     """
     if isinstance(image, (str, os.PathLike)):
-        original_h = _stored_height(image)
+        original_h = stored_height(image)
         image = load_image(image, work_size)   # decoded once (perhaps at a reduced scale), EXIF applied
     elif isinstance(image, Image.Image):
-        _check_size(image.size, "image")
-        image = ImageOps.exif_transpose(image)
-        original_h = image.size[1]
+        original_h = _shown_height(image)      # _to_gray applies the rotation itself
     else:
         original_h = np.shape(image)[0]
     g = _to_gray(image, work_size)
     return _ink(g, min_area), g.shape[0] / (original_h or g.shape[0])
 
 
-def _stored_height(path):
-    """Height of the picture in a file as shown (EXIF rotation applied), from its header."""
+def _shown_height(img):
+    """Height of a PIL image as shown: its width when its EXIF orientation turns it a quarter (5-8)."""
+    w, h = img.size
+    return w if img.getexif().get(0x0112, 1) in (5, 6, 7, 8) else h
+
+
+def stored_height(path):
+    """Height of the picture in a file as shown (EXIF rotation applied), from its header; None if unreadable."""
     try:
         with Image.open(path) as img:
-            w, h = img.size
-            return w if img.getexif().get(0x0112, 1) in (5, 6, 7, 8) else h
+            return _shown_height(img)
     except Exception:  # noqa: BLE001 - load_image reports what is wrong with the file
         return None
 

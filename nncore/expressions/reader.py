@@ -117,7 +117,7 @@ def read_expression(image_or_path, model=None):
     tops = [[(names[k], float(p[k])) for k in np.argsort(-p)[:3]] for p in probs]
     boxes = [seg.original_box(s) for s in seg.symbols]
     for i, (top, p) in enumerate(zip(tops, probs)):
-        best = max(top[0][1], sum(p[names.index(k)] for k in X_PAIR if k in names))
+        best = max(top[0][1], _pair(p, names))
         if best < UNREADABLE:
             raise UnreadableSymbolError(f"symbol {i + 1} of {len(tops)} at box {boxes[i]} cannot be read "
                                         f"confidently (best guess {_written(top[0][0], model)!r}, "
@@ -125,9 +125,7 @@ def read_expression(image_or_path, model=None):
     reading, result = _best_reading(tops, model)
     symbols = []
     for i, label in enumerate(reading.labels):
-        p = probs[i][names.index(label)]
-        if label in X_PAIR:
-            p = sum(probs[i][names.index(k)] for k in X_PAIR if k in names)
+        p = _pair(probs[i], names) if label in X_PAIR else probs[i][names.index(label)]
         symbols.append(SymbolReading(LABEL_TOKENS[label][1], boxes[i], round(float(p), 6),
                                      [{"label": k, "symbol": _written(k, model), "confidence": round(q, 6)}
                                       for k, q in tops[i]]))
@@ -141,6 +139,11 @@ def read_expression(image_or_path, model=None):
         decimal=float(value), confidence=round(reading.confidence, 6), symbols=symbols,
         variable=result.variable, warnings=warnings,
         file=os.fspath(image_or_path) if isinstance(image_or_path, (str, os.PathLike)) else None)
+
+
+def _pair(p, names):
+    """The probability of the x/× glyph: both classes together (they are one drawing in isolation)."""
+    return sum(p[names.index(k)] for k in X_PAIR if k in names)
 
 
 def _classify(seg, symbols, model):
