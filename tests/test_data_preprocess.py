@@ -104,6 +104,45 @@ def test_uneven_lighting(draw, reference, correlation, dark_paper):
     assert correlation(out, reference) > 0.85
 
 
+def _shaded_photo(g, paper=0.55, contrast=0.25, seed=0):
+    """(H, W) uint8 glyph mask (255 = ink) -> dim grey photo: dark ink at ``contrast`` of the paper, a 12%
+    shadow ramp across the sheet and noise; float in [0, 1]."""
+    h, w = g.shape
+    ramp = 1.0 - 0.12 * np.mgrid[0:h, 0:w][1] / (w - 1)
+    img = paper * (1.0 - contrast * g / 255.0) * ramp
+    return np.clip(img + np.random.default_rng(seed).normal(0, 0.01, g.shape), 0, 1)
+
+
+@pytest.mark.parametrize("light", [False, True])
+def test_thick_marker_filling_most_of_the_crop_keeps_its_polarity(correlation, light):
+    """A marker ring covering more of a tight crop than the paper: the paper is still judged at the frame.
+
+    Judged by outlier mass over the whole picture, the paper around and inside the ring (the minority)
+    would be taken for the ink.
+    """
+    img = Image.new("L", (120, 160), 0)
+    from PIL import ImageDraw
+    ImageDraw.Draw(img).ellipse([8, 8, 112, 152], outline=255, width=40)
+    g = np.asarray(img)
+    assert (g > 0).mean() > 0.5
+    photo = _shaded_photo(g)
+    out = preprocess_image(1.0 - photo if light else photo)
+    check_mnist_like(out)
+    assert correlation(out, preprocess_image(g)) > 0.9  # the ring, not the paper around and inside it
+
+
+def test_stroke_along_the_top_edge_is_ink(draw, reference, correlation):
+    """A seven whose bar runs along the whole top edge of a small, low-contrast crop: dark ink, not blank.
+
+    The frame's paper fit must leave the bar out (its spread is judged on the frame's paper alone).
+    """
+    g = 255 - draw("seven", size=(60, 80), width=8)
+    g = np.ascontiguousarray(g[int(0.2 * 80) - 4:, 10:55])  # the bar touches the top edge, end to end
+    out = preprocess_image(_shaded_photo(g, paper=0.9, contrast=0.3))
+    check_mnist_like(out)
+    assert correlation(out, preprocess_image(255 - g)) > 0.9
+
+
 def test_noise_does_not_break_it(draw, reference, correlation):
     rng = np.random.default_rng(0)
     g = draw("seven").astype(np.float64) + rng.normal(0, 12, (200, 200))

@@ -275,10 +275,10 @@ def _design(h, w):
     return np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=1)
 
 
-def _fit_background(g, paper=None):
+def _fit_background(g, paper=None, terms=6):
     """Robustly fit a smooth background to grey (H, W): returns the background (H, W) float32.
 
-    A quadratic surface is fitted to a small copy of the image, ignoring pixels
+    A quadratic surface (``terms=6``; 3: a plane) is fitted to a small copy of the image, ignoring pixels
     more than 3 robust standard deviations (MAD) from the current fit, and,
     when ``paper`` (bool (H, W)) is given, pixels outside it (known ink).
     """
@@ -296,11 +296,13 @@ def _fit_background(g, paper=None):
     sh, sw = small.shape
     z = small.ravel()
     A = _design(sh, sw)
+    A[:, terms:] = 0.0  # a plane: the quadratic terms are left out of the fit
     coef = np.zeros(6, dtype=np.float32)
     coef[0] = np.median(z if allowed is None or allowed.sum() < 12 else z[allowed])
     for _ in range(4):
         r = z - A @ coef
-        sigma = 1.4826 * float(np.median(np.abs(r - np.median(r))))
+        rs = r if allowed is None or allowed.sum() < 12 else r[allowed]  # the spread of the paper allowed
+        sigma = 1.4826 * float(np.median(np.abs(rs - np.median(rs))))
         keep = np.abs(r) < max(3.0 * sigma, 0.04)
         if allowed is not None and (keep & allowed).sum() >= 12:
             keep &= allowed
@@ -395,13 +397,13 @@ def _paper_noise(s):
     return sigma
 
 
-def _paper_residual(img, paper=None):
+def _paper_residual(img, paper=None, terms=6):
     """Grey (H, W) or colour (H, W, C) -> (residual r (H, W, C), paper b (H, W, C)), r = img - b.
 
-    ``paper``: optional bool (H, W), the pixels known not to be ink.
+    ``paper``: optional bool (H, W), the pixels known not to be ink; ``terms``: 6 quadratic, 3 plane.
     """
     img = img[..., None] if img.ndim == 2 else img
-    bg = np.stack([_fit_background(img[..., c], paper) for c in range(img.shape[2])], axis=-1)
+    bg = np.stack([_fit_background(img[..., c], paper, terms) for c in range(img.shape[2])], axis=-1)
     return img - bg, bg
 
 
@@ -444,10 +446,49 @@ def _refit_paper(img, d, sign, bg):
     return e, bg
 
 
-def _polarity_score(e):
-    """Ink mass minus opposite mass of e (H, W) beyond 3 noise levels: high for the right polarity."""
-    t = 3.0 * max(_noise(e), QUANT)
+def _polarity_score(e, t=None):
+    """Ink mass minus opposite mass of e (H, W) beyond t (default 3 noise levels): high for the right polarity."""
+    t = 3.0 * max(_noise(e), QUANT) if t is None else t
     return float(e[e > t].sum()) + float(e[e < -t].sum())
+
+
+def _border_side(img, d):
+    """Polarity judged against the paper at the picture's edge: (-1 dark ink, +1 light ink or 0 unsure, paper b).
+
+    A paper plane is fitted to a frame along the edge only (about 4% of
+    the shorter side wide), where a written character leaves the paper bare.
+    The ink is then the side with more outlier mass inside. This holds even
+    when a thick marker covers more of a tight crop than the paper does, or a
+    shadow darkens one side, where a fit to the whole picture is pulled
+    towards the ink. Unsure (0) when fewer than 60% of the frame's pixels lie
+    within 3 noise levels of that surface (ink along most of the edge).
+    """
+    h, w = img.shape[:2]
+    band = max(2, int(np.ceil(0.04 * min(h, w))), int(np.ceil(2.5 * max(h, w) / 48)))
+    if 3 * band >= min(h, w):
+        return 0, None
+    frame = np.ones((h, w), dtype=bool)
+    frame[band:-band, band:-band] = False
+    r, bg = _paper_residual(img, frame, terms=3)  # a plane: a quadratic is poorly held by a frame
+    e = r @ d
+    ef = e[frame]  # noise judged on the frame too: white paper clipped at 255 has almost none elsewhere
+    t = 3.0 * max(_noise(e), 1.4826 * float(np.median(np.abs(ef - np.median(ef)))), QUANT)
+    if float((np.abs(ef) >= t).mean()) <= 0.4:
+        return (-1 if _polarity_score(-e, t) >= _polarity_score(e, t) else 1), bg
+    # ink along much of the edge (a character cropped to touch it), which pulls that fit too: the paper
+    # is the level of the picture's quietest sides, those whose spread is within twice the quietest one's
+    img3 = img[..., None] if img.ndim == 2 else img
+    e = img3 @ d
+    sides = [(slice(0, band), slice(None)), (slice(h - band, h), slice(None)),
+             (slice(None), slice(0, band)), (slice(None), slice(w - band, w))]
+    spread = np.array([1.4826 * float(np.median(np.abs(e[k] - np.median(e[k])))) for k in sides])
+    quiet = spread <= 2.0 * max(float(spread.min()), QUANT)
+    if quiet.all():
+        return 0, None
+    paper = np.concatenate([img3[k].reshape(-1, img3.shape[2]) for k, q in zip(sides, quiet) if q])
+    bg = np.broadcast_to(np.median(paper, axis=0).astype(np.float32), img3.shape)  # flat paper at that level
+    e = (img3 - bg) @ d
+    return (-1 if _polarity_score(-e) >= _polarity_score(e) else 1), bg
 
 
 def _signed_contrast(img):
@@ -467,7 +508,11 @@ def _signed_contrast(img):
     r, bg = _paper_residual(img)
     d = _ink_direction(r)
     proj = r @ d
-    dark = _polarity_score(-proj) >= _polarity_score(proj)
+    side, frame_bg = _border_side(img, d)
+    if side:
+        dark, bg = side < 0, (bg if frame_bg is None else frame_bg)
+    else:
+        dark = _polarity_score(-proj) >= _polarity_score(proj)
     sign = -1.0 if dark else 1.0
     e, bg = _refit_paper(img, d, sign, bg)
     proj = sign * e
