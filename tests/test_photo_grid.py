@@ -32,7 +32,7 @@ def table(mnist_dir):
 
 
 def test_grid_accuracy_floors(table):
-    """The issue's target, 98% over the realistic cells, on this sample (99.6% measured; 99.5% and 98.6% at 40 a cell)."""
+    """The issue's 98% target over the realistic cells, on this sample (99.6%; 99.5% and 98.6% at 40 a cell)."""
     real, allc, _ = photo_grid.summary(table)
     assert real >= 0.98, f"realistic cells {real:.3f}"
     assert allc >= 0.97, f"all cells {allc:.3f}"
