@@ -202,6 +202,21 @@ def test_ruled_lines_are_removed_but_minus_signs_stay():
         assert np.allclose(a.box, b.box, atol=3)
 
 
+def test_a_ruled_line_remnant_is_not_a_minus_sign():
+    """A short piece of a printed line, thinner than the pen, beside the writing: not a symbol.
+
+    Too short to count as a ruled line (it crosses a fifth of the picture), it would otherwise be
+    read as a leading minus sign.
+    """
+    img = written("7+2")
+    width = img.size[0]
+    ImageDraw.Draw(img).line([(2, 130), (2 + width // 5 - 40, 130)], fill=60, width=2)
+    plain, stray = segment(written("7+2")), segment(img)
+    assert len(stray.symbols) == len(plain.symbols) == 3
+    for a, b in zip(plain.symbols, stray.symbols):
+        assert np.allclose(a.box, b.box, atol=3)
+
+
 def test_light_on_dark_writing_is_segmented_the_same():
     dark = segment(written("4+1", ink=240, paper=20))
     assert len(dark.symbols) == 3
