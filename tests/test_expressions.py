@@ -202,6 +202,18 @@ def test_ruled_lines_are_removed_but_minus_signs_stay():
         assert np.allclose(a.box, b.box, atol=3)
 
 
+def test_two_dots_one_above_the_other_are_one_symbol():
+    """A ÷ whose bar is missing (or too faint to find): its two dots, farther apart than a ÷'s, group."""
+    img = written("7-4")
+    d = ImageDraw.Draw(img)
+    d.rectangle([160, 60, 230, 200], fill=255)                # wipe the minus sign ...
+    for y in (75, 180):                                       # ... and put two dots a symbol's height apart
+        d.ellipse([188, y - 8, 204, y + 8], fill=0)
+    seg = segment(img)
+    assert len(seg.symbols) == 3
+    assert len(seg.symbols[1].parts) == 2
+
+
 def test_a_ruled_line_remnant_is_not_a_minus_sign():
     """A short piece of a printed line, thinner than the pen, beside the writing: not a symbol.
 

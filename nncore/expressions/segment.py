@@ -113,8 +113,9 @@ def _stacked(a, b, tall):
     """Whether boxes a and b share a column range and sit one above the other, close (=, ÷, a broken stroke).
 
     Close: the band between them is no taller than 1.2 times the wider one's width (the bars of '=' are
-    closer than they are long) or 0.6 times the writing's height ``tall`` (the dots of ÷); symbols of two
-    lines of writing are farther apart.
+    closer than they are long) or 0.6 times the writing's height ``tall`` (the dots of ÷), or when both
+    are dots (no side over 0.35 ``tall``), ``tall`` itself (a ÷ whose bar is missing or too faint to be
+    found); symbols of two lines of writing are farther apart.
     """
     ax0, ay0, ax1, ay1 = a
     bx0, by0, bx1, by1 = b
@@ -124,7 +125,9 @@ def _stacked(a, b, tall):
     low = min(ay1 - ay0, by1 - by0)
     gap = -overlap_y                                      # the empty band between them (< 0 if they overlap)
     wide = max(ax1 - ax0, bx1 - bx0)
-    return overlap_x >= 0.5 * narrow and overlap_y <= 0.5 * low and gap <= max(1.2 * wide, 0.6 * tall)
+    dots = max(ax1 - ax0, bx1 - bx0, ay1 - ay0, by1 - by0) <= 0.35 * tall
+    reach = tall if dots else max(1.2 * wide, 0.6 * tall)
+    return overlap_x >= 0.5 * narrow and overlap_y <= 0.5 * low and gap <= reach
 
 
 def _group(boxes, tall):
