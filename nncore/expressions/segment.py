@@ -187,8 +187,8 @@ def segment(image, work_size=LINE_WORK_SIZE):
     if n:
         area = np.bincount(labels.ravel(), minlength=n + 1)
         # specks, and slivers thinner than the pen everywhere (what a ruled line leaves where it met ink)
-        depth = ndimage.maximum(ndimage.distance_transform_edt(mask), labels, np.arange(n + 1))
-        specks = np.flatnonzero((area < 0.3 * stroke ** 2) | (np.asarray(depth) < 0.3 * stroke))
+        deep = np.bincount(labels[ndimage.distance_transform_edt(mask) >= 0.3 * stroke], minlength=n + 1)
+        specks = np.flatnonzero((area < 0.3 * stroke ** 2) | (deep == 0))
         specks = specks[specks > 0]
         if specks.size:
             labels[np.isin(labels, specks)] = 0
