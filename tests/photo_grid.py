@@ -3,9 +3,12 @@
 Usage::
 
     python tests/photo_grid.py --report [--per-cell 40] [--seed 0]
+    python tests/photo_grid.py --blank-report [--seeds 12]
 
 Prints one row per cell (ink, paper, contrast, size): accuracy, how many came back blank,
-and the totals over the realistic cells and over all cells. It uses whatever
+and the totals over the realistic cells and over all cells. ``--blank-report`` counts the
+photos of empty paper (every paper and size, seeds 0..N-1) that come back with ink, per JPEG
+quality and shadow. It uses whatever
 ``nncore`` is on PYTHONPATH, so the same command measures another checkout.
 """
 
@@ -50,12 +53,30 @@ def summary(table):
     return acc(real), acc(list(table.values())), sum(b for _, b, _ in table.values())
 
 
+def blank_report(seeds=12):
+    """Print, per (JPEG quality, shadow), how many photos of empty paper come back with ink."""
+    import nncore
+    for quality, shadow in ((95, 0.5), (60, 0.25), (60, 0.5), (30, 0.25), (30, 0.5)):
+        bad = total = 0
+        for seed in range(seeds):
+            for paper in photos.PAPERS:
+                for size in photos.SIZES:
+                    buf = photos.render_blank(paper, size, quality, seed=seed, shadow=shadow)
+                    bad += bool(nncore.preprocess_image(Image.open(buf)).any())
+                    total += 1
+        print(f"JPEG quality {quality}, shadow {int(shadow * 100)}%: false ink on {bad} of {total} blank sheets")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--report", action="store_true", help="print the full table")
     ap.add_argument("--per-cell", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--blank-report", action="store_true", help="false ink on photos of empty paper")
+    ap.add_argument("--seeds", type=int, default=12, help="seeds of --blank-report")
     args = ap.parse_args(argv)
+    if args.blank_report:
+        return blank_report(args.seeds)
     import nncore
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     model = nncore.load_model(os.path.join(root, "weights", "mnist_cnn.npz"))
