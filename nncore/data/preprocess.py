@@ -453,15 +453,29 @@ def _polarity_score(e, t=None):
 
 
 def _border_side(img, d):
-    """Polarity judged against the paper at the picture's edge: (-1 dark ink, +1 light ink or 0 unsure, paper b).
+    """Polarity judged against the paper at the picture's edge.
 
-    A paper plane is fitted to a frame along the edge only (about 4% of
-    the shorter side wide), where a written character leaves the paper bare.
-    The ink is then the side with more outlier mass inside. This holds even
-    when a thick marker covers more of a tight crop than the paper does, or a
-    shadow darkens one side, where a fit to the whole picture is pulled
-    towards the ink. Unsure (0) when fewer than 60% of the frame's pixels lie
-    within 3 noise levels of that surface (ink along most of the edge).
+    A paper plane is fitted to a frame along the edge only (about 4% of the
+    shorter side wide), where a written character leaves the paper bare, and
+    the ink is the side with more mass beyond 3 of the frame's noise levels.
+    This holds even when a thick marker covers more of a tight crop than the
+    paper does, where a fit to the whole picture is pulled towards the ink and
+    the outlier mass points the wrong way. When over 40% of the frame departs
+    from that plane (a character cropped to touch the edge), the paper is the
+    median colour of the quietest sides instead (spread within twice the
+    quietest one's).
+
+    Parameters
+    ----------
+    img : float32 (H, W) or (H, W, C)
+    d : float32 (C,), the ink's colour direction (:func:`_ink_direction`)
+
+    Returns
+    -------
+    side : int
+        -1 dark ink, +1 light ink, 0 unsure (every side as busy as the others).
+    paper : float32 (H, W, C) or None
+        The paper surface the decision was made against (None when unsure).
     """
     h, w = img.shape[:2]
     band = max(2, int(np.ceil(0.04 * min(h, w))), int(np.ceil(2.5 * max(h, w) / 48)))
@@ -502,7 +516,8 @@ def _signed_contrast(img):
     Contrast is measured along the ink's colour direction and relative to the
     local paper brightness (flat-field correction): dark ink -> (b - g) / b,
     light ink -> (g - b) / (1 - b), so a stroke in a shadow is as strong as
-    one in full light. Polarity: ink is the side with more outlier mass
+    one in full light. Polarity: judged against the paper at the picture's
+    frame (:func:`_border_side`), else the side with more outlier mass
     (:func:`_polarity_score`); the paper is then refitted without the ink.
     """
     r, bg = _paper_residual(img)
