@@ -285,6 +285,24 @@ def test_composed_expressions_from_held_out_symbols(symbols_dir, symbols_model):
     assert len(confident) >= 20 and np.mean(confident) >= 0.95
 
 
+def test_a_model_that_is_not_a_symbols_model_is_a_usage_error(tmp_path):
+    """Digits only (the MNIST weights) or foreign classes: exit code 2 with the fix, before any reading."""
+    from types import SimpleNamespace
+
+    from nncore.errors import UsageError
+    mnist_weights = os.path.join(ROOT, "weights", "mnist_cnn.npz")
+    with pytest.raises(UsageError, match="no operator.*symbols_cnn"):
+        nncore.read_expression(written("1+2"), nncore.load_model(mnist_weights))
+    with pytest.raises(UsageError, match=r"\['cat', 'dog'\] are not expression symbols"):
+        nncore.read_expression(written("1+2"), SimpleNamespace(class_names=["cat", "dog"]))
+    picture = tmp_path / "sum.png"
+    written("1+2").save(picture)
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "solve.py"), str(picture),
+                          "--weights", mnist_weights], capture_output=True, text=True)
+    assert run.returncode == 2, run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and "symbols_cnn" in run.stderr
+
+
 def test_solve_script_json_and_errors(tmp_path):
     good, blank = tmp_path / "good.png", tmp_path / "blank.png"
     written("2x+3=11").save(good)

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..data.preprocess import preprocess_image
-from ..errors import ExpressionError, SyntaxExpressionError, UnreadableSymbolError
+from ..errors import ExpressionError, SyntaxExpressionError, UnreadableSymbolError, UsageError
 from .decode import LABEL_TOKENS, X_PAIR, decode
 from .evaluate import evaluate, format_value
 from .segment import Symbol, segment
@@ -22,6 +22,8 @@ FALLBACK_RATIO = 0.1
 
 #: how far the classifier's training prior is undone in expressions (see _classify)
 PRIOR_POWER = 0.7
+#: class names of operators; a model without any cannot read an expression
+OPERATORS = {"plus", "minus", "times", "div", "slash", "eq"}
 
 _models = {}
 
@@ -84,6 +86,17 @@ def _written(label, model):
     return model.symbols[k] if model.symbols else label
 
 
+def _check_classes(names):
+    """UsageError unless ``names`` are expression symbols and include at least one operator."""
+    unknown = sorted(set(names) - set(LABEL_TOKENS))
+    if unknown:
+        raise UsageError(f"the model's classes {unknown} are not expression symbols; "
+                         "use a symbols model such as weights/symbols_cnn.npz")
+    if not set(names) & OPERATORS:
+        raise UsageError("the model knows no operator (+ - × ÷ / =), only digits or letters; "
+                         "use a symbols model such as weights/symbols_cnn.npz")
+
+
 def read_expression(image_or_path, model=None):
     """Read and solve one line of handwriting.
 
@@ -103,14 +116,12 @@ def read_expression(image_or_path, model=None):
     ------
     NoInkError, LayoutError (more than one line), BracketError, SyntaxExpressionError (two operators
     in a row...), ZeroDivisionExpression, UnreadableSymbolError (names the symbol's position and box),
-    NotSolvableError; plus the image errors of :func:`nncore.preprocess_image`. All one line, all
+    NotSolvableError; UsageError for a model that is not a symbols model (unknown classes, or no
+    operator among them); plus the image errors of :func:`nncore.preprocess_image`. All one line, all
     subclasses of :class:`nncore.errors.NncoreError`.
     """
     model = model or _default_model()
-    unknown = sorted(set(model.class_names) - set(LABEL_TOKENS))
-    if unknown:
-        raise ExpressionError(f"the model's classes {unknown} are not expression symbols; "
-                              "use a symbols model such as weights/symbols_cnn.npz")
+    _check_classes(model.class_names)
     seg = segment(image_or_path)
     probs = _merge_broken(seg, _classify(seg, seg.symbols, model), model)
     names = model.class_names
