@@ -18,7 +18,8 @@ Errors, one line each on stderr: 9 no writing found, 10 more than one line, 11 a
 bracket, 12 two operators in a row or another malformed expression, 13 division by zero,
 14 a symbol that cannot be read confidently (its position and box are named), 15 no single
 value (a variable without an equation, a non-linear equation); 3 and 4 for a missing or
-unreadable file; 2 for weights that are not a symbols model (unknown classes, or no operator). With several files, each failure is listed and the exit code is 8.
+unreadable file; 2 for weights that are not a symbols model (unknown classes, or no operator).
+With several files, each failure is listed and the exit code is 8.
 """
 
 import json
