@@ -77,6 +77,9 @@ def build_parser():
                    help="linear warm-up epochs of the cosine schedule (default: an eighth of the run, at most 1)")
     g.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment,
                    help="random shifts (2 px), rotations (10 deg) and scaling (0.9-1.1) of training images")
+    g.add_argument("--thick", type=float, default=d.thick,
+                   help="with --augment, the share of training images whose strokes grow by a pixel "
+                        "(for data drawn thinner than the pictures it will read)")
     g.add_argument("--label-smoothing", type=float, default=d.label_smoothing,
                    help="share of the target spread evenly over the classes (0 = one-hot targets)")
     g.add_argument("--seed", type=nonnegative_int, default=d.seed,
@@ -101,7 +104,7 @@ def make_config(args):
         dropout=args.dropout, batch_size=args.batch_size,
         epochs=args.epochs if args.epochs is not None else TrainConfig.epochs, lr=lr, optimizer=opt,
         momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule, warmup=args.warmup,
-        augment=args.augment, label_smoothing=args.label_smoothing, seed=args.seed).validate()
+        augment=args.augment, thick=args.thick, label_smoothing=args.label_smoothing, seed=args.seed).validate()
 
 
 def input_scaling_for(images, is_mnist=False):

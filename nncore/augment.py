@@ -1,4 +1,5 @@
-"""Data augmentation for MNIST-style images: small random shifts, rotations and scalings.
+"""Data augmentation for MNIST-style images: small random shifts, rotations and scalings,
+and (optionally) thicker strokes.
 
 Every image of a batch gets its own random affine map (rotation by an angle
 in [-max_rotation, max_rotation] degrees about the image centre, isotropic
@@ -68,8 +69,28 @@ def affine_warp(images, angles, scales, shifts):
     return out.astype(x.dtype)
 
 
-def augment(images, rng, max_shift=DEFAULT_MAX_SHIFT, max_rotation=DEFAULT_MAX_ROTATION, scale=DEFAULT_SCALE):
-    """Randomly shift, rotate and scale every image of a batch.
+def thicken(images, which):
+    """Strokes one pixel thicker in the chosen images: the maximum over each pixel's 2x2 block.
+
+    Inputs:
+    - images: (N, H, W), any dtype
+    - which: bool (N,), the images to thicken
+
+    Returns a new array, same shape and dtype; the others are copied unchanged.
+    """
+    out = np.array(images, copy=True)
+    x = out[which]
+    grown = x.copy()
+    grown[:, 1:, :] = np.maximum(grown[:, 1:, :], x[:, :-1, :])
+    grown[:, :, 1:] = np.maximum(grown[:, :, 1:], x[:, :, :-1])
+    grown[:, 1:, 1:] = np.maximum(grown[:, 1:, 1:], x[:, :-1, :-1])
+    out[which] = grown
+    return out
+
+
+def augment(images, rng, max_shift=DEFAULT_MAX_SHIFT, max_rotation=DEFAULT_MAX_ROTATION, scale=DEFAULT_SCALE,
+            thick=0.0):
+    """Randomly shift, rotate and scale every image of a batch, and thicken some images' strokes.
 
     Inputs:
     - images: uint8 (N, H, W) (or float)
@@ -77,14 +98,19 @@ def augment(images, rng, max_shift=DEFAULT_MAX_SHIFT, max_rotation=DEFAULT_MAX_R
     - max_shift: pixels, uniform in [-max_shift, max_shift] per axis
     - max_rotation: degrees, uniform in [-max_rotation, max_rotation]
     - scale: (low, high) zoom factor range
+    - thick: the share of images whose strokes grow by one pixel (:func:`thicken`) before the warp,
+      for data drawn thinner than the pictures it will read (pens, markers, a canvas)
 
     Returns a new array, same shape and dtype.
     """
     lo, hi = float(scale[0]), float(scale[1])
-    if not (0 < lo <= hi) or max_shift < 0 or max_rotation < 0:
-        raise UsageError(f"bad augmentation settings: shift {max_shift}, rotation {max_rotation}, scale {scale}")
+    if not (0 < lo <= hi) or max_shift < 0 or max_rotation < 0 or not 0.0 <= thick <= 1.0:
+        raise UsageError(f"bad augmentation settings: shift {max_shift}, rotation {max_rotation}, scale {scale}, "
+                         f"thick {thick}")
     n = len(images)
     angles = np.deg2rad(rng.uniform(-max_rotation, max_rotation, n))
     scales = rng.uniform(lo, hi, n)
     shifts = rng.uniform(-max_shift, max_shift, (n, 2))
+    if thick > 0:
+        images = thicken(images, rng.random(n) < thick)
     return affine_warp(images, angles, scales, shifts)

@@ -10,7 +10,7 @@ import pytest
 
 import nncore
 from nncore import training
-from nncore.augment import affine_warp, augment
+from nncore.augment import affine_warp, augment, thicken
 from nncore.cli import int_list, int_list_or_none
 from nncore.errors import SettingError, TrainingDivergedError, UsageError
 
@@ -78,6 +78,30 @@ def test_augment_is_seeded_and_keeps_digits(mnist):
     assert not np.array_equal(a, x)
     ink = a.reshape(64, -1).sum(1) / x.reshape(64, -1).sum(1)  # ink mass ~ scale**2 in [0.81, 1.21]
     assert ink.min() > 0.7 and ink.max() < 1.35
+
+
+def test_thicken_grows_strokes_by_one_pixel_only_where_asked():
+    x = np.zeros((2, 28, 28), np.uint8)
+    x[:, 5:23, 13] = 255                                   # a one-pixel vertical stroke
+    out = thicken(x, np.array([True, False]))
+    assert np.array_equal(out[1], x[1])
+    grown = np.zeros((28, 28), bool)
+    grown[5:24, 13:15] = True                              # one pixel wider and one longer, nothing else
+    assert np.array_equal(out[0] > 0, grown) and (out[0][grown] == 255).all()
+
+
+def test_augment_thick_share_is_seeded_and_checked(mnist):
+    from nncore.data.preprocess import stroke_width
+    x = mnist[0][:64]
+    plain = augment(x, np.random.default_rng([1, 2, 3]))
+    thick = augment(x, np.random.default_rng([1, 2, 3]), thick=1.0)
+    assert np.array_equal(thick, augment(x, np.random.default_rng([1, 2, 3]), thick=1.0))
+    widths = [np.median([stroke_width(a > 127) for a in b]) for b in (plain, thick)]
+    assert widths[1] > widths[0] + 0.5, widths
+    with pytest.raises(UsageError, match="thick"):
+        augment(x, np.random.default_rng(0), thick=1.5)
+    with pytest.raises(UsageError, match="thick"):
+        training.TrainConfig(augment=False, thick=0.5).validate()
 
 
 # -- configuration ------------------------------------------------------------
@@ -263,6 +287,8 @@ def test_config_saved_before_label_smoothing_existed_keeps_one_hot_targets():
     del saved["label_smoothing"]
     assert training.TrainConfig.from_dict(saved).label_smoothing == 0.0
     assert training.TrainConfig.from_dict({**saved, "label_smoothing": 0.1}).label_smoothing == 0.1
+    del saved["thick"]
+    assert training.TrainConfig.from_dict(saved).thick == 0.0       # saved before thick existed: none
 
 
 def test_kernels_compile_on_a_copy_with_a_message_when_slow(mnist, monkeypatch):

@@ -10,7 +10,7 @@ from ..optim import make_optimizer
 from ..schedules import make_schedule
 
 #: fields added after checkpoints were first written, with the value that reproduces the older runs
-ADDED_FIELDS = {"label_smoothing": 0.0}
+ADDED_FIELDS = {"label_smoothing": 0.0, "thick": 0.0}
 
 
 @dataclasses.dataclass
@@ -22,7 +22,8 @@ class TrainConfig:
     :func:`nncore.architectures.cnn`); epochs/lr/schedule/warmup: the
     learning-rate plan (warmup in epochs; None: an eighth of the run, at most
     one epoch); augment: random shifts (2 px),
-    rotations (10 degrees) and scalings (0.9-1.1); seed: the weights, the
+    rotations (10 degrees) and scalings (0.9-1.1); thick: with augment, the
+    share of images whose strokes grow by a pixel; seed: the weights, the
     shuffling, the augmentation and the dropout masks all derive from it.
     """
 
@@ -40,6 +41,7 @@ class TrainConfig:
     schedule: str = "cosine"
     warmup: float = None
     augment: bool = True
+    thick: float = 0.0
     label_smoothing: float = 0.1
     seed: int = 0
 
@@ -73,6 +75,9 @@ class TrainConfig:
         check(str(self.schedule).lower() in ("constant", "step", "cosine"), "schedule",
               f"must be constant, step or cosine, got {self.schedule!r}")
         check(0.0 <= self.momentum < 1.0, "momentum", f"must be in [0, 1), got {self.momentum}")
+        check(0.0 <= self.thick <= 1.0, "thick", f"must be a share in [0, 1], got {self.thick}")
+        check(self.thick == 0.0 or self.augment, "thick", "thickens strokes as part of the augmentation; "
+                                                          "drop it or turn augment on")
         check(math.isfinite(self.weight_decay) and self.weight_decay >= 0, "weight_decay",
               f"must be a finite number >= 0, got {self.weight_decay}")
         check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")

@@ -126,7 +126,7 @@ class Trainer:
                         idx = order[bounds[s][0]:bounds[s][1]]
                         xb, yb = self.x_train[idx], self.y_train[idx]
                         if cfg.augment:
-                            xb = augment(xb, augment_rng(cfg.seed, self.epoch, s))
+                            xb = augment(xb, augment_rng(cfg.seed, self.epoch, s), thick=cfg.thick)
                         for j, layer in dropouts:
                             layer.rng = dropout_rng(cfg.seed, self.epoch, s, j)
                         x, y = backend.to_device(model.prepare(xb), device), backend.to_device(yb, device)
