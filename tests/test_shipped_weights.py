@@ -106,7 +106,7 @@ def test_symbols_weights_on_the_held_out_split(symbols_test_split):
     xi, ti = class_names.index("x"), class_names.index("times")
     merged = lambda a: np.where(a == ti, xi, a)  # noqa: E731
     assert float((merged(pred) == merged(labels)).mean()) >= 0.98, "errors outside the x/times pair grew"
-    # `slash` (147 images in all, 22 in this split) is drawn like a slanted `1`: 68% of its test images
+    # `slash` (147 images in all, 22 in this split) is drawn like a slanted `1`: 64% of its test images
     # are recognised by the shipped file; it gets its own floor so that a regression still fails here
     assert per_class["slash"] >= 0.60, f"slash recall fell: {per_class}"
     others = {k: v for k, v in per_class.items() if k not in ("times", "slash")}
@@ -121,4 +121,4 @@ def test_symbols_weights_classify_photo_like_symbols(symbols_test_split):
     raw = [255 - np.asarray(Image.open(paths[i]).convert("L")) for i in idx]   # white ink on black, 45x45
     images = np.stack([preprocess_image(Image.open(photo_like(r, seed=int(i)))) for i, r in zip(idx, raw)])
     acc = float((model.predict(images) == labels[idx]).mean())
-    assert acc >= 0.93, f"accuracy on photo-like symbols {acc:.3f}"  # 97.5% for the shipped file
+    assert acc >= 0.93, f"accuracy on photo-like symbols {acc:.3f}"  # 98.0% for the shipped file
