@@ -302,7 +302,7 @@ def _fit_background(g, paper=None, terms=6):
     for _ in range(4):
         r = z - A @ coef
         rs = r if allowed is None or allowed.sum() < 12 else r[allowed]  # the spread of the paper allowed
-        sigma = 1.4826 * float(np.median(np.abs(rs - np.median(rs))))
+        sigma = _robust_sigma(rs)
         keep = np.abs(r) < max(3.0 * sigma, 0.04)
         if allowed is not None and (keep & allowed).sum() >= 12:
             keep &= allowed
@@ -355,6 +355,11 @@ def _box3(a):
     return sum(p[i : i + h, j : j + w] for i in range(3) for j in range(3)) / 9.0
 
 
+def _robust_sigma(v):
+    """The standard deviation of v (any shape) estimated robustly: 1.4826 * its median absolute deviation."""
+    return 1.4826 * float(np.median(np.abs(v - np.median(v))))
+
+
 def _noise(r, lag=4):
     """Robust noise level of residuals r (H, W): the smaller of two MAD * 1.4826 estimates.
 
@@ -365,11 +370,11 @@ def _noise(r, lag=4):
     """
     step = max(1, int(np.sqrt(r.size / 20000)))
     sample = r[::step, ::step]
-    est = [1.4826 * float(np.median(np.abs(sample - np.median(sample))))]
+    est = [_robust_sigma(sample)]
     rows, cols = r[::step, :], r[:, ::step]  # differences along one axis, sampled on the other
     for diff in (rows[:, lag:][:, ::step] - rows[:, :-lag][:, ::step], cols[lag:][::step] - cols[:-lag][::step]):
         if diff.size:
-            est.append(1.4826 * float(np.median(np.abs(diff - np.median(diff)))) / np.sqrt(2.0))
+            est.append(_robust_sigma(diff) / np.sqrt(2.0))
     return min(est) if len(est) == 1 else min(est[0], max(est[1:]))
 
 
@@ -393,7 +398,7 @@ def _paper_noise(s):
         if rest.size < 16:
             break
         # never below the first estimate: paper clipped at white has a degenerate MAD
-        sigma = max(1.4826 * float(np.median(np.abs(rest - np.median(rest)))), floor)
+        sigma = max(_robust_sigma(rest), floor)
     return sigma
 
 
@@ -446,10 +451,13 @@ def _refit_paper(img, d, sign, bg):
     return e, bg
 
 
-def _polarity_score(e, t=None):
-    """Ink mass minus opposite mass of e (H, W) beyond t (default 3 noise levels): high for the right polarity."""
+def _ink_side(e, t=None):
+    """Which side of the paper the ink of residual e (H, W) lies on: -1 dark, +1 light.
+
+    The side holding more mass beyond t (default 3 noise levels); a tie counts as dark ink.
+    """
     t = 3.0 * max(_noise(e), QUANT) if t is None else t
-    return float(e[e > t].sum()) + float(e[e < -t].sum())
+    return -1 if float(e[e > t].sum()) + float(e[e < -t].sum()) <= 0 else 1
 
 
 def _border_side(img, d):
@@ -486,23 +494,22 @@ def _border_side(img, d):
     r, bg = _paper_residual(img, frame, terms=3)  # a plane: a quadratic is poorly held by a frame
     e = r @ d
     ef = e[frame]  # noise judged on the frame too: white paper clipped at 255 has almost none elsewhere
-    t = 3.0 * max(_noise(e), 1.4826 * float(np.median(np.abs(ef - np.median(ef)))), QUANT)
+    t = 3.0 * max(_noise(e), _robust_sigma(ef), QUANT)
     if float((np.abs(ef) >= t).mean()) <= 0.4:
-        return (-1 if _polarity_score(-e, t) >= _polarity_score(e, t) else 1), bg
+        return _ink_side(e, t), bg
     # ink along much of the edge (a character cropped to touch it), which pulls that fit too: the paper
     # is the level of the picture's quietest sides, those whose spread is within twice the quietest one's
     img3 = img[..., None] if img.ndim == 2 else img
     e = img3 @ d
     sides = [(slice(0, band), slice(None)), (slice(h - band, h), slice(None)),
              (slice(None), slice(0, band)), (slice(None), slice(w - band, w))]
-    spread = np.array([1.4826 * float(np.median(np.abs(e[k] - np.median(e[k])))) for k in sides])
+    spread = np.array([_robust_sigma(e[k]) for k in sides])
     quiet = spread <= 2.0 * max(float(spread.min()), QUANT)
     if quiet.all():
         return 0, None
     paper = np.concatenate([img3[k].reshape(-1, img3.shape[2]) for k, q in zip(sides, quiet) if q])
     bg = np.broadcast_to(np.median(paper, axis=0).astype(np.float32), img3.shape)  # flat paper at that level
-    e = (img3 - bg) @ d
-    return (-1 if _polarity_score(-e) >= _polarity_score(e) else 1), bg
+    return _ink_side((img3 - bg) @ d), bg
 
 
 def _signed_contrast(img):
@@ -518,16 +525,16 @@ def _signed_contrast(img):
     light ink -> (g - b) / (1 - b), so a stroke in a shadow is as strong as
     one in full light. Polarity: judged against the paper at the picture's
     frame (:func:`_border_side`), else the side with more outlier mass
-    (:func:`_polarity_score`); the paper is then refitted without the ink.
+    (:func:`_ink_side`); the paper is then refitted without the ink.
     """
     r, bg = _paper_residual(img)
     d = _ink_direction(r)
-    proj = r @ d
     side, frame_bg = _border_side(img, d)
     if side:
-        dark, bg = side < 0, (bg if frame_bg is None else frame_bg)
+        bg = frame_bg                     # judged against the frame's paper: refit from that surface
     else:
-        dark = _polarity_score(-proj) >= _polarity_score(proj)
+        side = _ink_side(r @ d)
+    dark = side < 0
     sign = -1.0 if dark else 1.0
     e, bg = _refit_paper(img, d, sign, bg)
     proj = sign * e
