@@ -10,7 +10,7 @@ from ..data.preprocess import preprocess_image
 from ..errors import ExpressionError, SyntaxExpressionError, UnreadableSymbolError, UsageError
 from .decode import LABEL_TOKENS, X_PAIR, decode
 from .evaluate import evaluate, format_value
-from .segment import Symbol, segment
+from .segment import Symbol, segment, union_box
 
 #: the weights read_expression uses when no model is given (the repository's shipped symbols model)
 SHIPPED_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -163,8 +163,9 @@ def _classify(seg, symbols, model):
     The model learnt its classes' frequencies in the symbols set (4,000 ones, 147 slashes); in an
     expression the symbols are far more even. When the weights record their training class counts n_c
     (``metadata["class_counts"]``, written by train.py), the probabilities are re-weighted by
-    n_c ** -PRIOR_POWER and renormalised (PRIOR_POWER = 0.7 gave the most expressions right on composed
-    expressions of a seed other than the report's: 96% against 94% clean, 88% against 86% photo-like).
+    n_c ** -PRIOR_POWER and renormalised (PRIOR_POWER = 0.7 was chosen on composed expressions of a
+    seed other than the README's; rechecked there with a later reader, 0.4 to 0.8 read within one
+    expression of each other).
     """
     crops = np.stack([preprocess_image(seg.crop(s)) for s in symbols])
     probs = model.predict_proba(crops).astype(np.float64)
@@ -187,7 +188,7 @@ def _merge_broken(seg, probs, model):
              if _near(seg.symbols[i].box, seg.symbols[i + 1].box, reach)]
     if not pairs:
         return probs
-    unions = [Symbol(_union(seg.symbols[i].box, seg.symbols[i + 1].box),
+    unions = [Symbol(union_box([seg.symbols[i].box, seg.symbols[i + 1].box]),
                      seg.symbols[i].parts + seg.symbols[i + 1].parts) for i in pairs]
     joined = _classify(seg, unions, model)
     merged, skip = [], set()
@@ -213,10 +214,6 @@ def _merge_broken(seg, probs, model):
 def _near(a, b, reach):
     """Whether boxes a and b, each grown by ``reach`` pixels, overlap."""
     return (min(a[2], b[2]) - max(a[0], b[0]) > -reach) and (min(a[3], b[3]) - max(a[1], b[1]) > -reach)
-
-
-def _union(a, b):
-    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
 
 
 def _best_reading(tops, model):

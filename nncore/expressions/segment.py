@@ -10,10 +10,11 @@ pixels. Steps, on the ink map of :func:`nncore.data.preprocess.ink_map`
    (thin pixels covering a quarter of a row, even in pieces) are
    removed; a fraction bar or a minus sign is far shorter;
 3. parts: 8-connected components (``scipy.ndimage.label``); specks smaller
-   than a dot of the pen (0.3 w^2) are dropped;
+   than a dot of the pen (0.3 w^2) and slivers thinner than the pen
+   everywhere (what a ruled line leaves beside the writing) are dropped;
 4. symbols: parts stacked one above the other over a shared column range
    (the bars of ``=``, the dots and bar of ``÷``, a stroke broken by a ruled
-   line) are one symbol;
+   line; two dots up to a writing's height apart) are one symbol;
 5. one line: symbols whose vertical ranges split into two bands with two or
    more symbols each are two lines of writing (an error).
 """
@@ -153,9 +154,10 @@ def _group(boxes, tall):
     return sorted(groups.values(), key=lambda g: min(boxes[i][0] for i in g))
 
 
-def _union_box(boxes, idx):
-    return (min(boxes[i][0] for i in idx), min(boxes[i][1] for i in idx),
-            max(boxes[i][2] for i in idx), max(boxes[i][3] for i in idx))
+def union_box(boxes):
+    """The smallest box (x0, y0, x1, y1) holding every box of ``boxes``."""
+    x0, y0, x1, y1 = zip(*boxes)
+    return (min(x0), min(y0), max(x1), max(y1))
 
 
 def _check_one_line(symbols):
@@ -199,6 +201,6 @@ def segment(image, work_size=LINE_WORK_SIZE):
     boxes = _boxes(labels, n)
     heights = [b[3] - b[1] for b in boxes if b[3] - b[1] >= 3 * stroke]   # digits and brackets, not dots
     tall = float(np.median(heights)) if heights else 3 * stroke
-    symbols = [Symbol(_union_box(boxes, g), [i + 1 for i in g]) for g in _group(boxes, tall)]
+    symbols = [Symbol(union_box([boxes[i] for i in g]), [i + 1 for i in g]) for g in _group(boxes, tall)]
     _check_one_line(symbols)
     return Segmentation(ink, labels.astype(np.int32), symbols, float(stroke), float(scale))
