@@ -21,7 +21,6 @@ from fractions import Fraction
 from ..errors import BracketError, NotSolvableError, SyntaxExpressionError, ZeroDivisionExpression
 
 TOKENS = set("0123456789+-*/()=xy")
-OPERATORS = set("+-*/")
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ FALLBACK_RATIO = 0.1
 
 #: how far the classifier's training prior is undone in expressions (see _classify)
 PRIOR_POWER = 0.7
-#: class names of operators; a model without any cannot read an expression
-OPERATORS = {"plus", "minus", "times", "div", "slash", "eq"}
+#: the class names of operators (``+ - × ÷ / =``); a model without any cannot read an expression
+OPERATORS = {label for label, (token, _) in LABEL_TOKENS.items() if token in "+-*/="}
 
 _models = {}
 
