@@ -19,13 +19,12 @@ import math
 import numpy as np
 
 from ..layers import Dense
+from ..losses import log_softmax
 
 
 def _nll(beta, logp, labels):
-    z = beta * logp
-    m = z.max(axis=1, keepdims=True)
-    lse = m[:, 0] + np.log(np.exp(z - m).sum(axis=1))
-    return float((lse - z[np.arange(len(labels)), labels]).mean())
+    """Mean negative log-likelihood of softmax(beta * logp) at the labels."""
+    return -float(log_softmax(beta * logp)[np.arange(len(labels)), labels].mean())
 
 
 def fit_temperature(logp, labels, lo=0.05, hi=20.0, steps=60):
