@@ -6,6 +6,7 @@ a huge canvas costs nothing.
 """
 
 import base64
+import functools
 import io
 import math
 import warnings
@@ -57,20 +58,11 @@ def to_data_url(rgb):
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _colour_map(name):
-    """matplotlib's colour map ``name`` as a (256, 3) uint8 lookup table."""
+@functools.cache
+def lut(name):
+    """matplotlib's colour map ``name`` as a (256, 3) uint8 lookup table (built once per name)."""
     from matplotlib import colormaps
     return (colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
-
-
-_LUTS = {}
-
-
-def lut(name):
-    """Cached (256, 3) uint8 lookup table of a matplotlib colour map."""
-    if name not in _LUTS:
-        _LUTS[name] = _colour_map(name)
-    return _LUTS[name]
 
 
 def map_grid(maps, columns=GRID_COLUMNS):
