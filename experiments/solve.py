@@ -45,10 +45,10 @@ def annotate(path, result, out_dir):
     """A PNG of the picture with each symbol's box and label (green >= 90%, orange >= 50%, red below)."""
     import matplotlib.patches as patches
 
-    from nncore.data.preprocess import load_image
+    from nncore.data.preprocess import load_image, stored_height
     from nncore.plots import _plt, save_figure
     img = load_image(path, work_size=4096).convert("RGB")
-    scale = img.size[1] / _shown_height(result, img)
+    scale = img.size[1] / (stored_height(path) or img.size[1])  # boxes are in the full picture's pixels
     w, h = img.size
     fig, ax = _plt().subplots(figsize=(min(14, 2 + w / 100), min(6, 1.2 + h / 100)), layout="constrained")
     ax.imshow(img)
@@ -63,12 +63,6 @@ def annotate(path, result, out_dir):
     name = os.path.splitext(os.path.basename(path))[0] + ".png"
     save_figure(fig, os.path.join(out_dir, name))
     return os.path.join(out_dir, name)
-
-
-def _shown_height(result, img):
-    """The height the boxes refer to (the picture as read: EXIF applied, full size)."""
-    from nncore.data.preprocess import stored_height
-    return stored_height(result.file) or img.size[1]
 
 
 def main(argv):

@@ -55,12 +55,13 @@ def fit_temperature(logp, labels, lo=0.05, hi=20.0, steps=60):
 def calibrate(model, images, labels):
     """Fit the temperature on (images, labels) and fold it into the model's last Dense layer.
 
-    Returns {"temperature": T, "nll_before": ..., "nll_after": ...}. The model's predictions
-    (argmax) are unchanged; its probabilities become calibrated on that set.
+    Returns {"temperature": T, "nll_before": ..., "nll_after": ...}, or None (the model untouched)
+    when its last layer is not a Dense layer to fold T into. The model's predictions (argmax) are
+    unchanged; its probabilities become calibrated on that set.
     """
     last = model.layers[-1]
     if not isinstance(last, Dense):
-        return {"temperature": 1.0, "nll_before": None, "nll_after": None}
+        return None
     beta, before, after = fit_temperature(model.predict_log_proba(images), labels)
     dtype = last.params["W"].dtype.type
     last.params["W"] = last.params["W"] * dtype(beta)
