@@ -12,13 +12,17 @@ import numpy as np
 import pytest
 
 
-def _need(path, what):
-    if path and os.path.isdir(path) and os.listdir(path):
-        return path
-    msg = f"{what} not found at {path!r}; set NNCORE_DATA_DIR to the folder holding mnist/ and symbols/"
+def unavailable(msg):
+    """Something a test needs is missing: a failure under CI (where everything must be there), else a skip."""
     if os.environ.get("CI"):
         pytest.fail(msg)
     pytest.skip(msg)
+
+
+def _need(path, what):
+    if path and os.path.isdir(path) and os.listdir(path):
+        return path
+    unavailable(f"{what} not found at {path!r}; set NNCORE_DATA_DIR to the folder holding mnist/ and symbols/")
 
 
 @pytest.fixture(scope="session")
