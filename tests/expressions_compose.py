@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from photos import INKS, PAPERS  # noqa: E402
+from photos import INKS, PAPERS, shadow  # noqa: E402
 
 #: ASCII token -> the classes whose images can stand for it
 TOKEN_CLASSES = {**{str(d): [str(d)] for d in range(10)}, "+": ["plus"], "-": ["minus"], "*": ["times"],
@@ -128,10 +128,7 @@ def photo_picture(mask, rng):
     p = np.array(PAPERS[paper], np.float64) / 255
     k = np.array(INKS[ink], np.float64) / 255
     seen = p + contrast * (k - p)
-    yy, xx = np.mgrid[0:h, 0:w]
-    angle = rng.uniform(0, 2 * np.pi)
-    ramp = np.cos(angle) * xx / w + np.sin(angle) * yy / h
-    shade = 1.0 - 0.2 * (ramp - ramp.min()) / max(np.ptp(ramp), 1e-9)
+    shade = shadow(h, w, rng.uniform(0, 2 * np.pi), 0.2)
     m = mask[..., None]
     rgb = p * (1 - m) + seen * m
     img = Image.fromarray(np.clip(rgb * 255, 0, 255).astype(np.uint8))

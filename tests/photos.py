@@ -98,10 +98,7 @@ def render(glyph, ink="black", paper="white", contrast=1.0, size=(160, 160), blu
     p = np.array(PAPERS[paper], np.float64) / 255
     k = np.array(INKS[ink], np.float64) / 255
     seen = p + contrast * (k - p)
-    yy, xx = np.mgrid[0:h, 0:w]
-    angle = rng.uniform(0, 2 * np.pi)
-    ramp = (np.cos(angle) * xx / w + np.sin(angle) * yy / h)
-    shade = 1.0 - 0.12 * (ramp - ramp.min()) / max(np.ptp(ramp), 1e-9)  # a soft shadow across the sheet
+    shade = shadow(h, w, rng.uniform(0, 2 * np.pi), 0.12)  # a soft shadow across the sheet
     texture = np.asarray(Image.fromarray(rng.normal(128, 40, (h // 2 + 1, w // 2 + 1)).clip(0, 255).astype(np.uint8))
                          .resize((w, h), Image.BILINEAR), np.float64)[:h, :w] / 255 - 0.5
     m = mask[..., None]
@@ -112,6 +109,14 @@ def render(glyph, ink="black", paper="white", contrast=1.0, size=(160, 160), blu
     out.save(buf, format="JPEG", quality=quality)
     buf.seek(0)
     return buf
+
+
+def shadow(h, w, angle, depth):
+    """Light falling off linearly across an (h, w) sheet in direction ``angle`` (radians): a factor
+    (h, w) from 1 on the bright side to 1 - ``depth`` on the dark side."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    ramp = np.cos(angle) * xx / w + np.sin(angle) * yy / h
+    return 1.0 - depth * (ramp - ramp.min()) / max(np.ptp(ramp), 1e-9)
 
 
 def render_blank(paper="white", size=(160, 160), quality=80, seed=0, shadow=0.25):
