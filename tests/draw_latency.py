@@ -102,6 +102,9 @@ def main(argv=None):
     ap.add_argument("--clients", type=int, default=1, help="threads sending at once")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if not args.report:
+        ap.print_help()
+        return
 
     import nncore
     from nncore.web import DrawApp, DrawServer, start_in_thread

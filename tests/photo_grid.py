@@ -77,6 +77,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.blank_report:
         return blank_report(args.seeds)
+    if not args.report:
+        ap.print_help()
+        return
     import nncore
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     model = nncore.load_model(os.path.join(root, "weights", "mnist_cnn.npz"))
