@@ -92,13 +92,13 @@ def _remove_rules(mask, stroke):
     return out
 
 
-def _stroke(mask):
-    """The pen's stroke width in pixels: twice the median ridge height of the distance transform.
+def _stroke(mask, depth):
+    """The pen's stroke width in pixels: twice the median ridge height of ``depth``, the mask's distance
+    transform.
 
     Ridges of lines finer than 3 pixels (printed rules) are left out, so long ruled lines do not drag the
     estimate down; without thicker ridges, 2 * area / perimeter of the whole mask.
     """
-    depth = ndimage.distance_transform_edt(mask)
     ridge = (depth >= 1.5) & (depth >= ndimage.maximum_filter(depth, size=3))
     if ridge.sum() >= 10:
         return float(2 * np.median(depth[ridge]))
@@ -183,13 +183,17 @@ def segment(image, work_size=LINE_WORK_SIZE):
     if ink is None or not (ink > INK_LEVEL).any():
         raise NoInkError("no writing found in the picture (it looks blank); check the photo's focus and light")
     mask = ink > INK_LEVEL
-    stroke = _stroke(mask)
-    mask = _remove_rules(mask, stroke)
+    depth = ndimage.distance_transform_edt(mask)        # each ink pixel's distance to the paper
+    stroke = _stroke(mask, depth)
+    ruled = mask
+    mask = _remove_rules(ruled, stroke)
+    if not np.array_equal(mask, ruled):                  # printed lines went: the depths changed with them
+        depth = ndimage.distance_transform_edt(mask)
     labels, n = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
     if n:
         area = np.bincount(labels.ravel(), minlength=n + 1)
         # specks, and slivers thinner than the pen everywhere (what a ruled line leaves where it met ink)
-        deep = np.bincount(labels[ndimage.distance_transform_edt(mask) >= 0.3 * stroke], minlength=n + 1)
+        deep = np.bincount(labels[depth >= 0.3 * stroke], minlength=n + 1)
         specks = np.flatnonzero((area < 0.3 * stroke ** 2) | (deep == 0))
         specks = specks[specks > 0]
         if specks.size:
