@@ -10,12 +10,15 @@ slight rotation; the photo variant re-renders the line as a phone photo
 (coloured ink on coloured paper, a shadow, texture, noise, blur, JPEG) with
 ruled lines.
 
-``python tests/expressions_compose.py --report [--count N] [--weights W] [--seed S]`` prints
-the table of the README (clean and photo-like accuracy, the confident answers,
+``python tests/expressions_compose.py --report [--count N] [--weights W] [--seed S] [--all-images]``
+prints the table of the README (clean and photo-like accuracy, the confident answers,
 time per expression); the clean expressions are drawn with seed S, the photo-like
-ones with S + 1 (default 0).
+ones with S + 1 (default 0). The held-out images listed in symbols_mislabeled.csv
+(labels that are not what the image shows) are never drawn, unless --all-images.
 """
 
+import csv
+import hashlib
 import io
 import os
 import sys
@@ -32,12 +35,36 @@ TOKEN_CLASSES = {**{str(d): [str(d)] for d in range(10)}, "+": ["plus"], "-": ["
                  "/": ["div", "slash"], "(": ["lparen"], ")": ["rparen"], "=": ["eq"], "x": ["x"], "y": ["y"]}
 
 
-def symbol_pool(data_dir=None):
-    """Held-out symbol images by class: {class name: uint8 (n, 28, 28) white on black} (the test split)."""
+#: held-out images whose label is not what they show (reviewed by eye; see the file's header)
+MISLABELED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "symbols_mislabeled.csv")
+
+
+def pixels_sha1(img):
+    """The key of symbols_mislabeled.csv: the first 16 hex digits of the SHA-1 of a uint8 (28, 28) image."""
+    return hashlib.sha1(np.ascontiguousarray(img, np.uint8).tobytes()).hexdigest()[:16]
+
+
+def mislabeled():
+    """{pixels_sha1: (label, what the image shows)} of the reviewed mislabeled held-out images."""
+    with open(MISLABELED, encoding="utf-8") as f:
+        rows = csv.DictReader(line for line in f if not line.startswith("#"))
+        return {r["pixels_sha1"]: (r["label"], r["shows"]) for r in rows}
+
+
+def symbol_pool(data_dir=None, reviewed=True):
+    """Held-out symbol images by class: {class name: uint8 (n, 28, 28) white on black} (the test split).
+
+    reviewed: leave out the images of symbols_mislabeled.csv (a ``minus`` that shows a slash would
+    make a composed expression's ground truth wrong); False keeps every test image.
+    """
     from nncore.data import load_symbols
     d = load_symbols(data_dir, log=None)
+    keep = np.ones(len(d["y_test"]), bool)
+    if reviewed:
+        bad = mislabeled()
+        keep = np.array([pixels_sha1(img) not in bad for img in d["x_test"]])
     names = d["class_names"]
-    return {name: d["x_test"][d["y_test"] == k] for k, name in enumerate(names)}
+    return {name: d["x_test"][(d["y_test"] == k) & keep] for k, name in enumerate(names)}
 
 
 def _number(rng):
@@ -174,11 +201,11 @@ def score(model, items):
     return rows
 
 
-def report(count=200, weights=None, seed=0):
+def report(count=200, weights=None, seed=0, reviewed=True):
     import nncore
     model = nncore.load_model(weights or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                                       "weights", "symbols_cnn.npz"))
-    pool = symbol_pool()
+    pool = symbol_pool(reviewed=reviewed)
     print("| pictures | expressions | exactly right | confident (>= 0.9) | right among confident | s / expression |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for photo in (False, True):
@@ -195,6 +222,7 @@ if __name__ == "__main__":
     if "--report" in sys.argv:
         n = int(sys.argv[sys.argv.index("--count") + 1]) if "--count" in sys.argv else 200
         report(n, sys.argv[sys.argv.index("--weights") + 1] if "--weights" in sys.argv else None,
-               int(sys.argv[sys.argv.index("--seed") + 1]) if "--seed" in sys.argv else 0)
+               int(sys.argv[sys.argv.index("--seed") + 1]) if "--seed" in sys.argv else 0,
+               reviewed="--all-images" not in sys.argv)
     else:
         print(__doc__)

@@ -20,7 +20,7 @@ from nncore.errors import (
     ZeroDivisionExpression,
 )
 from nncore.expressions import evaluate, format_value
-from nncore.expressions.decode import decode
+from nncore.expressions.decode import JOIN_PRIOR, decode
 from nncore.expressions.segment import segment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -145,6 +145,21 @@ def test_decoder_grammar_rules():
     assert decode(_tops([("lparen", 1.0)], [("1", 1.0)])) == []
 
 
+def test_decoder_reads_two_pieces_as_one_symbol_when_that_is_more_probable():
+    """An x drawn as two arcs, ')' and '(': apart, ')(' leaves no bracket to close; read as one, it is x."""
+    tops = _tops([("2", 1.0)], [("rparen", 0.99)], [("lparen", 0.93)], [("plus", 1.0)], [("3", 1.0)],
+                 [("eq", 1.0)], [("7", 1.0)])
+    best = decode(tops, {1: [("x", 0.9), ("times", 0.05)]})[0]
+    assert best.text == "2x+3=7" and best.spans[1] == (1, 3) and len(best.spans) == 6
+    assert best.confidence == pytest.approx(0.95 * JOIN_PRIOR)
+    # two confident digits stay two digits unless their union is far more probable than both together
+    assert decode(_tops([("1", 0.99)], [("1", 0.98)]), {0: [("1", 0.99)]})[0].spans == ((0, 1), (1, 2))
+    # a 5 whose bar came loose: the body alone is a poor 5, the bar a good minus; together a sure 5
+    assert decode(_tops([("5", 0.3)], [("minus", 0.9)], [("3", 1.0)]), {0: [("5", 0.99)]})[0].text == "53"
+    # a union the grammar cannot place is not taken however probable: '(' for '1+' leaves '(2' open
+    assert decode(_tops([("1", 0.6)], [("plus", 0.9)], [("2", 1.0)]), {0: [("lparen", 0.99)]})[0].text == "1+2"
+
+
 # -- segmentation -------------------------------------------------------------------------------------------
 
 W = 10
@@ -164,6 +179,10 @@ def _strokes():
         "x": [[(5, 50), (65, 125)], [(65, 50), (5, 125)]],
         "(": [[(50, 0), (20, 35), (12, 65), (20, 95), (50, 130)]],
         ")": [[(10, 0), (40, 35), (48, 65), (40, 95), (10, 130)]],
+        # written in pieces that do not touch: x as two arcs back to back, '=' with bars that do not line up
+        "c": [[(0, 55), (22, 70), (28, 90), (22, 110), (0, 125)], [(70, 55), (48, 70), (42, 90), (48, 110),
+                                                                  (70, 125)]],
+        "~": [[(0, 45), (45, 45)], [(30, 85), (75, 85)]],
     }
 
 
@@ -271,6 +290,30 @@ def test_drawn_expressions_are_read_and_solved(symbols_model, text, value, varia
     assert r.value == value and r.variable == variable, r.to_dict()
     assert len(r.symbols) == len(text) and all(len(s.box) == 4 for s in r.symbols)
     assert 0 < r.confidence <= 1
+
+
+def test_symbols_written_in_pieces_are_read_whole(symbols_model):
+    """An x of two arcs that do not touch, and an '=' whose bars do not line up: each two parts apart,
+    one symbol in the reading (the decoder weighs the union against the parts)."""
+    seg = segment(written("2c+3~11"))
+    assert len(seg.symbols) == 9                        # the arcs and the bars are separate symbols here
+    r = nncore.read_expression(written("2c+3~11"), symbols_model)
+    assert (r.expression, r.value, r.variable) == ("2x+3=11", "4", "x"), r.to_dict()
+    assert len(r.symbols) == 7 and r.symbols[1].box[2] - r.symbols[1].box[0] > 60   # both arcs in one box
+
+
+def test_the_reviewed_mislabeled_images_are_in_the_held_out_split(symbols_dir):
+    """Every entry of symbols_mislabeled.csv names a test-split image with that label (a changed split or
+    preprocessing would leave the list pointing at nothing), and the composer's pool leaves them out."""
+    from expressions_compose import mislabeled, pixels_sha1, symbol_pool
+    from nncore.data import load_symbols
+    d = load_symbols(None, log=None)
+    found = {pixels_sha1(img): d["class_names"][y] for img, y in zip(d["x_test"], d["y_test"])}
+    bad = mislabeled()
+    assert len(bad) >= 10 and all(found.get(h) == label for h, (label, _) in bad.items())
+    reviewed, every = symbol_pool(), symbol_pool(reviewed=False)
+    assert sum(map(len, every.values())) - sum(map(len, reviewed.values())) == len(bad)
+    assert not {pixels_sha1(img) for imgs in reviewed.values() for img in imgs} & set(bad)
 
 
 def test_composed_expressions_from_held_out_symbols(symbols_dir, symbols_model):

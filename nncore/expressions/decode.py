@@ -2,7 +2,12 @@
 
 A beam search runs left to right over the symbols, extending each partial
 reading by each of the symbol's top labels and keeping only the readings a
-grammar allows so far: balanced brackets, an operator only after an
+grammar allows so far. Where two neighbours may be one symbol written in
+pieces (an ``=`` whose bars do not line up, an x drawn as two arcs ``)(``, a
+5 whose bar does not touch its body), the union's labels are a second way
+forward, over both at once: each reading takes one symbol or the other, and
+its score decides: the union's probability times JOIN_PRIOR against the
+product of the two parts'. The grammar: balanced brackets, an operator only after an
 operand, a unary minus only first or after ``(`` or ``=``, at most one
 ``=``, implicit multiplication (``2(3+4)``, ``2x``, ``)(``), no number with a
 leading zero (``05``). A reading's
@@ -28,6 +33,10 @@ LABEL_TOKENS = {
 
 #: the glyph drawn the same way as the letter x and the times sign
 X_PAIR = ("x", "times")
+#: the prior odds of one symbol written in two pieces against two symbols written close together: the
+#: model reads the union of two close symbols (``11``, ``8)``) as one symbol with confidence (it has never
+#: seen such a picture), so a union must be twice as probable as its parts together to be taken
+JOIN_PRIOR = 0.8
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,7 @@ class Reading:
     tokens: tuple
     written: tuple
     logp: float
+    spans: tuple = ()
 
     @property
     def confidence(self):
@@ -114,30 +124,36 @@ def _x_preference(tokens, labels):
     return agree
 
 
-def decode(tops, beam=64, keep=16):
+def decode(tops, joins=None, beam=64, keep=16):
     """Readings of a sequence of symbols, best first.
 
-    Inputs: tops, one list per symbol of (class name, probability), most probable first (the top 3).
+    Inputs: tops, one list per symbol of (class name, probability), most probable first (the top 3);
+    joins, optional {i: the top list of symbols i and i + 1 read as one symbol}; a reading that takes
+    a union counts JOIN_PRIOR into its probability.
     Returns up to ``keep`` complete readings sorted by log-probability, ties broken by the x/× context
-    rule; an empty list when no sequence of these labels is well formed.
+    rule; each reading's ``spans`` holds, per label, the range (start, stop) of the symbols it reads.
+    An empty list when no sequence of these labels is well formed.
     """
-    beams = [((), 0.0, (None, 0, False))]
-    for top in tops:
-        grown = []
-        for labels, logp, state in beams:
-            for label, p in candidates(top):
-                tok = LABEL_TOKENS[label][0]
-                if p > 0 and _state_allows(state, tok):
-                    grown.append((labels + (label,), logp + math.log(p), _advance(state, tok)))
-        grown.sort(key=lambda b: -b[1])
-        beams = grown[:beam]
-        if not beams:
-            return []
+    joins = joins or {}
+    n, log_join = len(tops), math.log(JOIN_PRIOR)
+    arriving = {0: [((), (), 0.0, (None, 0, False))]}     # position -> partial readings that end there
+    for pos in range(n):
+        beams = sorted(arriving.pop(pos, []), key=lambda b: -b[2])[:beam]
+        for width, top in ((1, tops[pos]), (2, joins.get(pos) if pos + 2 <= n else None)):
+            if top is None:
+                continue
+            ahead, prior = arriving.setdefault(pos + width, []), (0.0 if width == 1 else log_join)
+            for labels, spans, logp, state in beams:
+                for label, p in candidates(top):
+                    tok = LABEL_TOKENS[label][0]
+                    if p > 0 and _state_allows(state, tok):
+                        ahead.append((labels + (label,), spans + ((pos, pos + width),),
+                                      logp + prior + math.log(p), _advance(state, tok)))
     done = []
-    for labels, logp, state in beams:
+    for labels, spans, logp, state in sorted(arriving.get(n, []), key=lambda b: -b[2])[:beam]:
         if _complete(state):
             tokens = tuple(LABEL_TOKENS[k][0] for k in labels)
             written = tuple(LABEL_TOKENS[k][1] for k in labels)
-            done.append(Reading(labels, tokens, written, logp))
+            done.append(Reading(labels, tokens, written, logp, spans))
     done.sort(key=lambda r: (-round(r.logp, 9), -_x_preference(r.tokens, r.labels)))
     return done[:keep]

@@ -20,6 +20,8 @@ UNREADABLE = 0.25
 #: readings less probable than this share of the best one are not tried when the best cannot be evaluated
 FALLBACK_RATIO = 0.1
 
+#: the labels of each symbol the decoder may choose from (a 1 the model takes for / ÷ ) still has its 1)
+DECODE_TOP = 4
 #: how far the classifier's training prior is undone in expressions (see _classify)
 PRIOR_POWER = 0.7
 #: the class names of operators (``+ - × ÷ / =``); a model without any cannot read an expression
@@ -123,23 +125,28 @@ def read_expression(image_or_path, model=None):
     model = model or _default_model()
     _check_classes(model.class_names)
     seg = segment(image_or_path)
-    probs = _merge_broken(seg, _classify(seg, seg.symbols, model), model)
     names = model.class_names
-    tops = [[(names[k], float(p[k])) for k in np.argsort(-p)[:3]] for p in probs]
-    boxes = [seg.original_box(s) for s in seg.symbols]
-    for i, (top, p) in enumerate(zip(tops, probs)):
-        best = max(top[0][1], _pair(p, names))
+    units = {(i, i + 1): (s, p) for i, (s, p) in enumerate(zip(seg.symbols, _classify(seg, seg.symbols, model)))}
+    units.update(_joins(seg, model))
+    tops = {span: [(names[k], float(p[k])) for k in np.argsort(-p)[:DECODE_TOP]] for span, (_, p) in units.items()}
+    n = len(seg.symbols)
+    readings = decode([tops[i, i + 1] for i in range(n)],
+                      {i: tops[i, i + 2] for i in range(n) if (i, i + 2) in tops})
+    spans = readings[0].spans if readings else [(i, i + 1) for i in range(n)]
+    for k, span in enumerate(spans):
+        (guess, _), best = tops[span][0], max(tops[span][0][1], _pair(units[span][1], names))
         if best < UNREADABLE:
-            raise UnreadableSymbolError(f"symbol {i + 1} of {len(tops)} at box {boxes[i]} cannot be read "
-                                        f"confidently (best guess {_written(top[0][0], model)!r}, "
+            raise UnreadableSymbolError(f"symbol {k + 1} of {len(spans)} at box {seg.original_box(units[span][0])} "
+                                        f"cannot be read confidently (best guess {_written(guess, model)!r}, "
                                         f"{100 * best:.0f}%); write it more clearly")
-    reading, result = _best_reading(tops, model)
+    reading, result = _best_reading(readings, tops)
     symbols = []
-    for i, label in enumerate(reading.labels):
-        p = _pair(probs[i], names) if label in X_PAIR else probs[i][names.index(label)]
-        symbols.append(SymbolReading(LABEL_TOKENS[label][1], boxes[i], round(float(p), 6),
+    for label, span in zip(reading.labels, reading.spans):
+        sym, p = units[span]
+        conf = _pair(p, names) if label in X_PAIR else p[names.index(label)]
+        symbols.append(SymbolReading(LABEL_TOKENS[label][1], seg.original_box(sym), round(float(conf), 6),
                                      [{"label": k, "symbol": _written(k, model), "confidence": round(q, 6)}
-                                      for k, q in tops[i]]))
+                                      for k, q in tops[span][:3]]))
     warnings = [f"symbol {i + 1} read as {s.label!r} with {100 * s.confidence:.0f}% confidence"
                 for i, s in enumerate(symbols) if s.confidence < 0.9]
     warnings += [f"symbol {i + 1}: x and × look alike; read as {s.label!r} from its context"
@@ -176,52 +183,33 @@ def _classify(seg, symbols, model):
     return probs
 
 
-def _merge_broken(seg, probs, model):
-    """Join neighbours that are one symbol written in pieces (a 5 whose bar does not touch its body).
-
-    Candidates are neighbours whose boxes come within a stroke width of each other; a pair is joined
-    when the model reads the union more confidently than either part. Updates ``seg.symbols`` and
-    returns the probabilities of the symbols as they then stand.
+def _joins(seg, model):
+    """{(i, i + 2): (the union of symbols i and i + 1, its class probabilities)} for neighbours that may be
+    one symbol written in pieces (a 5 whose bar does not touch its body, an ``=`` whose bars do not line up,
+    an x drawn as two arcs): their columns come within 1.5 stroke widths of each other (a gap narrower than
+    the space between two symbols) and their rows within the writing's height. The decoder reads each such
+    pair either way (see the module decode).
     """
-    reach = seg.stroke
     pairs = [i for i in range(len(seg.symbols) - 1)
-             if _near(seg.symbols[i].box, seg.symbols[i + 1].box, reach)]
+             if _near(seg.symbols[i].box, seg.symbols[i + 1].box, 1.5 * seg.stroke, seg.tall)]
     if not pairs:
-        return probs
+        return {}
     unions = [Symbol(union_box([seg.symbols[i].box, seg.symbols[i + 1].box]),
                      seg.symbols[i].parts + seg.symbols[i + 1].parts) for i in pairs]
-    joined = _classify(seg, unions, model)
-    merged, skip = [], set()
-    for i, (union, p) in zip(pairs, zip(unions, joined)):
-        if i in skip or p.max() <= max(probs[i].max(), probs[i + 1].max()) or p.max() < 0.5:
-            continue
-        merged.append((i, union, p))
-        skip |= {i, i + 1}
-    if not merged:
-        return probs
-    symbols, rows, first = [], [], {i: (u, p) for i, u, p in merged}
-    for k, (sym, p) in enumerate(zip(seg.symbols, probs)):
-        if k in first:
-            symbols.append(first[k][0])
-            rows.append(first[k][1])
-        elif k - 1 not in first:
-            symbols.append(sym)
-            rows.append(p)
-    seg.symbols = symbols
-    return np.stack(rows)
+    return {(i, i + 2): (u, p) for i, u, p in zip(pairs, unions, _classify(seg, unions, model))}
 
 
-def _near(a, b, reach):
-    """Whether boxes a and b, each grown by ``reach`` pixels, overlap."""
-    return (min(a[2], b[2]) - max(a[0], b[0]) > -reach) and (min(a[3], b[3]) - max(a[1], b[1]) > -reach)
+def _near(a, b, across, down):
+    """Whether boxes a and b come within ``across`` pixels of each other in x and within ``down`` in y."""
+    return (min(a[2], b[2]) - max(a[0], b[0]) > -across) and (min(a[3], b[3]) - max(a[1], b[1]) > -down)
 
 
-def _best_reading(tops, model):
-    """The most probable reading that evaluates, and its result (see the module decode)."""
-    readings = decode(tops)
+def _best_reading(readings, tops):
+    """The most probable of ``readings`` (from decode) that evaluates, and its result."""
     if not readings:
         # no well-formed reading among the top labels: the parser words what is wrong with the best labels
-        text = "".join(LABEL_TOKENS[top[0][0]][0] for top in tops)
+        n = max(stop for _, stop in tops)
+        text = "".join(LABEL_TOKENS[tops[i, i + 1][0][0]][0] for i in range(n))
         evaluate(text)
         raise SyntaxExpressionError(f"the symbols read as {text!r} do not form an expression")
     first_error = None

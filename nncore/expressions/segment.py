@@ -47,13 +47,15 @@ class Symbol:
 @dataclass
 class Segmentation:
     """ink (h, w) float32 in [0, 1]; labels (h, w) int32 of the parts; symbols left to right;
-    stroke (the stroke width in working pixels); scale (working pixels per original pixel)."""
+    stroke (the stroke width in working pixels); scale (working pixels per original pixel);
+    tall (the writing's height: the median height of parts taller than 3 strokes, in working pixels)."""
 
     ink: np.ndarray
     labels: np.ndarray
     symbols: list
     stroke: float
     scale: float
+    tall: float
 
     def crop(self, symbol):
         """The ink of one symbol alone (other symbols blanked), padded: float32 (h', w') in [0, 1]."""
@@ -207,4 +209,4 @@ def segment(image, work_size=LINE_WORK_SIZE):
     tall = float(np.median(heights)) if heights else 3 * stroke
     symbols = [Symbol(union_box([boxes[i] for i in g]), [i + 1 for i in g]) for g in _group(boxes, tall)]
     _check_one_line(symbols)
-    return Segmentation(ink, labels.astype(np.int32), symbols, float(stroke), float(scale))
+    return Segmentation(ink, labels.astype(np.int32), symbols, float(stroke), float(scale), tall)
