@@ -420,7 +420,7 @@ print(model.summary())""",
     """#md ## Filters
 
 The first layer's 32 filters look at 3x3 pixels: edge and stroke detectors of different
-directions (blue negative weights, red positive). The second layer has 64 filters of 32 channels.""",
+directions (blue negative weights, red positive). The second layer has 48 filters of 32 channels.""",
     """for name, w in explain.conv_filters(model):
     pictures.filter_figure(w, name)""",
     """#md ## Feature maps: exactly the forward pass

@@ -306,6 +306,7 @@ def test_the_reviewed_mislabeled_images_are_in_the_held_out_split(symbols_dir):
     """Every entry of symbols_mislabeled.csv names a test-split image with that label (a changed split or
     preprocessing would leave the list pointing at nothing), and the composer's pool leaves them out."""
     from expressions_compose import mislabeled, pixels_sha1, symbol_pool
+
     from nncore.data import load_symbols
     d = load_symbols(None, log=None)
     found = {pixels_sha1(img): d["class_names"][y] for img, y in zip(d["x_test"], d["y_test"])}

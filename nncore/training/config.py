@@ -27,14 +27,14 @@ class TrainConfig:
     shuffling, the augmentation and the dropout masks all derive from it.
     """
 
-    conv: tuple = (32, 64)
+    conv: tuple = (32, 48)
     dense: tuple = (256,)
     kernel_size: int = 3
     batchnorm: bool = True
     dropout: float = 0.0
-    batch_size: int = 128
+    batch_size: int = 256
     epochs: int = 8
-    lr: float = 4e-3
+    lr: float = 6e-3
     optimizer: str = "adam"
     momentum: float = 0.9
     weight_decay: float = 0.0
