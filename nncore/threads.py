@@ -137,13 +137,21 @@ def run_slices(n, job):
     For compiled kernels that release the GIL (numba ``nogil=True``) and are
     serial themselves: they compile several times faster than a numba
     ``parallel=True`` loop, and nncore's sleeping pool supplies the threads.
+    Each slice runs under the caller's floating-point error settings
+    (``np.errstate`` holds for one thread only; a caller that silences an
+    overflow must not see the pool's threads warn about it).
     """
+    import numpy as np
     parts = num_slices(n)
     if parts < 2:
         job(0, 0, n)
         return
-    cut = _bounds(n, parts)
-    _get_pool().run([lambda i=i, lo=lo, hi=hi: job(i, lo, hi) for i, (lo, hi) in enumerate(zip(cut, cut[1:]))])
+    cut, errors = _bounds(n, parts), np.geterr()
+
+    def task(i, lo, hi):
+        with np.errstate(**errors):
+            job(i, lo, hi)
+    _get_pool().run([lambda i=i, lo=lo, hi=hi: task(i, lo, hi) for i, (lo, hi) in enumerate(zip(cut, cut[1:]))])
 
 
 def matmul(a, b):

@@ -453,3 +453,20 @@ def test_threaded_matmul_equals_numpy(shape_a, shape_b):
     np.testing.assert_allclose(threads.matmul(a, b), a @ b, rtol=1e-12, atol=1e-12)
     bt = np.ascontiguousarray(np.swapaxes(b, -1, -2))
     np.testing.assert_allclose(threads.matmul(a, np.swapaxes(bt, -1, -2)), a @ b, rtol=1e-12, atol=1e-12)
+
+
+def test_threaded_matmul_keeps_the_callers_error_settings():
+    """np.errstate holds for one thread: the slices run on the pool's threads under the caller's settings,
+    so an overflow the caller silences (a diverged run's validation) prints no warning, and one the caller
+    makes an error raises."""
+    import warnings
+
+    from nncore import threads
+    a = np.full((900, 60), 1e30, np.float32)
+    b = np.full((60, 70), 1e30, np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(over="ignore", invalid="ignore"):
+            assert np.isinf(threads.matmul(a, b)).all()
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+        threads.matmul(a, b)

@@ -2,7 +2,7 @@
 
 - ``segment.py``: the picture's ink, ruled lines removed, parts grouped into symbols (scipy.ndimage);
 - ``decode.py``: a beam search over each symbol's top labels under the expression grammar (x against ×
-  from context);
+  from context; two close pieces read as one symbol or two);
 - ``evaluate.py``: a recursive-descent parser over Fractions (linear equations in one variable solved);
 - ``reader.py``: :func:`read_expression`, tying them together.
 """

@@ -127,7 +127,8 @@ def _x_preference(tokens, labels):
 def decode(tops, joins=None, beam=64, keep=16):
     """Readings of a sequence of symbols, best first.
 
-    Inputs: tops, one list per symbol of (class name, probability), most probable first (the top 3);
+    Inputs: tops, one list per symbol of (class name, probability), most probable first (the reader
+    gives the top 4);
     joins, optional {i: the top list of symbols i and i + 1 read as one symbol}; a reading that takes
     a union counts JOIN_PRIOR into its probability.
     Returns up to ``keep`` complete readings sorted by log-probability, ties broken by the x/× context
