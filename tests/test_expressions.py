@@ -318,13 +318,14 @@ def test_the_reviewed_mislabeled_images_are_in_the_held_out_split(symbols_dir):
 
 
 def test_composed_expressions_from_held_out_symbols(symbols_dir, symbols_model):
-    """Floors below the measured report (clean 95.5-96.5%, photo-like 97-98% on 200 each; see the README)."""
+    """Floors below what these small samples measure (clean 37 of 40, photo-like 27 of 30, 47 of 48 confident
+    right; the README's report: clean 95.5-96.5%, photo-like 97-98% on 200 each)."""
     from expressions_compose import cases, score, symbol_pool
     pool = symbol_pool()
     clean = score(symbols_model, cases(pool, 40, photo=False, seed=11))
     photo = score(symbols_model, cases(pool, 30, photo=True, seed=12))
-    assert np.mean([r for r, _, _ in clean]) >= 0.85
-    assert np.mean([r for r, _, _ in photo]) >= 0.75
+    assert np.mean([r for r, _, _ in clean]) >= 0.9
+    assert np.mean([r for r, _, _ in photo]) >= 0.85
     confident = [r for r, c, _ in clean + photo if c]
     assert len(confident) >= 20 and np.mean(confident) >= 0.95
 
