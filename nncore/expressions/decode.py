@@ -7,10 +7,10 @@ pieces (an ``=`` whose bars do not line up, an x drawn as two arcs ``)(``, a
 5 whose bar does not touch its body), the union's labels are a second way
 forward, over both at once: each reading takes one symbol or the other, and
 its score decides: the union's probability times JOIN_PRIOR against the
-product of the two parts'. The grammar: balanced brackets, an operator only after an
-operand, a unary minus only first or after ``(`` or ``=``, at most one
-``=``, implicit multiplication (``2(3+4)``, ``2x``, ``)(``), no number with a
-leading zero (``05``). A reading's
+product of the two parts'. The grammar: balanced brackets, an operator only
+after an operand, a unary minus only first or after ``(`` or ``=``, at most
+one ``=``, implicit multiplication (``2(3+4)``, ``2x``, ``)(``), no number
+with a leading zero (``05``). A reading's
 score is the sum of the log-probabilities of its labels.
 
 x against ×: in isolation they are one glyph, so a symbol whose labels
@@ -35,7 +35,8 @@ LABEL_TOKENS = {
 X_PAIR = ("x", "times")
 #: the prior odds of one symbol written in two pieces against two symbols written close together: the
 #: model reads the union of two close symbols (``11``, ``8)``) as one symbol with confidence (it has never
-#: seen such a picture), so a union must be twice as probable as its parts together to be taken
+#: seen such a picture), so a union must be 1.25 times as probable as its parts together to be taken
+#: (0.5 lost photos' broken 5s and 4s, 1.0 read ``11`` as one 1; measured on composed expressions)
 JOIN_PRIOR = 0.8
 
 

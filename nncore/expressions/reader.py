@@ -130,8 +130,8 @@ def read_expression(image_or_path, model=None):
     units.update(_joins(seg, model))
     tops = {span: [(names[k], float(p[k])) for k in np.argsort(-p)[:DECODE_TOP]] for span, (_, p) in units.items()}
     n = len(seg.symbols)
-    readings = decode([tops[i, i + 1] for i in range(n)],
-                      {i: tops[i, i + 2] for i in range(n) if (i, i + 2) in tops})
+    singles = [tops[i, i + 1] for i in range(n)]
+    readings = decode(singles, {i: tops[i, i + 2] for i in range(n) if (i, i + 2) in tops})
     spans = readings[0].spans if readings else [(i, i + 1) for i in range(n)]
     for k, span in enumerate(spans):
         (guess, _), best = tops[span][0], max(tops[span][0][1], _pair(units[span][1], names))
@@ -139,7 +139,7 @@ def read_expression(image_or_path, model=None):
             raise UnreadableSymbolError(f"symbol {k + 1} of {len(spans)} at box {seg.original_box(units[span][0])} "
                                         f"cannot be read confidently (best guess {_written(guess, model)!r}, "
                                         f"{100 * best:.0f}%); write it more clearly")
-    reading, result = _best_reading(readings, tops)
+    reading, result = _best_reading(readings, singles)
     symbols = []
     for label, span in zip(reading.labels, reading.spans):
         sym, p = units[span]
@@ -204,12 +204,12 @@ def _near(a, b, across, down):
     return (min(a[2], b[2]) - max(a[0], b[0]) > -across) and (min(a[3], b[3]) - max(a[1], b[1]) > -down)
 
 
-def _best_reading(readings, tops):
-    """The most probable of ``readings`` (from decode) that evaluates, and its result."""
+def _best_reading(readings, singles):
+    """The most probable of ``readings`` (from decode) that evaluates, and its result; ``singles``: each
+    symbol's top labels, for the error when no reading is well formed."""
     if not readings:
         # no well-formed reading among the top labels: the parser words what is wrong with the best labels
-        n = max(stop for _, stop in tops)
-        text = "".join(LABEL_TOKENS[tops[i, i + 1][0][0]][0] for i in range(n))
+        text = "".join(LABEL_TOKENS[top[0][0]][0] for top in singles)
         evaluate(text)
         raise SyntaxExpressionError(f"the symbols read as {text!r} do not form an expression")
     first_error = None
