@@ -3,17 +3,19 @@
 On a fresh install numba compiles each CPU kernel at its first call and
 caches the machine code on disk; later runs load it in a fraction of a
 second. Without a word, that first compile looks like a stalled progress bar
-with an absurd ETA. :func:`compile_kernels` runs one training step's forward
-and backward pass, and one inference pass, on a copy of the model (so the
-real model, its batch-norm statistics and its optimizer are untouched), and
-prints a message if that has not finished within half a second.
+with an absurd ETA. :func:`compile_kernels` compiles the kernels side by side
+in helper processes (:func:`nncore.kernels.cpu.precompile.precompile`), runs one
+training step's forward and backward pass and one inference pass on a copy of
+the model (so the real model, its batch-norm statistics and its optimizer are
+untouched; this also compiles anything the helpers did not), and prints a
+message if that has not finished within half a second.
 """
 
 import copy
 import threading
 import time
 
-from .. import backend
+from .. import backend, kernels
 from ..losses import SoftmaxCrossEntropy
 
 #: seconds the first compile of the default model took on the 2-core development machine
@@ -38,6 +40,9 @@ def compile_kernels(model, images, labels, log=print):
 
     def passes():
         try:
+            if twin.device == "cpu" and kernels.cpu_kernels_name() == "numba":
+                from ..kernels.cpu.precompile import precompile
+                precompile(twin)     # a fresh install: the kernels compile side by side in helper processes
             loss = SoftmaxCrossEntropy()
             loss.forward(twin.train().forward(x, training=True), y)
             twin.backward(loss.backward())

@@ -1,0 +1,87 @@
+"""Compiling the kernels side by side (nncore.kernels.cpu.precompile): the share-out, the recorded
+signatures, and a fresh cache after precompile() that leaves nothing for the first step to compile."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from numba import types
+
+from nncore.kernels.cpu import precompile as pc
+
+
+def test_argument_types_round_trip_through_json():
+    for t in (types.Array(types.float32, 4, "C"), types.Array(types.int8, 2, "A", readonly=True), types.int64,
+              types.float64, types.boolean, types.none):
+        assert pc.type_from_json(json.loads(json.dumps(pc.type_to_json(t)))) == t
+    with pytest.raises(TypeError, match="not recorded"):
+        pc.type_to_json(types.UniTuple(types.int64, 2))
+
+
+def test_share_out_keeps_a_kernels_signatures_together_and_balances_the_seconds():
+    entries = [["m", "a", [1], 5.0], ["m", "a", [2], 1.0], ["m", "b", [1], 4.0], ["m", "c", [1], 2.0],
+               ["n", "a", [1], 1.0]]
+    shares = pc.share_out(entries, 2, head_start=0.0)
+    assert sorted(map(json.dumps, entries)) == sorted(json.dumps(e) for s in shares for e in s)   # each once
+    owner = {(e[0], e[1]): i for i, s in enumerate(shares) for e in s}
+    assert all(owner[(e[0], e[1])] == i for i, s in enumerate(shares) for e in s)                 # m.a in one share
+    assert sorted(sum(e[3] for e in s) for s in shares) == [6.0, 7.0]       # m.a 6 | b 4 + c 2 + n.a 1
+    late = pc.share_out(entries, 2, head_start=5.0)                         # a helper starting 5 s late gets less
+    assert sum(e[3] for e in late[1]) < sum(e[3] for e in late[0])
+
+
+def test_the_record_names_kernels_that_exist_with_float32_arrays():
+    recorded = json.loads(pc.SIGNATURES.read_text())
+    assert {"ConvBNReLUPool", "DenseBNReLUDropout", "ConvReLUPool"} <= recorded.keys()
+    for entries in recorded.values():
+        for module, kernel, args, seconds in entries:
+            assert callable(pc._dispatcher(module, kernel).py_func) and seconds > 0
+            assert any(a[0] == "float32" for a in args if isinstance(a, list))     # recorded from a float32 model
+
+
+_CHILD = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    from numba.core import event
+    from nncore import SoftmaxCrossEntropy, ref_cnn
+    from nncore.architectures import cnn
+    from nncore.kernels.cpu.precompile import precompile
+    from nncore.training import TrainConfig
+    cfg = TrainConfig()
+    if sys.argv[1] == "default":
+        model = cnn(conv_channels=cfg.conv, dense=cfg.dense, kernel_size=cfg.kernel_size, batchnorm=True,
+                    dropout=cfg.dropout, seed=0, fused=True)
+    else:
+        model = ref_cnn(seed=0, fused=True)
+    helpers = precompile(model)
+    compiled = []
+    class Listener(event.Listener):
+        def on_start(self, ev):
+            compiled.append(ev.data["dispatcher"].py_func.__name__)
+        def on_end(self, ev):
+            pass
+    x = np.random.default_rng(0).standard_normal((32, 1, 28, 28)).astype(np.float32)
+    with event.install_listener("numba:compile", Listener()):
+        loss = SoftmaxCrossEntropy()
+        loss.forward(model.train().forward(x, training=True), np.arange(32) % 10)
+        model.backward(loss.backward())
+        model.eval().forward(x, training=False)
+    print(json.dumps({"helpers": helpers, "compiled_after": compiled, "again": precompile(model)}))
+""")
+
+
+@pytest.mark.parametrize("model", ["default", "ref-cnn"])
+def test_after_precompile_on_an_empty_cache_the_first_step_compiles_nothing(model, tmp_path):
+    """The recorded signatures are current for train.py's default model and ref-cnn: a helper compiled
+    its share, and the training step and inference that follow find every kernel in the cache."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NNCORE_NUM_THREADS="2")
+    run = subprocess.run([sys.executable, "-c", _CHILD, model], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["helpers"] == 1
+    assert result["compiled_after"] == [], (
+        "kernels compiled after precompile(): run `python -m nncore.kernels.cpu.precompile --record`")
+    assert result["again"] == 0          # everything is loaded now: no helper, nothing compiled
