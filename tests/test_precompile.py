@@ -21,16 +21,31 @@ def test_argument_types_round_trip_through_json():
         pc.type_to_json(types.UniTuple(types.int64, 2))
 
 
-def test_share_out_keeps_a_kernels_signatures_together_and_balances_the_seconds():
-    entries = [["m", "a", [1], 5.0], ["m", "a", [2], 1.0], ["m", "b", [1], 4.0], ["m", "c", [1], 2.0],
-               ["n", "a", [1], 1.0]]
-    shares = pc.share_out(entries, 2, head_start=0.0)
-    assert sorted(map(json.dumps, entries)) == sorted(json.dumps(e) for s in shares for e in s)   # each once
-    owner = {(e[0], e[1]): i for i, s in enumerate(shares) for e in s}
-    assert all(owner[(e[0], e[1])] == i for i, s in enumerate(shares) for e in s)                 # m.a in one share
-    assert sorted(sum(e[3] for e in s) for s in shares) == [6.0, 7.0]       # m.a 6 | b 4 + c 2 + n.a 1
-    late = pc.share_out(entries, 2, head_start=5.0)                         # a helper starting 5 s late gets less
-    assert sum(e[3] for e in late[1]) < sum(e[3] for e in late[0])
+def test_each_group_is_compiled_by_the_process_that_claims_it(tmp_path, monkeypatch):
+    groups = [[["m", "a", [], 2.0]], [["m", "b", [], 1.0]], [["m", "c", [], 0.5]]]
+    done = []
+    monkeypatch.setattr(pc, "compile_entries", lambda group: done.append(group[0][1]) or True)
+    (tmp_path / "1").touch()                                    # another process took b
+    assert pc.take_and_compile(groups, str(tmp_path)) is True
+    assert done == ["a", "c"] and sorted(p.name for p in tmp_path.iterdir()) == ["0", "1", "2"]
+    assert pc.take_and_compile(groups, str(tmp_path)) is True and done == ["a", "c"]      # nothing left
+
+
+def test_a_warm_cache_stops_after_the_first_group(tmp_path, monkeypatch):
+    groups = [[["m", "a", [], 2.0]], [["m", "b", [], 1.0]]]
+    done = []
+    monkeypatch.setattr(pc, "compile_entries", lambda group: done.append(group[0][1]) and False)   # loaded
+    assert pc.take_and_compile(groups, str(tmp_path), stop_if_cached=True) is False and done == ["a"]
+
+
+def test_a_models_groups_hold_one_kernel_each_longest_first():
+    from nncore.architectures import cnn
+    groups = pc.kernels_for_model(cnn(conv_channels=(32, 48), dense=(256,), batchnorm=True, seed=0, fused=True))
+    names = [(g[0][0], g[0][1]) for g in groups]
+    assert len(names) == len(set(names)) and all((e[0], e[1]) == n for g, n in zip(groups, names) for e in g)
+    seconds = [sum(e[3] for e in g) for g in groups]
+    assert seconds == sorted(seconds, reverse=True) and ("fused_batchnorm", "_bn_relu_pool") in names
+    assert pc.kernels_for_model(cnn(conv_channels=(8,), dense=(), seed=0, dtype="float64")) == []      # float64
 
 
 def test_the_record_names_kernels_that_exist_with_float32_arrays():

@@ -4,9 +4,9 @@ numba compiles a kernel at its first call, one kernel after another, and caches 
 on disk, one cache file per kernel. On a fresh install the default model's first training step
 waits 8-13 s for that (2-core machines, 2026-12). The kernels do not depend on each other, so
 :func:`precompile` shares them out: helper processes (``python -m nncore.kernels.cpu.precompile``,
-one fewer than the cores, at most :data:`MAX_HELPERS`) compile some while this process compiles
-the rest, balanced by the seconds each took when it was recorded; the first step then loads them
-all from the cache.
+one fewer than the threads, at most :data:`MAX_HELPERS`) and this process take them one at a
+time, the longest (as recorded) first, each taking the next when it is free; the first step then
+loads them all from the cache.
 
 Which kernels a layer needs, and with which argument types, is recorded in ``signatures.json``
 beside this file, per layer class (float32 models; float64 ones, such as gradient checks, compile
@@ -20,6 +20,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,9 +34,6 @@ SIGNATURES = Path(__file__).with_name("signatures.json")
 
 #: helper processes at most (each compiles a share; more than a few gains little)
 MAX_HELPERS = 3
-
-#: seconds a helper takes to start (import numba and nncore) before it compiles anything
-HELPER_START_SECONDS = 1.0
 
 #: seconds to wait for the helpers before going on without them (the first call compiles what they lack)
 HELPER_TIMEOUT_SECONDS = 300
@@ -66,13 +64,20 @@ def _dispatcher(module, kernel):
 # ----------------------------------------------------------------------------- compiling
 
 def compile_entries(entries):
-    """Compile (or load from numba's cache) each [module, kernel, args, ...] entry in this process."""
+    """Compile (or load from numba's cache) each [module, kernel, args, ...] entry in this process;
+    True if numba compiled any of them (found one missing from its cache)."""
+    compiled = False
     for module, kernel, args, *_ in entries:
-        _dispatcher(module, kernel).compile(tuple(type_from_json(a) for a in args))
+        dispatcher = _dispatcher(module, kernel)
+        misses = sum(dispatcher.stats.cache_misses.values())
+        dispatcher.compile(tuple(type_from_json(a) for a in args))
+        compiled |= sum(dispatcher.stats.cache_misses.values()) > misses
+    return compiled
 
 
 def kernels_for_model(model):
-    """The recorded entries of ``model``'s layers (float32 only), each kernel and signature once."""
+    """The recorded entries of ``model``'s layers (float32 only) as groups, one per kernel (all its
+    signatures), the longest to compile first."""
     if getattr(model, "device", "cpu") != "cpu" or not model.layers:
         return []
     params = [a for layer in model.layers for a in layer.params.values()]
@@ -82,72 +87,64 @@ def kernels_for_model(model):
         recorded = json.loads(SIGNATURES.read_text())
     except (OSError, ValueError):
         return []
-    seen, entries = set(), []
+    groups = {}
     for name in dict.fromkeys(type(layer).__name__ for layer in model.layers):
         for entry in recorded.get(name, []):
-            key = json.dumps(entry[:3])
-            if key not in seen:
-                seen.add(key)
-                entries.append(entry)
-    return entries
+            group = groups.setdefault((entry[0], entry[1]), [])
+            if all(entry[:3] != e[:3] for e in group):
+                group.append(entry)
+    return sorted(groups.values(), key=lambda g: -sum(e[3] for e in g))
 
 
-def share_out(entries, workers, head_start=HELPER_START_SECONDS):
-    """Split entries into ``workers`` lists, longest kernels first, each to the least loaded worker.
+def take_and_compile(groups, claims, stop_if_cached=False):
+    """Work through ``groups`` in order, compiling each one that no other process has claimed.
 
-    All signatures of one kernel go to one worker (two processes would race on its cache index).
-    Worker 0 is this process; the others start ``head_start`` seconds late.
+    A group is claimed by creating the file ``claims/<index>`` (exclusive creation, so exactly one
+    process wins it): the processes share the work out as they go, each taking the longest group
+    left when it is free, however fast each one runs. With ``stop_if_cached``, stops after the first
+    group if numba found it in its cache (returns False: the cache is warm); else returns True.
     """
-    groups = {}
-    for entry in entries:
-        groups.setdefault((entry[0], entry[1]), []).append(entry)
-    load = [0.0] + [head_start] * (workers - 1)
-    shares = [[] for _ in range(workers)]
-    for group in sorted(groups.values(), key=lambda g: -sum(e[3] for e in g)):
-        w = load.index(min(load))
-        shares[w] += group
-        load[w] += sum(e[3] for e in group)
-    return shares
-
-
-def _cold(entries):
-    """Whether numba compiled (rather than loaded from its cache) the cheapest of ``entries``, compiled now."""
-    module, kernel, args, _ = min(entries, key=lambda e: e[3])
-    dispatcher = _dispatcher(module, kernel)
-    misses = sum(dispatcher.stats.cache_misses.values())
-    compile_entries([[module, kernel, args]])
-    return sum(dispatcher.stats.cache_misses.values()) > misses
+    for i, group in enumerate(groups):
+        try:
+            os.close(os.open(os.path.join(claims, str(i)), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            continue
+        if not compile_entries(group) and stop_if_cached:
+            return False
+        stop_if_cached = False
+    return True
 
 
 def precompile(model):
     """Compile ``model``'s recorded kernels in this process and in helper processes, side by side.
 
-    Does nothing (and returns 0) when the kernels are in numba's cache already, for a model not on
-    the CPU or not float32, or on a single core; else returns the number of helpers it used.
-    The model's first call compiles whatever is left, as it always does.
+    Does nothing more than load one kernel (and returns 0) when the cache holds the kernels already,
+    for a model not on the CPU or not float32, or with one thread; else returns the number of
+    helpers that worked. The model's first call compiles whatever is left, as it always does.
     """
-    entries = kernels_for_model(model)
-    workers = min(threads.get_num_threads(), 1 + MAX_HELPERS)
-    if not entries or workers < 2 or not _cold(entries):
+    groups = kernels_for_model(model)
+    workers = min(threads.get_num_threads(), 1 + MAX_HELPERS, len(groups))
+    if workers < 2:
         return 0
-    shares = share_out(entries, workers)
-    helpers = []
-    for share in shares[1:]:
-        if share:
-            proc = subprocess.Popen([sys.executable, "-m", __spec__.name], stdin=subprocess.PIPE,
+    with tempfile.TemporaryDirectory(prefix="nncore-compile-") as claims:
+        helpers = []
+        for _ in range(workers - 1):        # started first: they import numba while this process checks the cache
+            proc = subprocess.Popen([sys.executable, "-m", __spec__.name, claims], stdin=subprocess.PIPE,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            proc.stdin.write(json.dumps(share).encode())
+            proc.stdin.write(json.dumps(groups).encode())
             proc.stdin.close()
             helpers.append(proc)
-    compile_entries(shares[0])
-    deadline = time.monotonic() + HELPER_TIMEOUT_SECONDS
-    for proc in helpers:
-        try:
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return len(helpers)
+        cold = take_and_compile(groups, claims, stop_if_cached=True)
+        deadline = time.monotonic() + HELPER_TIMEOUT_SECONDS
+        for proc in helpers:
+            try:
+                if not cold:
+                    raise subprocess.TimeoutExpired(proc.args, 0)       # warm: nothing for them to do
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    return len(helpers) if cold else 0
 
 
 # ----------------------------------------------------------------------------- recording
@@ -211,7 +208,6 @@ def _record_layer(name, k):
 def record(fresh_cache=True):
     """{layer class: entries} over every layer of :func:`_models`, each layer in a process of its own,
     with an empty numba cache (``fresh_cache``, to time the compiles) or the cache as it is."""
-    import tempfile
     recorded = {}
     for name, build in _models().items():
         for k in range(len(build().layers)):
@@ -233,7 +229,7 @@ def main(argv):
     if argv[:1] == ["--record-layer"]:
         print(json.dumps(_record_layer(argv[1], int(argv[2]))))
         return 0
-    compile_entries(json.loads(sys.stdin.read()))     # a helper of precompile()
+    take_and_compile(json.loads(sys.stdin.read()), argv[0])       # a helper of precompile()
     return 0
 
 
