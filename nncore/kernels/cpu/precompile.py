@@ -126,11 +126,14 @@ def precompile(model):
     workers = min(threads.get_num_threads(), 1 + MAX_HELPERS, len(groups))
     if workers < 2:
         return 0
+    # the helpers import this nncore, wherever it was found (an install, PYTHONPATH or a script's sys.path)
+    root = str(Path(__file__).resolve().parents[3])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
     with tempfile.TemporaryDirectory(prefix="nncore-compile-") as claims:
         helpers = []
         for _ in range(workers - 1):        # started first: they import numba while this process checks the cache
             proc = subprocess.Popen([sys.executable, "-m", __spec__.name, claims], stdin=subprocess.PIPE,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
             proc.stdin.write(json.dumps(groups).encode())
             proc.stdin.close()
             helpers.append(proc)
