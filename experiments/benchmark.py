@@ -457,9 +457,8 @@ def child_main(args):
         threads.set_num_threads(args.threads)
         t_import = time.perf_counter() - t0
         runner = NncoreRunner("numba", args, rng, model=model)
-        from nncore.kernels.cpu.precompile import precompile
         t0 = time.perf_counter()
-        helpers = precompile(runner.model)  # as train.py does before its first step
+        helpers = kernels.precompile(runner.model)  # as train.py does before its first step
         t_precompile = time.perf_counter() - t0
         first = runner.train_step()
         steady = statistics.median(runner.train_step() for _ in range(3))

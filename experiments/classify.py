@@ -27,7 +27,7 @@ import numpy as np
 
 import nncore
 from nncore import backend
-from nncore.cli import ArgumentParser, positive_int, run_cli
+from nncore.cli import ArgumentParser, compile_kernels, positive_int, run_cli
 from nncore.errors import MissingInputError, NncoreError, PartialFailure, UsageError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
@@ -113,6 +113,7 @@ def main(argv):
     model = nncore.load_model(args.weights).to(args.device)
     if model.input_shape != (1, 28, 28):
         raise UsageError(f"{args.weights} expects inputs of shape {model.input_shape}, not 28x28 images")
+    compile_kernels(model)
     files, missing = expand(args.images)
     failures = 0
     for p in missing:

@@ -19,7 +19,7 @@ import os
 import sys
 
 import nncore
-from nncore.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
+from nncore.cli import ArgumentParser, compile_kernels, nonnegative_int, positive_int, run_cli
 from nncore.errors import UsageError
 from nncore.web import DrawApp, DrawServer
 from nncore.web.server import MAX_BODY
@@ -56,6 +56,7 @@ def main(argv):
                          f"check --host and --port") from None
     try:
         print("loading the models' kernels ...", flush=True)
+        compile_kernels(*app.models.values(), training=True)     # the saliency maps run the backward pass
         app.warm_up()
         if args.host not in LOOPBACK:
             print(f"warning: listening on {args.host}: other machines can reach this page", file=sys.stderr)

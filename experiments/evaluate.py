@@ -21,7 +21,7 @@ import numpy as np
 import nncore
 from nncore import backend
 from nncore.atomic import atomic_write, check_writable
-from nncore.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
+from nncore.cli import ArgumentParser, compile_kernels, nonnegative_int, positive_int, run_cli
 from nncore.data import load_data
 from nncore.errors import UsageError
 from nncore.json_values import finite_or_none
@@ -111,6 +111,7 @@ def evaluate_weights(args):
         backend.import_cupy()  # DeviceError (exit 7) with the reason when no usable GPU
     model, header, _ = nncore.load_model(args.weights, return_extra=True)
     model.to(args.device)
+    compile_kernels(model)
     groups = merge_groups(args.merge, model.class_names)   # a bad --merge fails before the dataset loads
     dataset = args.dataset or header.get("metadata", {}).get("dataset") or "mnist"
     name = os.path.splitext(os.path.basename(args.weights))[0]

@@ -18,7 +18,7 @@ import os
 
 import nncore
 from nncore.atomic import check_writable
-from nncore.cli import ArgumentParser, run_cli
+from nncore.cli import ArgumentParser, compile_kernels, run_cli
 from nncore.errors import CorruptInputError, MissingInputError, UsageError
 from nncore.explain.pictures import panel_figure
 from nncore.plots import save_figure
@@ -42,6 +42,7 @@ def main(argv):
     image = nncore.preprocess_image(args.image)
     if not image.any():
         raise CorruptInputError(f"{args.image}: no ink found (blank image)")
+    compile_kernels(model, training=True)           # the saliency maps run the backward pass
     name = os.path.splitext(os.path.basename(args.image))[0]
     path = os.path.join(args.out, f"{name}_explain.png")
     check_writable(path)

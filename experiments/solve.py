@@ -27,7 +27,7 @@ import os
 import sys
 
 import nncore
-from nncore.cli import ArgumentParser, run_cli
+from nncore.cli import ArgumentParser, compile_kernels, run_cli
 from nncore.errors import NncoreError, PartialFailure
 
 
@@ -68,6 +68,7 @@ def annotate(path, result, out_dir):
 def main(argv):
     args = build_parser().parse_args(argv)
     model = nncore.load_model(args.weights)
+    compile_kernels(model)
     failures = 0
     for path in args.images:
         try:

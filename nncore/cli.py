@@ -210,6 +210,18 @@ def check_environment():
     kernels.cpu_kernels_name()
 
 
+def compile_kernels(*models, training=False):
+    """Before a script's first prediction: compile the models' kernels side by side on a fresh install
+    (:func:`nncore.kernels.precompile`; with ``training``, the backward kernels too), saying so on stderr."""
+    from . import kernels
+
+    def announce():
+        print("compiling nncore's kernels, once (numba caches them for later runs) ...", file=sys.stderr, flush=True)
+
+    for model in models:
+        kernels.precompile(model, training, announce)
+
+
 def run_cli(main, argv=None):
     """Call ``main(argv)`` and exit with nncore's error conventions.
 

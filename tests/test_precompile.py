@@ -40,19 +40,24 @@ def test_a_warm_cache_stops_after_the_first_group(tmp_path, monkeypatch):
 
 def test_a_models_groups_hold_one_kernel_each_longest_first():
     from nncore.architectures import cnn
-    groups = pc.kernels_for_model(cnn(conv_channels=(32, 48), dense=(256,), batchnorm=True, seed=0, fused=True))
+    model = cnn(conv_channels=(32, 48), dense=(256,), batchnorm=True, seed=0, fused=True)
+    groups = pc.kernels_for_model(model)
     names = [(g[0][0], g[0][1]) for g in groups]
     assert len(names) == len(set(names)) and all((e[0], e[1]) == n for g, n in zip(groups, names) for e in g)
     seconds = [sum(e[3] for e in g) for g in groups]
     assert seconds == sorted(seconds, reverse=True) and ("fused_batchnorm", "_bn_relu_pool") in names
+    inference = [(g[0][0], g[0][1]) for g in pc.kernels_for_model(model, training=False)]
+    assert ("winograd", "_winograd_relu_pool") in inference and ("fused_batchnorm", "_bn_relu_pool") not in inference
+    assert set(inference) < set(names)
     assert pc.kernels_for_model(cnn(conv_channels=(8,), dense=(), seed=0, dtype="float64")) == []      # float64
 
 
 def test_the_record_names_kernels_that_exist_with_float32_arrays():
     recorded = json.loads(pc.SIGNATURES.read_text())
-    assert {"ConvBNReLUPool", "DenseBNReLUDropout", "ConvReLUPool"} <= recorded.keys()
-    for entries in recorded.values():
-        for module, kernel, args, seconds in entries:
+    assert {"ConvBNReLUPool", "DenseBNReLUDropout", "ConvReLUPool", "Conv2D", "MaxPool2D"} <= recorded.keys()
+    for modes in recorded.values():
+        assert set(modes) == {"infer", "train"}
+        for module, kernel, args, seconds in modes["infer"] + modes["train"]:
             assert callable(pc._dispatcher(module, kernel).py_func) and seconds > 0
             assert any(a[0] == "float32" for a in args if isinstance(a, list))     # recorded from a float32 model
 
@@ -61,17 +66,20 @@ _CHILD = textwrap.dedent("""
     import json, sys
     import numpy as np
     from numba.core import event
-    from nncore import SoftmaxCrossEntropy, ref_cnn
+    from nncore import SoftmaxCrossEntropy, load_model, ref_cnn
     from nncore.architectures import cnn
     from nncore.kernels.cpu.precompile import precompile
     from nncore.training import TrainConfig
     cfg = TrainConfig()
+    training = sys.argv[1] != "shipped"
     if sys.argv[1] == "default":
         model = cnn(conv_channels=cfg.conv, dense=cfg.dense, kernel_size=cfg.kernel_size, batchnorm=True,
                     dropout=cfg.dropout, seed=0, fused=True)
-    else:
+    elif sys.argv[1] == "ref-cnn":
         model = ref_cnn(seed=0, fused=True)
-    helpers = precompile(model)
+    else:
+        model = load_model(sys.argv[2])
+    helpers = precompile(model, training)
     compiled = []
     class Listener(event.Listener):
         def on_start(self, ev):
@@ -80,23 +88,45 @@ _CHILD = textwrap.dedent("""
             pass
     x = np.random.default_rng(0).standard_normal((32, 1, 28, 28)).astype(np.float32)
     with event.install_listener("numba:compile", Listener()):
-        loss = SoftmaxCrossEntropy()
-        loss.forward(model.train().forward(x, training=True), np.arange(32) % 10)
-        model.backward(loss.backward())
+        if training:
+            loss = SoftmaxCrossEntropy()
+            loss.forward(model.train().forward(x, training=True), np.arange(32) % 10)
+            model.backward(loss.backward())
         model.eval().forward(x, training=False)
-    print(json.dumps({"helpers": helpers, "compiled_after": compiled, "again": precompile(model)}))
+        model.predict_proba(np.zeros((1, 28, 28), np.uint8))
+    print(json.dumps({"helpers": helpers, "compiled_after": compiled, "again": precompile(model, training)}))
 """)
 
 
-@pytest.mark.parametrize("model", ["default", "ref-cnn"])
+@pytest.mark.parametrize("model", ["default", "ref-cnn", "shipped"])
 def test_after_precompile_on_an_empty_cache_the_first_step_compiles_nothing(model, tmp_path):
-    """The recorded signatures are current for train.py's default model and ref-cnn: a helper compiled
-    its share, and the training step and inference that follow find every kernel in the cache."""
+    """The recorded signatures are current for train.py's default model and ref-cnn (training and
+    inference) and the shipped MNIST file (inference, as classify.py runs it): a helper compiled its
+    share, and what follows finds every kernel in the cache."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NNCORE_NUM_THREADS="2")
-    run = subprocess.run([sys.executable, "-c", _CHILD, model], env=env, capture_output=True, text=True, timeout=600)
+    weights = os.path.join(os.path.dirname(__file__), "..", "weights", "mnist_cnn.npz")
+    run = subprocess.run([sys.executable, "-c", _CHILD, model, weights], env=env, capture_output=True, text=True,
+                         timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["helpers"] == 1
     assert result["compiled_after"] == [], (
         "kernels compiled after precompile(): run `python -m nncore.kernels.cpu.precompile --record`")
     assert result["again"] == 0          # everything is loaded now: no helper, nothing compiled
+
+
+def test_classify_on_a_fresh_install_says_it_is_compiling(tmp_path):
+    from PIL import Image, ImageDraw
+    picture = Image.new("L", (120, 120), 255)
+    ImageDraw.Draw(picture).line([(30, 20), (90, 20), (50, 100)], fill=0, width=8)     # a 7
+    picture.save(tmp_path / "seven.png")
+    root = os.path.join(os.path.dirname(__file__), "..")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), NNCORE_NUM_THREADS="2")
+    run = subprocess.run([sys.executable, os.path.join(root, "experiments", "classify.py"), str(tmp_path / "seven.png"),
+                          "--weights", os.path.join(root, "weights", "mnist_cnn.npz")], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stderr == "compiling nncore's kernels, once (numba caches them for later runs) ...\n"
+    assert run.stdout.startswith(f"{tmp_path / 'seven.png'}: 7 ")
+    again = subprocess.run(run.args, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and again.stderr == "" and again.stdout == run.stdout      # cached: silent

@@ -4,7 +4,7 @@ On a fresh install numba compiles each CPU kernel at its first call and
 caches the machine code on disk; later runs load it in a fraction of a
 second. Without a word, that first compile looks like a stalled progress bar
 with an absurd ETA. :func:`compile_kernels` compiles the kernels side by side
-in helper processes (:func:`nncore.kernels.cpu.precompile.precompile`), runs one
+in helper processes (:func:`nncore.kernels.precompile`), runs one
 training step's forward and backward pass and one inference pass on a copy of
 the model (so the real model, its batch-norm statistics and its optimizer are
 untouched; this also compiles anything the helpers did not), and prints a
@@ -40,9 +40,7 @@ def compile_kernels(model, images, labels, log=print):
 
     def passes():
         try:
-            if twin.device == "cpu" and kernels.cpu_kernels_name() == "numba":
-                from ..kernels.cpu.precompile import precompile
-                precompile(twin)     # a fresh install: the kernels compile side by side in helper processes
+            kernels.precompile(twin)     # a fresh install: the kernels compile side by side in helper processes
             loss = SoftmaxCrossEntropy()
             loss.forward(twin.train().forward(x, training=True), y)
             twin.backward(loss.backward())

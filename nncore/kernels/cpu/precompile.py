@@ -24,12 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numba
 from numba import types
 
 from ... import threads
 
-#: the recorded kernels: {layer class: [[module, kernel, [argument types], seconds], ...]}
+#: the recorded kernels: {layer class: {"infer" or "train": [[module, kernel, [argument types], seconds], ...]}}
 SIGNATURES = Path(__file__).with_name("signatures.json")
 
 #: helper processes at most (each compiles a share; more than a few gains little)
@@ -75,9 +74,9 @@ def compile_entries(entries):
     return compiled
 
 
-def kernels_for_model(model):
-    """The recorded entries of ``model``'s layers (float32 only) as groups, one per kernel (all its
-    signatures), the longest to compile first."""
+def kernels_for_model(model, training=True):
+    """The recorded entries of ``model``'s layers (float32 only) for inference, and with ``training``
+    for training too, as groups, one per kernel (all its signatures), the longest to compile first."""
     if getattr(model, "device", "cpu") != "cpu" or not model.layers:
         return []
     params = [a for layer in model.layers for a in layer.params.values()]
@@ -89,40 +88,48 @@ def kernels_for_model(model):
         return []
     groups = {}
     for name in dict.fromkeys(type(layer).__name__ for layer in model.layers):
-        for entry in recorded.get(name, []):
-            group = groups.setdefault((entry[0], entry[1]), [])
-            if all(entry[:3] != e[:3] for e in group):
-                group.append(entry)
+        for mode in ("infer", "train") if training else ("infer",):
+            for entry in recorded.get(name, {}).get(mode, []):
+                group = groups.setdefault((entry[0], entry[1]), [])
+                if all(entry[:3] != e[:3] for e in group):
+                    group.append(entry)
     return sorted(groups.values(), key=lambda g: -sum(e[3] for e in g))
 
 
-def take_and_compile(groups, claims, stop_if_cached=False):
+def take_and_compile(groups, claims, stop_if_cached=False, announce=None):
     """Work through ``groups`` in order, compiling each one that no other process has claimed.
 
     A group is claimed by creating the file ``claims/<index>`` (exclusive creation, so exactly one
     process wins it): the processes share the work out as they go, each taking the longest group
     left when it is free, however fast each one runs. With ``stop_if_cached``, stops after the first
-    group if numba found it in its cache (returns False: the cache is warm); else returns True.
+    group if numba found it in its cache (returns False: the cache is warm); else calls ``announce()``
+    (if given) and goes on, and returns True.
     """
     for i, group in enumerate(groups):
         try:
             os.close(os.open(os.path.join(claims, str(i)), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         except FileExistsError:
             continue
-        if not compile_entries(group) and stop_if_cached:
-            return False
-        stop_if_cached = False
+        compiled = compile_entries(group)
+        if stop_if_cached:
+            if not compiled:
+                return False
+            if announce is not None:
+                announce()
+            stop_if_cached = False
     return True
 
 
-def precompile(model):
-    """Compile ``model``'s recorded kernels in this process and in helper processes, side by side.
+def precompile(model, training=True, announce=None):
+    """Compile the kernels ``model`` predicts with (and with ``training``, trains with), as recorded,
+    in this process and in helper processes, side by side.
 
     Does nothing more than load one kernel (and returns 0) when the cache holds the kernels already,
-    for a model not on the CPU or not float32, or with one thread; else returns the number of
-    helpers that worked. The model's first call compiles whatever is left, as it always does.
+    for a model not on the CPU or not float32, or with one thread; else calls ``announce()`` (if
+    given) once it knows the cache is empty, and returns the number of helpers that worked. The
+    model's first call compiles whatever is left, as it always does.
     """
-    groups = kernels_for_model(model)
+    groups = kernels_for_model(model, training)
     workers = min(threads.get_num_threads(), 1 + MAX_HELPERS, len(groups))
     if workers < 2:
         return 0
@@ -137,7 +144,7 @@ def precompile(model):
             proc.stdin.write(json.dumps(groups).encode())
             proc.stdin.close()
             helpers.append(proc)
-        cold = take_and_compile(groups, claims, stop_if_cached=True)
+        cold = take_and_compile(groups, claims, stop_if_cached=True, announce=announce)
         deadline = time.monotonic() + HELPER_TIMEOUT_SECONDS
         for proc in helpers:
             try:
@@ -164,15 +171,15 @@ def _models():
 
 
 def _record_layer(name, k):
-    """[layer class, entries] of layer k of model ``name``: its training forward, backward and inference
-    forward on numba's kernels, the layers before it on the reference kernels (so that nothing else
-    compiles in this process). Entries are the kernels called from Python (a kernel's callees compile
-    with it), with the seconds each took when the cache is empty."""
+    """[layer class, {"infer": entries, "train": entries}] of layer k of model ``name``, in a process of
+    its own with an empty cache: the kernels its inference forward compiles, then those its training
+    forward and backward compile besides, on numba's kernels (the layers before it run on the reference
+    kernels, so that nothing else compiles here). Entries are the kernels called from Python (a kernel's
+    callees compile with it), with the seconds each took."""
     import numpy as np
     from numba.core import event
 
     from .. import set_cpu_kernels
-    from . import __name__ as package
 
     found, clock = [], []
 
@@ -184,7 +191,8 @@ def _record_layer(name, k):
             seconds = time.perf_counter() - clock.pop()
             if not clock:                                   # not a callee of another kernel
                 d = ev.data["dispatcher"]
-                found.append([d.py_func.__module__, d.py_func.__name__, list(ev.data["args"]), round(seconds, 2)])
+                found.append([d.py_func.__module__.rsplit(".", 1)[-1], d.py_func.__name__,
+                              [type_to_json(t) for t in ev.data["args"]], round(seconds, 2)])
 
     model = _models()[name]().train()
     x = np.random.default_rng(0).standard_normal((16,) + model.input_shape).astype(np.float32)
@@ -192,36 +200,31 @@ def _record_layer(name, k):
     for layer in model.layers[:k]:
         x = layer.forward(x, training=True)
     set_cpu_kernels("numba")
-    layer = model.layers[k]
+    layer, modes = model.layers[k], {}
     with event.install_listener("numba:compile", Listener()):
-        out = layer.forward(x, training=True)
-        layer.backward(np.ones_like(out))
         layer.forward(x, training=False)
-    # with a warm cache nothing compiles: then the signatures numba loaded are the record (seconds unknown)
-    if not found:
-        for module in [m for m in sys.modules if m.startswith(package + ".")]:
-            for kernel in vars(sys.modules[module]).values():
-                if isinstance(kernel, numba.core.registry.CPUDispatcher) and kernel.py_func.__module__ == module:
-                    found += [[module, kernel.py_func.__name__, list(sig), None] for sig in kernel.signatures]
-    entries = [[module.rsplit(".", 1)[-1], kernel, [type_to_json(t) for t in args], seconds]
-               for module, kernel, args, seconds in found]
-    return [type(layer).__name__, sorted(entries)]
+        modes["infer"] = sorted(found)
+        found.clear()
+        layer.backward(np.ones_like(layer.forward(x, training=True)))
+        modes["train"] = sorted(found)
+    return [type(layer).__name__, modes]
 
 
-def record(fresh_cache=True):
-    """{layer class: entries} over every layer of :func:`_models`, each layer in a process of its own,
-    with an empty numba cache (``fresh_cache``, to time the compiles) or the cache as it is."""
+def record():
+    """{layer class: {"infer": entries, "train": entries}} over every layer of :func:`_models`, each
+    layer in a process of its own with an empty numba cache (so that every compile is timed)."""
     recorded = {}
     for name, build in _models().items():
         for k in range(len(build().layers)):
             with tempfile.TemporaryDirectory(prefix="nncore-record-") as cache:
-                env = dict(os.environ, **({"NUMBA_CACHE_DIR": cache} if fresh_cache else {}))
-                run = subprocess.run([sys.executable, "-m", __spec__.name, "--record-layer", name, str(k)], env=env,
-                                     capture_output=True, text=True, check=True)
-            cls, entries = json.loads(run.stdout.strip().splitlines()[-1])
-            bucket = recorded.setdefault(cls, [])
-            bucket += [e for e in entries if all(e[:3] != b[:3] for b in bucket)]
-    return {cls: entries for cls, entries in recorded.items() if entries}
+                run = subprocess.run([sys.executable, "-m", __spec__.name, "--record-layer", name, str(k)],
+                                     env=dict(os.environ, NUMBA_CACHE_DIR=cache), capture_output=True, text=True,
+                                     check=True)
+            cls, modes = json.loads(run.stdout.strip().splitlines()[-1])
+            for mode, entries in modes.items():
+                bucket = recorded.setdefault(cls, {"infer": [], "train": []})[mode]
+                bucket += [e for e in entries if all(e[:3] != b[:3] for b in bucket)]
+    return {cls: modes for cls, modes in recorded.items() if modes["infer"] or modes["train"]}
 
 
 def main(argv):
