@@ -100,6 +100,18 @@ def test_conv_bn_relu_pool_numba_matches_reference(case, dtype, mode):
             _close(a, b, dtype)
 
 
+@pytest.mark.parametrize("n, c, h, w, pad", [(5, 1, 28, 28, 1), (3, 2, 7, 9, 1), (4, 3, 6, 5, 0), (1, 1, 3, 3, 0)])
+def test_patch_moments_are_the_sums_of_the_patches_and_their_products(n, c, h, w, pad):
+    """patch_moments (shifted products, then window sums) against im2col's columns in float64:
+    s1 = cols.sum(axis=1) and G = cols @ cols.T, to 1e-12 relative."""
+    from nncore.kernels.cpu.fused_batchnorm import patch_moments
+    x = np.random.default_rng(c * h + w).standard_normal((n, c, h, w)).astype(np.float32) + 0.5
+    cols = ref.im2col(x.astype(F64), 3, 3, 1, pad)                       # (C*9, N*OH*OW)
+    s1, g = patch_moments(x, pad)
+    np.testing.assert_allclose(s1, cols.sum(axis=1), rtol=1e-12, atol=1e-12 * np.abs(cols).sum())
+    np.testing.assert_allclose(g, cols @ cols.T, rtol=1e-12, atol=1e-12 * (cols * cols).sum())
+
+
 def test_conv_bn_relu_pool_modes_and_promises():
     x, wt, gamma, beta, rm, rv = _conv_operands(CONV_CASES[0], F64)
     for kernels in (ref, cpu):

@@ -31,6 +31,14 @@ def test_each_group_is_compiled_by_the_process_that_claims_it(tmp_path, monkeypa
     assert pc.take_and_compile(groups, str(tmp_path)) is True and done == ["a", "c"]      # nothing left
 
 
+def test_an_out_of_date_record_is_skipped_not_an_error():
+    stale = [["winograd", "_no_such_kernel", [["float32", 2, "C", False]], 1.0],
+             ["no_such_module", "_kernel", [], 1.0],
+             ["pool", "max4", [["float32", 2, "C", False], "int64"], 1.0],         # arguments max4 does not take
+             ["winograd", "winograd_forward", [], 1.0]]                             # a Python function
+    assert pc.compile_entries(stale) is False
+
+
 def test_a_warm_cache_stops_after_the_first_group(tmp_path, monkeypatch):
     groups = [[["m", "a", [], 2.0]], [["m", "b", [], 1.0]]]
     done = []

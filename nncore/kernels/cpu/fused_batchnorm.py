@@ -7,8 +7,9 @@ The convolution takes the path :func:`.algorithms.conv_relu_pool_algorithm` choo
 - ``"direct"`` (a thin first layer, no input gradient): the batch statistics of y = W2 @ cols come
   from the patches' first and second moments, ``sum(y) = W2 @ s1`` and ``sum(y*y) = w G w`` per filter
   with ``s1 = sum(cols)`` (K,) and ``G = cols @ cols.T`` (K, K), K = C*9, summed from the image in
-  float64 (``_patch_moments``). With the statistics known before the convolution, BatchNorm folds
-  into the weights (module docstring of the reference), and the direct conv-ReLU-pool kernel runs as
+  float64 (:func:`patch_moments`: products of the image with its shifted copies, then window sums).
+  With the statistics known before the convolution, BatchNorm folds into the weights (module
+  docstring of the reference), and the direct conv-ReLU-pool kernel runs as
   it does for ConvReLUPool: the full-size conv output is never written. Backward: that kernel's
   weight gradient gives ``P = sum(dz * patch)`` and ``dbeta = sum(dz)`` from the window maxima alone;
   ``dgamma = inv_std * (sum(W2 * P) - mean * dbeta)``, and since ``dy = a*dz + c1 + c2*y`` per channel
@@ -27,6 +28,7 @@ Statistics are summed in float64, as :mod:`.batchnorm` does. The kernels here ar
 run on slices by :func:`nncore.threads.run_slices` (they compile faster than ``parallel=True`` loops).
 """
 
+import functools
 from collections import namedtuple
 
 import numpy as np
@@ -64,26 +66,25 @@ DenseBNContext = namedtuple("DenseBNContext", "x w xhat gate gamma inv_std scale
 # ----------------------------------------------------------------------------- kernels
 
 @jit
-def _patch_moments(xpad, oh, ow, taps, pairs, s1, gram):
-    """Add to s1 (K, OW) and gram (P, OW) (float64) the sums over the output rows of every tap's row,
-    and of the product of the two taps' rows of every pair, one column per output column: the sums of
-    p and of p[a]*p[b] over the 3x3 patches p of xpad's images, still to be summed over the columns.
-    taps (K, 3): channel, row and column offset of tap t = 9c + 3i + j (im2col's row order); pairs (P, 2)."""
-    n = xpad.shape[0]
+def _shift_sums(xpad, keys, s, q):
+    """Add to s (C, HP, WP) every channel's sum over xpad's images, and to q (K, HP, WP), for each key
+    (c1, c2, di, dj), the sum over the images of ``xpad[c1, u, v] * xpad[c2, u + di, v + dj]``
+    (float64, exact products of the input's values; entries whose partner falls outside stay 0)."""
+    n, c, hp, wp = xpad.shape
     for ni in range(n):
-        for y in range(oh):
-            for t in range(taps.shape[0]):
-                row = xpad[ni, taps[t, 0], y + taps[t, 1], taps[t, 2]:taps[t, 2] + ow]
-                acc = s1[t]
-                for z in range(ow):     # one running sum per column: the loop vectorises
-                    acc[z] += row[z]
-            for q in range(pairs.shape[0]):
-                a, b = pairs[q, 0], pairs[q, 1]
-                ra = xpad[ni, taps[a, 0], y + taps[a, 1], taps[a, 2]:taps[a, 2] + ow]
-                rb = xpad[ni, taps[b, 0], y + taps[b, 1], taps[b, 2]:taps[b, 2] + ow]
-                acc = gram[q]
-                for z in range(ow):
-                    acc[z] += np.float64(ra[z]) * rb[z]      # exact products of the input's values
+        for ci in range(c):
+            for u in range(hp):
+                row, acc = xpad[ni, ci, u], s[ci, u]
+                for v in range(wp):      # one running sum per column: the loop vectorises
+                    acc[v] += row[v]
+        for k in range(keys.shape[0]):
+            c1, c2, di, dj = keys[k, 0], keys[k, 1], keys[k, 2], keys[k, 3]
+            v0, v1 = max(0, -dj), min(wp, wp - dj)
+            for u in range(max(0, -di), min(hp, hp - di)):
+                ra, rb = xpad[ni, c1, u, v0:v1], xpad[ni, c2, u + di, v0 + dj:v1 + dj]
+                acc = q[k, u, v0:v1]
+                for v in range(v1 - v0):     # slices indexed from 0: the loop vectorises
+                    acc[v] += np.float64(ra[v]) * rb[v]
 
 
 @jit
@@ -270,20 +271,45 @@ def _bn_relu_dropout_backward(dout, gate, xhat, gamma, inv_std, scale, dropout, 
 
 # ----------------------------------------------------------------------------- conv -> BN -> ReLU -> max-pool
 
+@functools.lru_cache(maxsize=8)
+def _shift_keys(c):
+    """For C channels: keys (K, 4) int64, the distinct (ca, cb, di, dj) of the tap pairs a <= b (tap
+    t = 9c + 3i + j), and per pair its a, b, key row and a's window offset (i, j)."""
+    taps = [(t // 9, t % 9 // 3, t % 3) for t in range(9 * c)]
+    key_of, rows = {}, []
+    for a in range(len(taps)):
+        for b in range(a, len(taps)):
+            (ca, ia, ja), (cb, ib, jb) = taps[a], taps[b]
+            rows.append((a, b, key_of.setdefault((ca, cb, ib - ia, jb - ja), len(key_of)), ia, ja))
+    return np.array(list(key_of), dtype=np.int64), tuple(np.array(col) for col in zip(*rows))
+
+
+def _window_sums(planes, oh, ow):
+    """(K, 3, 3): the sum of each plane (K, OH+2, OW+2) over rows i..i+OH-1 and columns j..j+OW-1."""
+    rows = np.stack([planes[:, i:i + oh].sum(axis=1) for i in range(3)], axis=1)          # (K, 3, OW+2)
+    return np.stack([rows[..., j:j + ow].sum(axis=-1) for j in range(3)], axis=-1)
+
+
 def patch_moments(x, pad):
-    """(s1, G) of the 3x3 patches of x (N, C, H, W) padded by ``pad``: float64 (C*9,) and (C*9, C*9)."""
+    """(s1, G) of the 3x3 patches of x (N, C, H, W) padded by ``pad``: float64 (C*9,) and (C*9, C*9).
+
+    Tap t = 9c + 3i + j of output (y, z) reads xpad[c, y + i, z + j] (im2col's row order), so s1[t]
+    is the sum of channel c over the window of rows i..i+OH-1 and columns j..j+OW-1, and G[a, b] the
+    sum over a's window of ``xpad[ca] * xpad[cb]`` shifted by b's offset minus a's. ``_shift_sums``
+    forms each distinct (ca, cb, shift) product once per image (13 for one channel, against 45
+    products per patch taken patch by patch) and sums it over the images; the windows are summed here.
+    """
     n, c, h, w = x.shape
     oh, ow = conv_output_size(h, 3, 1, pad), conv_output_size(w, 3, 1, pad)
-    k = 9 * c
-    taps = np.array([(t // 9, t % 9 // 3, t % 3) for t in range(k)], dtype=np.int64)
-    pairs = np.array([(a, b) for a in range(k) for b in range(a, k)], dtype=np.int64)
+    keys, (a, b, key, ia, ja) = _shift_keys(c)
     xpad = _pad(x, pad)
     parts = threads.num_slices(n)
-    s1, gram = np.zeros((parts, k, ow)), np.zeros((parts, len(pairs), ow))
-    threads.run_slices(n, lambda i, lo, hi: _patch_moments(xpad[lo:hi], oh, ow, taps, pairs, s1[i], gram[i]))
-    g = np.zeros((k, k))
-    g[pairs[:, 0], pairs[:, 1]] = gram.sum(axis=(0, 2))
-    return s1.sum(axis=(0, 2)), g + np.triu(g, 1).T
+    s, q = np.zeros((parts, c) + xpad.shape[2:]), np.zeros((parts, len(keys)) + xpad.shape[2:])
+    threads.run_slices(n, lambda i, lo, hi: _shift_sums(xpad[lo:hi], keys, s[i], q[i]))
+    s1 = _window_sums(s.sum(axis=0), oh, ow).reshape(-1)               # (C, 3, 3) in tap order
+    g = np.zeros((9 * c, 9 * c))
+    g[a, b] = _window_sums(q.sum(axis=0), oh, ow)[key, ia, ja]
+    return s1, g + np.triu(g, 1).T
 
 
 def _direct_forward(x, w, gamma, beta, eps, pad):

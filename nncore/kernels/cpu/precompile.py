@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 from numba import types
+from numba.core.dispatcher import Dispatcher
+from numba.core.errors import NumbaError
 
 from ... import threads
 
@@ -57,7 +59,12 @@ def type_from_json(j):
 
 
 def _dispatcher(module, kernel):
-    return getattr(importlib.import_module(f"{__package__}.{module}"), kernel)
+    """The numba dispatcher ``kernel`` of ``nncore.kernels.cpu.<module>``, or None if there is none."""
+    try:
+        found = getattr(importlib.import_module(f"{__package__}.{module}"), kernel, None)
+    except ImportError:
+        return None
+    return found if isinstance(found, Dispatcher) else None
 
 
 # ----------------------------------------------------------------------------- compiling
@@ -68,8 +75,13 @@ def compile_entries(entries):
     compiled = False
     for module, kernel, args, *_ in entries:
         dispatcher = _dispatcher(module, kernel)
+        if dispatcher is None:
+            continue                    # an out-of-date record: the first call compiles what it needs
         misses = sum(dispatcher.stats.cache_misses.values())
-        dispatcher.compile(tuple(type_from_json(a) for a in args))
+        try:
+            dispatcher.compile(tuple(type_from_json(a) for a in args))
+        except (NumbaError, AttributeError, TypeError, ValueError):
+            continue                    # arguments the kernel no longer takes: the same
         compiled |= sum(dispatcher.stats.cache_misses.values()) > misses
     return compiled
 
