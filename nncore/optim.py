@@ -13,6 +13,7 @@ import math
 
 from . import backend
 from .errors import UsageError
+from .kernels import kernels_for
 
 
 def _check_hyper(name, value, low, high=math.inf, low_inclusive=True):
@@ -121,29 +122,13 @@ class Adam(Optimizer):
 
     def update(self, key, p, g):
         xp = backend.get_array_module(p)
-        t = self.steps
         st = self.state.setdefault(key, {})
         if "m" not in st:
             st["m"] = xp.zeros_like(p)
             st["v"] = xp.zeros_like(p)
-        m, v = st["m"], st["v"]
-        dt = p.dtype.type
-        tmp = xp.multiply(g, dt(1 - self.b1))      # one scratch array, reused: no other temporaries
-        m *= dt(self.b1)
-        m += tmp
-        xp.multiply(g, g, out=tmp)
-        tmp *= dt(1 - self.b2)
-        v *= dt(self.b2)
-        v += tmp
-        step = dt(self.lr / (1 - self.b1 ** t))
-        xp.divide(v, dt(1 - self.b2 ** t), out=tmp)
-        xp.sqrt(tmp, out=tmp)
-        tmp += dt(self.eps)                         # tmp = sqrt(v / (1 - b2**t)) + eps
-        xp.divide(m, tmp, out=tmp)
-        tmp *= step
-        if self.weight_decay and p.ndim >= 2:
-            p -= dt(self.lr * self.weight_decay) * p
-        p -= tmp
+        decay = self.lr * self.weight_decay if p.ndim >= 2 else 0.0
+        # the arithmetic (m, v and p in place) is a kernel: nncore.kernels.reference.adam_update
+        kernels_for(p).adam_update(p, g, st["m"], st["v"], self.lr, self.b1, self.b2, self.eps, self.steps, decay)
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}

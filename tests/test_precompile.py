@@ -77,6 +77,7 @@ _CHILD = textwrap.dedent("""
     from nncore import SoftmaxCrossEntropy, load_model, ref_cnn
     from nncore.architectures import cnn
     from nncore.kernels.cpu.precompile import precompile
+    from nncore.optim import Adam
     from nncore.training import TrainConfig
     cfg = TrainConfig()
     training = sys.argv[1] != "shipped"
@@ -87,7 +88,8 @@ _CHILD = textwrap.dedent("""
         model = ref_cnn(seed=0, fused=True)
     else:
         model = load_model(sys.argv[2])
-    helpers = precompile(model, training)
+    optimizer = Adam(model) if training else None
+    helpers = precompile(model, training, optimizer=optimizer)
     compiled = []
     class Listener(event.Listener):
         def on_start(self, ev):
@@ -100,6 +102,7 @@ _CHILD = textwrap.dedent("""
             loss = SoftmaxCrossEntropy()
             loss.forward(model.train().forward(x, training=True), np.arange(32) % 10)
             model.backward(loss.backward())
+            optimizer.step()
         model.eval().forward(x, training=False)
         model.predict_proba(np.zeros((1, 28, 28), np.uint8))
     print(json.dumps({"helpers": helpers, "compiled_after": compiled, "again": precompile(model, training)}))

@@ -292,17 +292,20 @@ def test_config_saved_before_label_smoothing_existed_keeps_one_hot_targets():
 
 
 def test_kernels_compile_on_a_copy_with_a_message_when_slow(mnist, monkeypatch):
-    """The compile passes touch neither the weights nor the batch-norm statistics; a slow one is announced."""
+    """The compile passes touch neither the weights, the batch-norm statistics nor the optimizer (whose
+    step runs on the copy too); a slow one is announced."""
     from nncore.training import kernel_compile
-    cfg = training.TrainConfig(**{**TINY, "batchnorm": True})
+    cfg = training.TrainConfig(**{**TINY, "batchnorm": True, "optimizer": "adam"})
     model = make_model(cfg)
+    optimizer = cfg.build_optimizer(model)
     before = {k: v.copy() for k, v in model.state_dict().items()}
     lines = []
     monkeypatch.setattr(kernel_compile, "QUIET_SECONDS", 0.0)
-    kernel_compile.compile_kernels(model, mnist[0][:64], mnist[1][:64], lines.append)
+    kernel_compile.compile_kernels(model, mnist[0][:64], mnist[1][:64], lines.append, optimizer)
     assert lines and lines[0].startswith("compiling kernels, once, about") and lines[1].startswith("kernels compiled")
     after = model.state_dict()
     assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
+    assert optimizer.steps == 0 and optimizer.state == {} and optimizer.model is model
     monkeypatch.setattr(kernel_compile, "QUIET_SECONDS", 60.0)
     lines.clear()
     kernel_compile.compile_kernels(model, mnist[0][:64], mnist[1][:64], lines.append)

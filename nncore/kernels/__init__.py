@@ -58,14 +58,15 @@ def kernels_for(x):
     return importlib.import_module(CPU_KERNELS[cpu_kernels_name()])
 
 
-def precompile(model, training=True, announce=None):
+def precompile(model, training=True, announce=None, optimizer=None):
     """On numba's CPU kernels, compile the kernels ``model`` predicts with (and with ``training``,
     trains with) side by side in helper processes, before its first call; else do nothing.
 
     Worth it on a fresh install only (numba caches what it compiles): see
     :mod:`nncore.kernels.cpu.precompile`. Returns the number of helper processes that compiled;
-    ``announce()`` is called once the cache is known to be empty, so a script can say it is compiling.
+    ``announce()`` is called once the cache is known to be empty, so a script can say it is compiling;
+    with ``optimizer``, its step's kernels compile too.
     """
     if getattr(model, "device", "cpu") != "cpu" or cpu_kernels_name() != "numba":
         return 0
-    return importlib.import_module("nncore.kernels.cpu.precompile").precompile(model, training, announce)
+    return importlib.import_module("nncore.kernels.cpu.precompile").precompile(model, training, announce, optimizer)

@@ -26,7 +26,7 @@ from collections import namedtuple
 
 from ..backend import import_cupy
 from ..errors import UsageError
-from .reference import batchnorm_backward, batchnorm_forward, conv_output_size  # noqa: F401  (array-generic)
+from .reference import adam_update, batchnorm_backward, batchnorm_forward, conv_output_size  # noqa: F401  (array-generic)
 from .reference.conv import Conv2DContext
 from .reference.fused import ConvReLUPoolContext
 from .reference.fused_batchnorm import (

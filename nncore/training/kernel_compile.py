@@ -26,25 +26,29 @@ COLD_COMPILE_SECONDS = 8
 QUIET_SECONDS = 0.5
 
 
-def compile_kernels(model, images, labels, log=print):
-    """Run the kernels ``model`` trains and predicts with once, on a copy of it.
+def compile_kernels(model, images, labels, log=print, optimizer=None):
+    """Run the kernels ``model`` trains and predicts with once, on a copy of it (and of ``optimizer``,
+    whose step runs too, if given).
 
     images, labels: one training batch (raw images as :meth:`Sequential.prepare` takes them, int labels).
     Returns the seconds it took. Prints "compiling kernels, once, ..." if the passes are still
     running after :data:`QUIET_SECONDS`, and how long they took at the end.
     """
-    twin = copy.deepcopy(model)
+    twin, twin_optimizer = copy.deepcopy((model, optimizer))      # one copy: the optimizer's model is twin
     x = backend.to_device(twin.prepare(images), twin.device)
     y = backend.to_device(labels, twin.device)
     failure = []
 
     def passes():
         try:
-            kernels.precompile(twin)     # a fresh install: the kernels compile side by side in helper processes
+            # a fresh install: the kernels compile side by side in helper processes
+            kernels.precompile(twin, optimizer=twin_optimizer)
             loss = SoftmaxCrossEntropy()
             loss.forward(twin.train().forward(x, training=True), y)
             twin.backward(loss.backward())
             twin.eval().forward(x, training=False)
+            if twin_optimizer is not None:
+                twin_optimizer.step()        # last: nothing runs on the updated copy (a huge lr overflows)
         except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
             failure.append(error)
 

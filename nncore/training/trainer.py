@@ -111,7 +111,7 @@ class Trainer:
         # compile: numba's kernels, once per install, with a message instead of a stalled progress bar
         if self.epoch < cfg.epochs:
             first = epoch_order(cfg.seed, self.epoch, n)[bounds[0][0]:bounds[0][1]]
-            compile_kernels(model, self.x_train[first], self.y_train[first], self.log)
+            compile_kernels(model, self.x_train[first], self.y_train[first], self.log, optimizer)
         with DeferredInterrupt() as ctrl_c, checkpoint_on_interrupt(self, ctrl_c), _eval_on_exit(model):
             while self.epoch < cfg.epochs:
                 order = epoch_order(cfg.seed, self.epoch, n)

@@ -17,6 +17,7 @@ one first: it states the layouts and the math):
                    BatchNorm -> ReLU -> dropout
 ``direct``         a thin first layer straight from the image
 ``winograd``       Winograd F(4x4, 3x3) transforms and pipelines
+``optim``          the Adam update in one pass
 ``algorithms``     (CPU only) which algorithm a convolution takes, the thresholds
                    behind ``"auto"``, the ``conv_algorithms`` setting, inference slices
 ``jit``            the two numba decorators, and the thread set-up
@@ -75,6 +76,7 @@ from .fused_batchnorm import (
     dense_bn_relu_dropout_backward,
     dense_bn_relu_dropout_forward,
 )
+from .optim import adam_update
 from .pool import maxpool_backward, maxpool_forward
 from .winograd import (
     WINOGRAD_CHUNK,
@@ -90,7 +92,8 @@ from .winograd import (
 
 #: the reference package's names, one for one (its twins are interchangeable; the tests check both lists)...
 __all__ = [
-    "avgpool_backward", "avgpool_forward", "batchnorm_backward", "batchnorm_forward", "bias_relu_pool_backward",
+    "adam_update", "avgpool_backward", "avgpool_forward", "batchnorm_backward", "batchnorm_forward",
+    "bias_relu_pool_backward",
     "bias_relu_pool_forward", "bias_relu_pool_weight_grad", "col2im", "conv2d_backward", "conv2d_forward",
     "conv2d_naive", "conv3x3_relu_pool2_forward", "conv3x3_relu_pool2_weight_grad", "conv_bn_relu_pool_backward",
     "conv_bn_relu_pool_forward", "conv_output_size", "conv_relu_pool_backward", "conv_relu_pool_forward",

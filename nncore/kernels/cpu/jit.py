@@ -1,4 +1,4 @@
-"""The two numba decorators every CPU kernel uses, and the thread set-up they rely on.
+"""The numba decorators every CPU kernel uses, and the thread set-up they rely on.
 
 ``jit`` compiles a serial loop nest that releases the GIL (``nogil``), so
 :func:`nncore.threads.run_slices` can run it on slices of the batch in
@@ -18,4 +18,7 @@ from ... import threads
 threads.configure()
 
 jit = numba.njit(cache=True, nogil=True)
+#: ``jit`` with NumPy's division (x / 0 gives inf or nan) instead of Python's: numba's check for a zero
+#: divisor, to raise ZeroDivisionError, keeps LLVM from vectorising a loop that divides (Adam's: 7x)
+jit_ieee = numba.njit(cache=True, nogil=True, error_model="numpy")
 pjit = numba.njit(cache=True, nogil=True, parallel=True)

@@ -86,9 +86,10 @@ def compile_entries(entries):
     return compiled
 
 
-def kernels_for_model(model, training=True):
+def kernels_for_model(model, training=True, optimizer=None):
     """The recorded entries of ``model``'s layers (float32 only) for inference, and with ``training``
-    for training too, as groups, one per kernel (all its signatures), the longest to compile first."""
+    for training too (and ``optimizer``'s step, if given), as groups, one per kernel (all its
+    signatures), the longest to compile first."""
     if getattr(model, "device", "cpu") != "cpu" or not model.layers:
         return []
     params = [a for layer in model.layers for a in layer.params.values()]
@@ -99,7 +100,8 @@ def kernels_for_model(model, training=True):
     except (OSError, ValueError):
         return []
     groups = {}
-    for name in dict.fromkeys(type(layer).__name__ for layer in model.layers):
+    names = [type(layer).__name__ for layer in model.layers] + ([type(optimizer).__name__] if optimizer else [])
+    for name in dict.fromkeys(names):
         for mode in ("infer", "train") if training else ("infer",):
             for entry in recorded.get(name, {}).get(mode, []):
                 group = groups.setdefault((entry[0], entry[1]), [])
@@ -132,16 +134,17 @@ def take_and_compile(groups, claims, stop_if_cached=False, announce=None):
     return True
 
 
-def precompile(model, training=True, announce=None):
+def precompile(model, training=True, announce=None, optimizer=None):
     """Compile the kernels ``model`` predicts with (and with ``training``, trains with), as recorded,
     in this process and in helper processes, side by side.
 
     Does nothing more than load one kernel (and returns 0) when the cache holds the kernels already,
     for a model not on the CPU or not float32, or with one thread; else calls ``announce()`` (if
-    given) once it knows the cache is empty, and returns the number of helpers that worked. The
-    model's first call compiles whatever is left, as it always does.
+    given) once it knows the cache is empty, and returns the number of helpers that worked. With
+    ``optimizer``, its step's kernels too. The model's first call compiles whatever is left, as it
+    always does.
     """
-    groups = kernels_for_model(model, training)
+    groups = kernels_for_model(model, training, optimizer if training else None)
     workers = min(threads.get_num_threads(), 1 + MAX_HELPERS, len(groups))
     if workers < 2:
         return 0
@@ -186,8 +189,9 @@ def _record_layer(name, k):
     """[layer class, {"infer": entries, "train": entries}] of layer k of model ``name``, in a process of
     its own with an empty cache: the kernels its inference forward compiles, then those its training
     forward and backward compile besides, on numba's kernels (the layers before it run on the reference
-    kernels, so that nothing else compiles here). Entries are the kernels called from Python (a kernel's
-    callees compile with it), with the seconds each took."""
+    kernels, so that nothing else compiles here). k = -1: the optimizer's step instead (["Adam", ...]).
+    Entries are the kernels called from Python (a kernel's callees compile with it), with the seconds
+    each took."""
     import numpy as np
     from numba.core import event
 
@@ -207,6 +211,14 @@ def _record_layer(name, k):
                               [type_to_json(t) for t in ev.data["args"]], round(seconds, 2)])
 
     model = _models()[name]().train()
+    if k < 0:
+        from ...optim import Adam
+        optimizer = Adam(model)
+        for ref in model.named_arrays(("params",)):
+            ref.layer.grads[ref.name] = np.ones_like(ref.value)
+        with event.install_listener("numba:compile", Listener()):
+            optimizer.step()
+        return [type(optimizer).__name__, {"infer": [], "train": sorted(found)}]
     x = np.random.default_rng(0).standard_normal((16,) + model.input_shape).astype(np.float32)
     set_cpu_kernels("reference")
     for layer in model.layers[:k]:
@@ -224,10 +236,11 @@ def _record_layer(name, k):
 
 def record():
     """{layer class: {"infer": entries, "train": entries}} over every layer of :func:`_models`, each
-    layer in a process of its own with an empty numba cache (so that every compile is timed)."""
+    layer in a process of its own with an empty numba cache (so that every compile is timed), and
+    {"Adam": {"train": ...}} for the optimizer train.py uses."""
     recorded = {}
     for name, build in _models().items():
-        for k in range(len(build().layers)):
+        for k in range(-1 if name == "default" else 0, len(build().layers)):
             with tempfile.TemporaryDirectory(prefix="nncore-record-") as cache:
                 run = subprocess.run([sys.executable, "-m", __spec__.name, "--record-layer", name, str(k)],
                                      env=dict(os.environ, NUMBA_CACHE_DIR=cache), capture_output=True, text=True,

@@ -15,6 +15,7 @@ One module per concept; read them in this order:
                    ``dense_bn_relu_dropout_forward``/``_backward``)
 ``direct``         a thin first layer straight from the image (CPU-only path)
 ``winograd``       Winograd F(4x4, 3x3) (CPU-only path)
+``optim``          the Adam update of one parameter array
 =================  ==============================================================
 
 Every function has a twin with the same name and parameters in
@@ -72,6 +73,7 @@ from .fused_batchnorm import (
     dense_bn_relu_dropout_backward,
     dense_bn_relu_dropout_forward,
 )
+from .optim import adam_update
 from .pool import avgpool_backward, avgpool_forward, maxpool_backward, maxpool_forward
 from .winograd import (
     winograd_backward,
@@ -88,7 +90,8 @@ from .winograd import (
 )
 
 __all__ = [
-    "avgpool_backward", "avgpool_forward", "batchnorm_backward", "batchnorm_forward", "bias_relu_pool_backward",
+    "adam_update", "avgpool_backward", "avgpool_forward", "batchnorm_backward", "batchnorm_forward",
+    "bias_relu_pool_backward",
     "bias_relu_pool_forward", "bias_relu_pool_weight_grad", "col2im", "conv2d_backward", "conv2d_forward",
     "conv2d_naive", "conv3x3_relu_pool2_forward", "conv3x3_relu_pool2_weight_grad", "conv_bn_relu_pool_backward",
     "conv_bn_relu_pool_forward", "conv_output_size", "conv_relu_pool_backward", "conv_relu_pool_forward",
