@@ -458,7 +458,7 @@ def child_main(args):
         t_import = time.perf_counter() - t0
         runner = NncoreRunner("numba", args, rng, model=model)
         t0 = time.perf_counter()
-        helpers = kernels.precompile(runner.model)  # as train.py does before its first step
+        helpers = kernels.precompile(runner.model, optimizer=runner.opt)  # as train.py does before its first step
         t_precompile = time.perf_counter() - t0
         first = runner.train_step()
         steady = statistics.median(runner.train_step() for _ in range(3))
