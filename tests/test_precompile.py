@@ -141,3 +141,10 @@ def test_classify_on_a_fresh_install_says_it_is_compiling(tmp_path):
     assert run.stdout.startswith(f"{tmp_path / 'seven.png'}: 7 ")
     again = subprocess.run(run.args, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and again.stderr == "" and again.stdout == run.stdout      # cached: silent
+
+
+def test_the_module_run_without_arguments_prints_its_usage():
+    run = subprocess.run([sys.executable, "-m", "nncore.kernels.cpu.precompile"], capture_output=True, text=True,
+                         stdin=subprocess.DEVNULL, timeout=120)
+    assert run.returncode == 2 and run.stdout == ""
+    assert run.stderr.startswith("usage: python -m nncore.kernels.cpu.precompile --record") and "\n" == run.stderr[-1]

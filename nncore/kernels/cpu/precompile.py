@@ -154,11 +154,17 @@ def precompile(model, training=True, announce=None, optimizer=None):
     with tempfile.TemporaryDirectory(prefix="nncore-compile-") as claims:
         helpers = []
         for _ in range(workers - 1):        # started first: they import numba while this process checks the cache
-            proc = subprocess.Popen([sys.executable, "-m", __spec__.name, claims], stdin=subprocess.PIPE,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-            proc.stdin.write(json.dumps(groups).encode())
-            proc.stdin.close()
+            try:
+                proc = subprocess.Popen([sys.executable, "-m", __spec__.name, claims], stdin=subprocess.PIPE,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            except OSError:
+                break                       # no helper (no fork, no interpreter): this process compiles alone
             helpers.append(proc)
+            try:
+                proc.stdin.write(json.dumps(groups).encode())
+                proc.stdin.close()
+            except OSError:
+                pass                        # the helper died at once: it claimed nothing
         cold = take_and_compile(groups, claims, stop_if_cached=True, announce=announce)
         deadline = time.monotonic() + HELPER_TIMEOUT_SECONDS
         for proc in helpers:
@@ -252,16 +258,26 @@ def record():
     return {cls: modes for cls, modes in recorded.items() if modes["infer"] or modes["train"]}
 
 
+USAGE = ("usage: python -m nncore.kernels.cpu.precompile --record   (rewrite signatures.json after a kernel "
+         "changes; about 2 minutes)")
+
+
 def main(argv):
     if argv == ["--record"]:
-        SIGNATURES.write_text(json.dumps(record(), indent=1) + "\n")
+        from ...atomic import atomic_write
+        text = json.dumps(record(), indent=1) + "\n"
+        with atomic_write(SIGNATURES, "w") as f:
+            f.write(text)
         print(f"wrote {SIGNATURES}")
         return 0
-    if argv[:1] == ["--record-layer"]:
+    if len(argv) == 3 and argv[0] == "--record-layer":
         print(json.dumps(_record_layer(argv[1], int(argv[2]))))
         return 0
-    take_and_compile(json.loads(sys.stdin.read()), argv[0])       # a helper of precompile()
-    return 0
+    if len(argv) == 1 and os.path.isdir(argv[0]) and not sys.stdin.isatty():
+        take_and_compile(json.loads(sys.stdin.read()), argv[0])       # a helper of precompile()
+        return 0
+    print(USAGE, file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
