@@ -19,8 +19,8 @@ from .. import backend, kernels
 from ..losses import SoftmaxCrossEntropy
 
 #: seconds the first compile of the default model took on the 2-core development machine, in two
-#: processes (empty numba cache, 2026-12-01: 11.8 s on a slow day, 15.6-17.6 s in one process);
-#: the message quotes it
+#: processes (empty numba cache, 2026-12-01, a slow day: 11.8-12.8 s, against 19.3-20.6 s in one
+#: process); the message quotes it
 COLD_COMPILE_SECONDS = 12
 
 #: a pass that takes longer than this is compiling, not computing

@@ -20,7 +20,7 @@ one first: it states the layouts and the math):
 ``optim``          the Adam update in one pass
 ``algorithms``     (CPU only) which algorithm a convolution takes, the thresholds
                    behind ``"auto"``, the ``conv_algorithms`` setting, inference slices
-``jit``            the two numba decorators, and the thread set-up
+``jit``            the numba decorators, and the thread set-up
 =================  ==============================================================
 
 The layers call ``conv2d_forward(x, w, b, stride, pad, training)`` and the

@@ -2,7 +2,7 @@
 
 numba compiles a kernel at its first call, one kernel after another, and caches the machine code
 on disk, one cache file per kernel. On a fresh install the default model's first training step
-waits 8-13 s for that (2-core machines, 2026-12). The kernels do not depend on each other, so
+waited 8-20 s for that in one process (2-core machines, 2026-12). The kernels do not depend on each other, so
 :func:`precompile` shares them out: helper processes (``python -m nncore.kernels.cpu.precompile``,
 one fewer than the threads, at most :data:`MAX_HELPERS`) and this process take them one at a
 time, the longest (as recorded) first, each taking the next when it is free; the first step then
@@ -55,7 +55,7 @@ def type_from_json(j):
     if isinstance(j, list):
         dtype, ndim, layout, readonly = j
         return types.Array(getattr(types, dtype), ndim, layout, readonly=readonly)
-    return types.none if j == "none" else getattr(types, j)
+    return getattr(types, j)                # "int64", "float32", "bool", "none", ...
 
 
 def _dispatcher(module, kernel):
@@ -86,11 +86,17 @@ def compile_entries(entries):
     return compiled
 
 
+def _add_new(bucket, entries):
+    """Append to ``bucket`` the entries whose (module, kernel, arguments) it does not hold yet."""
+    bucket += [e for e in entries if all(e[:3] != b[:3] for b in bucket)]
+
+
 def kernels_for_model(model, training=True, optimizer=None):
     """The recorded entries of ``model``'s layers (float32 only) for inference, and with ``training``
     for training too (and ``optimizer``'s step, if given), as groups, one per kernel (all its
-    signatures), the longest to compile first."""
-    if getattr(model, "device", "cpu") != "cpu" or not model.layers:
+    signatures), the longest to compile first. (:func:`nncore.kernels.precompile` has checked that
+    the model is on the CPU.)"""
+    if not model.layers:
         return []
     params = [a for layer in model.layers for a in layer.params.values()]
     if params and params[0].dtype != "float32":
@@ -104,9 +110,7 @@ def kernels_for_model(model, training=True, optimizer=None):
     for name in dict.fromkeys(names):
         for mode in ("infer", "train") if training else ("infer",):
             for entry in recorded.get(name, {}).get(mode, []):
-                group = groups.setdefault((entry[0], entry[1]), [])
-                if all(entry[:3] != e[:3] for e in group):
-                    group.append(entry)
+                _add_new(groups.setdefault((entry[0], entry[1]), []), [entry])
     return sorted(groups.values(), key=lambda g: -sum(e[3] for e in g))
 
 
@@ -139,7 +143,8 @@ def precompile(model, training=True, announce=None, optimizer=None):
     in this process and in helper processes, side by side.
 
     Does nothing more than load one kernel (and returns 0) when the cache holds the kernels already,
-    for a model not on the CPU or not float32, or with one thread; else calls ``announce()`` (if
+    for a model not float32, or with one thread (a model on the GPU never gets here:
+    :func:`nncore.kernels.precompile` returns first); else calls ``announce()`` (if
     given) once it knows the cache is empty, and returns the number of helpers that worked. With
     ``optimizer``, its step's kernels too. The model's first call compiles whatever is left, as it
     always does.
@@ -253,8 +258,7 @@ def record():
                                      check=True)
             cls, modes = json.loads(run.stdout.strip().splitlines()[-1])
             for mode, entries in modes.items():
-                bucket = recorded.setdefault(cls, {"infer": [], "train": []})[mode]
-                bucket += [e for e in entries if all(e[:3] != b[:3] for b in bucket)]
+                _add_new(recorded.setdefault(cls, {"infer": [], "train": []})[mode], entries)
     return {cls: modes for cls, modes in recorded.items() if modes["infer"] or modes["train"]}
 
 
