@@ -33,7 +33,7 @@ import time
 import numpy as np
 
 import nncore
-from nncore import backend
+from nncore import backend, kernels
 from nncore.architectures import MNIST_SCALING, unfused
 from nncore.atomic import check_writable
 from nncore.cli import ArgumentParser, int_list, int_list_or_none, nonnegative_int, positive_int, run_cli
@@ -185,6 +185,8 @@ def train(args, argv):
         if isinstance(ckpt.get("run"), dict) and "dataset" in ckpt["run"]:
             run_info = {**run_info, **ckpt["run"]}
     start = time.perf_counter()
+    if args.device == "cpu":
+        kernels.warm_up()           # numba sets itself up while the data loads
     d = load_data(run_info["dataset"], args.data_dir, run_info["val_size"], log=say)
     subset(d, run_info["limit_train"], run_info["limit_eval"])
     common = dict(out_dir=out_dir, progress=not args.quiet, log=say, run_info=run_info, resume_hint=resume_hint)

@@ -96,6 +96,9 @@ def test_read_idx_gz_and_raw(tmp_path):
         (lambda b: gzip.compress(idx_bytes(np.zeros((4, 2, 2)), count=2**31 - 1)), "more than the file can hold"),
         (lambda b: idx_bytes(np.zeros((4, 2, 2)), count=2**31 - 1), "more than the file can hold"),  # raw IDX
         (lambda b: b + b"\x00", "holds more"),  # raw IDX with a trailing byte
+        (lambda b: gzip.compress(b)[:-8], "truncated gzip"),  # all the data, no gzip trailer (CRC, size)
+        (lambda b: gzip.compress(b + b"\x07"), "holds more"),  # one byte more than the header says
+        (lambda b: gzip.compress(b) + gzip.compress(b"\x07"), "holds more"),  # a second gzip member
     ],
 )
 def test_read_idx_corrupt_files(tmp_path, make, words):

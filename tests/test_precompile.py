@@ -148,3 +148,57 @@ def test_the_module_run_without_arguments_prints_its_usage():
                          stdin=subprocess.DEVNULL, timeout=120)
     assert run.returncode == 2 and run.stdout == ""
     assert run.stderr.startswith("usage: python -m nncore.kernels.cpu.precompile --record") and "\n" == run.stderr[-1]
+
+
+_FEW_IMAGES_CHILD = textwrap.dedent("""
+    import json
+    import numpy as np
+    from numba.core import event
+    from nncore import SoftmaxCrossEntropy, set_num_threads
+    from nncore.architectures import cnn
+    from nncore.optim import Adam
+    from nncore.training import TrainConfig
+    from nncore.training.kernel_compile import compile_kernels
+    set_num_threads(1)          # no helper: the passes on a few images compile everything themselves
+    cfg = TrainConfig()
+    model = cnn(conv_channels=cfg.conv, dense=cfg.dense, kernel_size=cfg.kernel_size, batchnorm=True,
+                dropout=cfg.dropout, seed=0, fused=True)
+    optimizer = Adam(model)
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 256, (256, 28, 28), dtype=np.uint8), np.arange(256) % 10
+    compile_kernels(model, images, labels, lambda line: None, optimizer)
+    compiled = []
+    class Listener(event.Listener):
+        def on_start(self, ev):
+            compiled.append(ev.data["dispatcher"].py_func.__name__)
+        def on_end(self, ev):
+            pass
+    with event.install_listener("numba:compile", Listener()):
+        model.train_step(model.prepare(images), labels, SoftmaxCrossEntropy(), optimizer)
+        model.predict_proba(images)
+    print(json.dumps(compiled))
+""")
+
+
+def test_compile_passes_on_a_few_images_compile_what_a_full_batch_needs(tmp_path):
+    """compile_kernels runs its passes on COMPILE_IMAGES images of the first batch: numba compiles for
+    argument types, not sizes, so a whole batch of 256 afterwards (a training step and a prediction)
+    compiles nothing more. On an empty cache and one thread, so that the passes alone compile."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    run = subprocess.run([sys.executable, "-c", _FEW_IMAGES_CHILD], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == []
+
+
+def test_warm_up_sets_numba_up_in_the_background_on_numba_kernels_only():
+    from nncore import kernels
+    kernels.set_cpu_kernels("reference")
+    try:
+        assert kernels.warm_up() is None            # a reference-only run never imports numba for it
+    finally:
+        kernels.set_cpu_kernels("numba")
+    thread = kernels.warm_up()
+    thread.join(120)
+    assert not thread.is_alive() and thread.daemon
+    assert pc._nothing.signatures                   # its kernel ran: numba's CPU target is set up

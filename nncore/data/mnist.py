@@ -12,8 +12,8 @@ big-endian header followed by raw unsigned bytes:
 MNIST, so a truncated or tampered download is caught before training on it.
 """
 
-import gzip
 import hashlib
+import io
 import os
 import struct
 import urllib.request
@@ -64,33 +64,65 @@ def read_idx(path):
     if not os.path.isfile(path):
         raise MissingInputError(f"MNIST file {path} not found; "
                                 "check the data root (data_dir=<folder> or NNCORE_DATA_DIR)")
-    # streamed: the pixels are decompressed straight into their array, never held twice
     try:
         stored = os.path.getsize(path)
         with open(path, "rb") as raw:
             compressed = raw.read(2) == b"\x1f\x8b"
             raw.seek(0)
-            f = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
-            shape, offset = _idx_header(f, path)
-            expected = int(np.prod(shape, dtype=np.int64))
-            # a size the file cannot hold (gzip packs at most ~1030:1) is refused before allocating it
-            limit = stored * 1100 if compressed else stored - offset
-            if expected > limit:
-                raise CorruptInputError(f"{path}: header says {'x'.join(map(str, shape))} = {expected} bytes of data, "
-                                        f"more than the file can hold; {_REFETCH}")
-            out = np.empty(expected, dtype=np.uint8)
-            got = f.readinto(memoryview(out))
-            extra = len(f.read(1))
+            shape, out, got, extra = _read_gzip(raw.read(), path) if compressed else _read_raw(raw, stored, path)
     except (OSError, EOFError, zlib.error) as exc:
         reason = "truncated gzip" if isinstance(exc, EOFError) else "damaged gzip"
         raise CorruptInputError(f"cannot read {path}: {reason} ({exc}); {_REFETCH}") from None
-    if got != expected or extra:
-        held = f"{got}" if got != expected else "more"
+    if got != expected_bytes(shape) or extra:
+        held = f"{got}" if got != expected_bytes(shape) else "more"
         raise CorruptInputError(
-            f"{path}: header says {'x'.join(map(str, shape))} = {expected} bytes of data "
+            f"{path}: header says {'x'.join(map(str, shape))} = {expected_bytes(shape)} bytes of data "
             f"but the file holds {held}; {_REFETCH}"
         )
     return out.reshape(shape)
+
+
+def expected_bytes(shape):
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def _refuse_oversize(shape, limit, path):
+    """CorruptInputError, before anything is allocated, if the header claims more bytes than ``limit``."""
+    if expected_bytes(shape) > limit:
+        raise CorruptInputError(f"{path}: header says {'x'.join(map(str, shape))} = {expected_bytes(shape)} bytes "
+                                f"of data, more than the file can hold; {_REFETCH}")
+
+
+def _read_raw(f, stored, path):
+    """(shape, data, bytes read, whether more follow) of an uncompressed IDX file, read straight into
+    its array."""
+    shape, offset = _idx_header(f, path)
+    _refuse_oversize(shape, stored - offset, path)
+    out = np.empty(expected_bytes(shape), dtype=np.uint8)
+    return shape, out, f.readinto(memoryview(out)), len(f.read(1)) > 0
+
+
+def _read_gzip(data, path):
+    """(shape, data, bytes inflated, whether more follow) of a gzip-compressed IDX file's bytes ``data``.
+
+    Inflated in one call, not streamed in 8 KB pieces: zlib lets go of the interpreter for the whole
+    file, so another thread (numba setting itself up while train.py reads its data) runs meanwhile;
+    in pieces, the two threads took turns. zlib checks the gzip header and CRC; a size the file
+    cannot hold (gzip packs at most ~1030:1) is refused before anything that large is allocated.
+    """
+    inflate = zlib.decompressobj(wbits=31)          # 31: one gzip member, header and trailer
+    head = inflate.decompress(data, 16)
+    shape, offset = _idx_header(io.BytesIO(head), path)
+    _refuse_oversize(shape, len(data) * 1100, path)
+    n, first = expected_bytes(shape), head[offset:]
+    rest = inflate.decompress(inflate.unconsumed_tail, max(1, n - len(first) + 1))  # one byte more shows excess
+    got = len(first) + len(rest)
+    if got <= n and not inflate.eof:
+        raise EOFError("the compressed stream ends before its end marker")
+    out, k, end = np.empty(n, dtype=np.uint8), min(n, len(first)), min(n, got)
+    out[:k] = np.frombuffer(first, dtype=np.uint8)[:k]
+    out[k:end] = np.frombuffer(rest, dtype=np.uint8)[:end - k]
+    return shape, out, end, got > n or bool(inflate.unconsumed_tail or inflate.unused_data)
 
 
 def _idx_header(f, path):

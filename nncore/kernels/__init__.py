@@ -23,6 +23,7 @@ tells a NumPy array from a CuPy one); the backend never imports the kernels.
 
 import importlib
 import os
+import threading
 
 from .. import backend
 from ..errors import UsageError
@@ -70,3 +71,26 @@ def precompile(model, training=True, announce=None, optimizer=None):
     if getattr(model, "device", "cpu") != "cpu" or cpu_kernels_name() != "numba":
         return 0
     return importlib.import_module("nncore.kernels.cpu.precompile").precompile(model, training, announce, optimizer)
+
+
+def warm_up():
+    """On numba's CPU kernels, set numba up in a background thread and return it (else return None).
+
+    numba's first kernel in a process imports numba and sets up its CPU target: about a second,
+    whether the kernel then compiles or loads from the cache. A script that starts this before
+    reading its data (as ``train.py`` does) has that second done by its first step, since reading
+    and unzipping data leaves the interpreter free most of the time. A failure here is ignored: the
+    first kernel call meets it again, in the caller's thread.
+    """
+    if cpu_kernels_name() != "numba":
+        return None
+
+    def start():
+        try:
+            importlib.import_module("nncore.kernels.cpu.precompile").start_numba()
+        except Exception:  # noqa: BLE001 - re-raised by the first kernel call, where it belongs
+            pass
+
+    thread = threading.Thread(target=start, name="nncore-warm-up", daemon=True)
+    thread.start()
+    return thread

@@ -6,9 +6,12 @@ second. Without a word, that first compile looks like a stalled progress bar
 with an absurd ETA. :func:`compile_kernels` compiles the kernels side by side
 in helper processes (:func:`nncore.kernels.precompile`), runs one
 training step's forward and backward pass and one inference pass on a copy of
-the model (so the real model, its batch-norm statistics and its optimizer are
-untouched; this also compiles anything the helpers did not), and prints a
-message if that has not finished within half a second.
+the model and on a few images of the first batch (so the real model, its
+batch-norm statistics and its optimizer are untouched; this also compiles
+anything the helpers did not), and prints a message if that has not finished
+within half a second. On a warm cache most of that half second is numba
+setting itself up, which ``train.py`` starts in the background before it
+reads its data (:func:`nncore.kernels.warm_up`).
 """
 
 import copy
@@ -26,6 +29,9 @@ COLD_COMPILE_SECONDS = 12
 #: a pass that takes longer than this is compiling, not computing
 QUIET_SECONDS = 0.5
 
+#: images of the batch the passes run on: enough for batch statistics, few enough to cost nothing
+COMPILE_IMAGES = 8
+
 
 def compile_kernels(model, images, labels, log=print, optimizer=None):
     """Run the kernels ``model`` trains and predicts with once, on a copy of it (and of ``optimizer``,
@@ -36,8 +42,9 @@ def compile_kernels(model, images, labels, log=print, optimizer=None):
     running after :data:`QUIET_SECONDS`, and how long they took at the end.
     """
     twin, twin_optimizer = copy.deepcopy((model, optimizer))      # one copy: the optimizer's model is twin
-    x = backend.to_device(twin.prepare(images), twin.device)
-    y = backend.to_device(labels, twin.device)
+    # a few images: the kernels' argument types (all that numba compiles for) do not depend on the batch
+    x = backend.to_device(twin.prepare(images[:COMPILE_IMAGES]), twin.device)
+    y = backend.to_device(labels[:COMPILE_IMAGES], twin.device)
     failure = []
 
     def passes():

@@ -29,6 +29,7 @@ from numba.core.dispatcher import Dispatcher
 from numba.core.errors import NumbaError
 
 from ... import threads
+from .jit import jit
 
 #: the recorded kernels: {layer class: {"infer" or "train": [[module, kernel, [argument types], seconds], ...]}}
 SIGNATURES = Path(__file__).with_name("signatures.json")
@@ -68,6 +69,18 @@ def _dispatcher(module, kernel):
 
 
 # ----------------------------------------------------------------------------- compiling
+
+@jit
+def _nothing(x):
+    """A kernel that returns its argument: its first call sets numba's CPU target up."""
+    return x
+
+
+def start_numba():
+    """Set numba's CPU target up in this process (done once, by whatever kernel runs first: about a
+    second of imports on a 2-core machine; see :func:`nncore.kernels.warm_up`)."""
+    _nothing(0)
+
 
 def compile_entries(entries):
     """Compile (or load from numba's cache) each [module, kernel, args, ...] entry in this process;
