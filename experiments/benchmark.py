@@ -1,6 +1,6 @@
 """Benchmark: train and run the reference CNN and the default model with nncore and with PyTorch, side by side.
 
-Four modes, each with only the flags it uses (``benchmark.py MODE --help``)::
+Five modes, each with only the flags it uses (``benchmark.py MODE --help``)::
 
     python experiments/benchmark.py                       # compare (the default mode), table
     python experiments/benchmark.py --steps 30 --json     # + one JSON line at the end
@@ -8,6 +8,7 @@ Four modes, each with only the flags it uses (``benchmark.py MODE --help``)::
     python experiments/benchmark.py first-layer           # the first layer: direct vs im2col + GEMM
     python experiments/benchmark.py winograd              # the second layer: Winograd vs im2col + GEMM
     python experiments/benchmark.py gpu                   # nncore (CuPy) beside PyTorch CUDA
+    python experiments/benchmark.py startup               # train.py's start-up, cold and warm
 
 ``compare`` times, interleaved round by round (so that load from other
 processes hits every framework alike):
@@ -44,7 +45,12 @@ and warm for each fused model, and the estimated time of one MNIST epoch
 inference, with the numba kernels' path allowed and kept off (by
 :func:`nncore.kernels.cpu.conv_algorithms`, so the layer falls back to im2col
 and one GEMM), interleaved. ``gpu`` times nncore through CuPy and PyTorch CUDA
-at several batch sizes. A flag of another mode is refused (exit 2).
+at several batch sizes. ``startup`` runs ``train.py`` itself (the default
+model on MNIST, from ``NNCORE_DATA_DIR``) in fresh processes up to the end of
+its compile step, first on an empty numba cache, then on the cache that run
+filled, ``--rounds`` times: the time from launch to the compile step (imports,
+reading MNIST, building the model), the compile step's own wait, and their sum.
+A flag of another mode is refused (exit 2).
 
 Timings are wall-clock medians with the interquartile range. Run on an idle
 machine (check ``uptime``); other processes distort every figure.
@@ -536,6 +542,7 @@ MODES = {
     "first-layer": "ref-cnn's fused first layer on its two CPU paths, direct vs im2col + GEMM, interleaved",
     "winograd": "ref-cnn's fused second layer on its two CPU paths, Winograd vs im2col + GEMM, interleaved",
     "gpu": "nncore through CuPy beside PyTorch CUDA, at several batch sizes",
+    "startup": "train.py up to the end of its compile step, in fresh processes, on an empty numba cache and a warm one",
 }
 
 #: flags of the single-mode benchmark that became modes
@@ -546,12 +553,18 @@ _OLD_FLAGS = {"--device": "run `benchmark.py gpu` for the GPU (the CPU is the ot
 def build_parser():
     """The top-level parser and its modes: (parser, {mode name: its sub-parser})."""
     p = ArgumentParser(description="Benchmark nncore on the reference CNN (ref-cnn) and train.py's default model, "
-                                   "in one of four modes.",
+                                   "in one of five modes.",
                        epilog="Without a mode, runs compare: `benchmark.py --steps 40 --json` is "
                               "`benchmark.py compare --steps 40 --json`. `benchmark.py MODE --help` lists its flags.")
     sub = p.add_subparsers(dest="mode", metavar="MODE", title="modes")
     modes = {name: sub.add_parser(name, help=text, description=text) for name, text in MODES.items()}
+    q = modes["startup"]
+    q.add_argument("--rounds", type=positive_int, default=2, help="cold-then-warm rounds")
+    q.add_argument("--threads", type=positive_int, default=2, help="train.py's --threads")
+    q.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     for name, q in modes.items():
+        if name == "startup":
+            continue
         q.add_argument("--steps", type=positive_int, default=30, help="timed iterations per contender")
         q.add_argument("--warmup", type=nonnegative_int, default=5, help="untimed iterations first")
         q.add_argument("--json", action="store_true", help="print one JSON object as the last line")
@@ -651,10 +664,64 @@ def path_ab_main(args, path, layer_index):
     return 0
 
 
+# ----------------------------------------------------------------------------- train.py's start-up
+
+#: run in a fresh interpreter: train.py's main, timed, and ended once its compile step returns
+_TRAIN_START = """
+import json, os, sys, time
+start = time.perf_counter()
+sys.path.insert(0, sys.argv[1])
+import nncore.training.trainer as trainer
+compile_kernels = trainer.compile_kernels
+
+def timed(*args, **kwargs):
+    begun = time.perf_counter()
+    compile_kernels(*args, **kwargs)
+    done = time.perf_counter()
+    print(json.dumps({"to_compile_s": begun - start, "compile_s": done - begun, "total_s": done - start}))
+    sys.stdout.flush()
+    os._exit(0)
+
+trainer.compile_kernels = timed
+import train
+train.main(sys.argv[2:])
+"""
+
+
+def startup_main(args):
+    """train.py's start-up, cold (a fresh NUMBA_CACHE_DIR) then warm, ``--rounds`` times."""
+    from nncore.data import load_mnist
+    load_mnist(download=False, verify=False)     # MissingInputError (one line, exit 3) before any timing
+    rows = []
+    here = os.path.dirname(os.path.abspath(__file__))
+    with tempfile.TemporaryDirectory(prefix="nncore-startup-") as tmp:
+        for r in range(args.rounds):
+            cache = os.path.join(tmp, f"cache{r}")
+            env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+            cmd = [sys.executable, "-c", _TRAIN_START, here, "--quiet", "--threads", str(args.threads),
+                   "--out-dir", os.path.join(tmp, "run"), "--weights-dir", os.path.join(tmp, "weights")]
+            for cache_state in ("empty", "warm"):
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                if proc.returncode != 0:
+                    tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+                    raise UsageError(f"train.py's start-up run failed: {tail}")
+                rows.append(dict(json.loads(proc.stdout.strip().splitlines()[-1]), cache=cache_state, round=r + 1))
+    print(f"train.py (default model, MNIST, --threads {args.threads}) from launch to the end of its compile step:")
+    print(f"{'numba cache':<12} {'round':>5} {'to compile step':>16} {'compile step':>13} {'total':>8}")
+    for row in rows:
+        print(f"{row['cache']:<12} {row['round']:>5} {row['to_compile_s']:>14.2f} s {row['compile_s']:>11.2f} s "
+              f"{row['total_s']:>6.2f} s")
+    if args.json:
+        print(json.dumps({"threads": args.threads, "rows": rows}))
+    return 0
+
+
 def main(argv):
     args = parse_args(argv)
     if args.mode == "gpu":
         return gpu_main(args)
+    if args.mode == "startup":
+        return startup_main(args)
     if args.mode == "compare" and args.child:
         return child_main(args)
 

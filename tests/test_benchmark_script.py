@@ -124,7 +124,9 @@ def _benchmark_module():
 
 
 @pytest.mark.parametrize("argv,words", [
-    (["gpu", "--threads", "2"], "the gpu mode has no --threads flag (it belongs to: compare, first-layer, winograd)"),
+    (["gpu", "--threads", "2"],
+     "the gpu mode has no --threads flag (it belongs to: compare, first-layer, winograd, startup)"),
+    (["startup", "--steps", "3"], "the startup mode has no --steps flag (it belongs to: compare, first-layer"),
     (["gpu", "--batch", "8"], "the gpu mode has no --batch flag"),
     (["first-layer", "--no-torch"], "the first-layer mode has no --no-torch flag (it belongs to: compare, gpu)"),
     (["winograd", "--skip-subprocess"], "the winograd mode has no --skip-subprocess flag (it belongs to: compare)"),
@@ -141,6 +143,19 @@ def test_a_flag_the_mode_does_not_use_is_refused(argv, words):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: ") and words in proc.stderr and proc.stderr.count("\n") == 1
     assert proc.stdout == ""
+
+
+def test_startup_times_train_py_cold_then_warm(mnist_dir):
+    """One round: train.py up to its compile step on an empty numba cache, then on the warm one."""
+    proc = subprocess.run([sys.executable, str(SCRIPT), "startup", "--rounds", "1", "--json"], capture_output=True,
+                          text=True, timeout=600, env=dict(os.environ, NNCORE_DATA_DIR=os.path.dirname(mnist_dir)))
+    rows = last_json(proc)["rows"]
+    assert [(r["cache"], r["round"]) for r in rows] == [("empty", 1), ("warm", 1)]
+    for r in rows:
+        assert r["to_compile_s"] > 0 and r["compile_s"] > 0
+        assert r["total_s"] == pytest.approx(r["to_compile_s"] + r["compile_s"])
+    assert rows[0]["compile_s"] > rows[1]["compile_s"]      # the empty cache compiled, the warm one loaded
+    assert "from launch to the end of its compile step" in proc.stdout
 
 
 def test_modes_and_their_flags_parse():
