@@ -317,6 +317,18 @@ def test_the_reviewed_mislabeled_images_are_in_the_held_out_split(symbols_dir):
     assert not {pixels_sha1(img) for imgs in reviewed.values() for img in imgs} & set(bad)
 
 
+def test_symbols_review_counts_the_reviewed_labels_apart(symbols_dir):
+    """tests/symbols_review.py (the README's figures on the reviewed labels): the reviewed split is the
+    test split less the listed images; merging x and × never lowers an accuracy."""
+    from expressions_compose import mislabeled
+    from symbols_review import review
+    out = review(os.path.join(os.path.dirname(__file__), "..", "weights", "symbols_cnn.npz"))
+    (n_all, strict_all, merged_all), (n_kept, strict_kept, merged_kept) = out["all"], out["reviewed"]
+    assert n_all - n_kept == len(mislabeled())
+    assert merged_all >= strict_all and merged_kept >= strict_kept
+    assert merged_all >= 0.97
+
+
 def test_composed_expressions_from_held_out_symbols(symbols_dir, symbols_model):
     """Floors below what these small samples measure (clean 37 of 40, photo-like 27 of 30, 47 of 48 confident
     right; the README's report: clean 95.5-96.5%, photo-like 97-98% on 200 each)."""

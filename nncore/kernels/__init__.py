@@ -77,10 +77,11 @@ def warm_up():
     """On numba's CPU kernels, set numba up in a background thread and return it (else return None).
 
     numba's first kernel in a process imports numba and sets up its CPU target: about a second,
-    whether the kernel then compiles or loads from the cache. A script that starts this before
-    reading its data (as ``train.py`` does) has that second done by its first step, since reading
-    and unzipping data leaves the interpreter free most of the time. A failure here is ignored: the
-    first kernel call meets it again, in the caller's thread.
+    whether the kernel then compiles or loads from the cache, and all of it holding the interpreter.
+    Started before a script reads its data (as ``train.py`` does), it runs while the data is
+    inflated, which frees the interpreter (MNIST: one zlib call a file), so that less of it is left
+    for the first step. A failure here is ignored: the first kernel call meets it again, in the
+    caller's thread.
     """
     if cpu_kernels_name() != "numba":
         return None
