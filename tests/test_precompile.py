@@ -70,10 +70,22 @@ def test_the_record_names_kernels_that_exist_with_float32_arrays():
             assert any(a[0] == "float32" for a in args if isinstance(a, list))     # recorded from a float32 model
 
 
-_CHILD = textwrap.dedent("""
+#: child-process code: ``compiled`` gets the name of every kernel numba compiles ``with listening():``
+_LISTENING = textwrap.dedent("""
+    from numba.core import event
+    compiled = []
+    class Listener(event.Listener):
+        def on_start(self, ev):
+            compiled.append(ev.data["dispatcher"].py_func.__name__)
+        def on_end(self, ev):
+            pass
+    def listening():
+        return event.install_listener("numba:compile", Listener())
+""")
+
+_CHILD = _LISTENING + textwrap.dedent("""
     import json, sys
     import numpy as np
-    from numba.core import event
     from nncore import SoftmaxCrossEntropy, load_model, ref_cnn
     from nncore.architectures import cnn
     from nncore.kernels.cpu.precompile import precompile
@@ -90,14 +102,8 @@ _CHILD = textwrap.dedent("""
         model = load_model(sys.argv[2])
     optimizer = Adam(model) if training else None
     helpers = precompile(model, training, optimizer=optimizer)
-    compiled = []
-    class Listener(event.Listener):
-        def on_start(self, ev):
-            compiled.append(ev.data["dispatcher"].py_func.__name__)
-        def on_end(self, ev):
-            pass
     x = np.random.default_rng(0).standard_normal((32, 1, 28, 28)).astype(np.float32)
-    with event.install_listener("numba:compile", Listener()):
+    with listening():
         if training:
             loss = SoftmaxCrossEntropy()
             loss.forward(model.train().forward(x, training=True), np.arange(32) % 10)
@@ -150,10 +156,9 @@ def test_the_module_run_without_arguments_prints_its_usage():
     assert run.stderr.startswith("usage: python -m nncore.kernels.cpu.precompile --record") and "\n" == run.stderr[-1]
 
 
-_FEW_IMAGES_CHILD = textwrap.dedent("""
+_FEW_IMAGES_CHILD = _LISTENING + textwrap.dedent("""
     import json
     import numpy as np
-    from numba.core import event
     from nncore import SoftmaxCrossEntropy, set_num_threads
     from nncore.architectures import cnn
     from nncore.optim import Adam
@@ -167,13 +172,7 @@ _FEW_IMAGES_CHILD = textwrap.dedent("""
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 256, (256, 28, 28), dtype=np.uint8), np.arange(256) % 10
     compile_kernels(model, images, labels, lambda line: None, optimizer)
-    compiled = []
-    class Listener(event.Listener):
-        def on_start(self, ev):
-            compiled.append(ev.data["dispatcher"].py_func.__name__)
-        def on_end(self, ev):
-            pass
-    with event.install_listener("numba:compile", Listener()):
+    with listening():
         model.train_step(model.prepare(images), labels, SoftmaxCrossEntropy(), optimizer)
         model.predict_proba(images)
     print(json.dumps(compiled))
