@@ -99,6 +99,7 @@ def test_read_idx_gz_and_raw(tmp_path):
         (lambda b: gzip.compress(b)[:-8], "truncated gzip"),  # all the data, no gzip trailer (CRC, size)
         (lambda b: gzip.compress(b + b"\x07"), "holds more"),  # one byte more than the header says
         (lambda b: gzip.compress(b) + gzip.compress(b"\x07"), "holds more"),  # a second gzip member
+        (lambda b: gzip.compress(b) + bytes(200_000), "holds more"),  # far more file than its data needs
     ],
 )
 def test_read_idx_corrupt_files(tmp_path, make, words):

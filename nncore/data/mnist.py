@@ -69,7 +69,7 @@ def read_idx(path):
         with open(path, "rb") as raw:
             compressed = raw.read(2) == b"\x1f\x8b"
             raw.seek(0)
-            shape, out, got, extra = _read_gzip(raw.read(), path) if compressed else _read_raw(raw, stored, path)
+            shape, out, got, extra = (_read_gzip if compressed else _read_raw)(raw, stored, path)
     except (OSError, EOFError, zlib.error) as exc:
         reason = "truncated gzip" if isinstance(exc, EOFError) else "damaged gzip"
         raise CorruptInputError(f"cannot read {path}: {reason} ({exc}); {_REFETCH}") from None
@@ -102,27 +102,32 @@ def _read_raw(f, stored, path):
     return shape, out, f.readinto(memoryview(out)), len(f.read(1)) > 0
 
 
-def _read_gzip(data, path):
-    """(shape, data, bytes inflated, whether more follow) of a gzip-compressed IDX file's bytes ``data``.
+def _read_gzip(f, stored, path):
+    """(shape, data, bytes inflated, whether more follow) of a gzip-compressed IDX file ``f`` of
+    ``stored`` bytes.
 
     Inflated in one call, not streamed in 8 KB pieces: zlib lets go of the interpreter for the whole
     file, so another thread (numba setting itself up while train.py reads its data) runs meanwhile;
-    in pieces, the two threads took turns. zlib checks the gzip header and CRC; a size the file
-    cannot hold (gzip packs at most ~1030:1) is refused before anything that large is allocated.
+    in pieces, the two threads took turns. zlib checks the gzip header and CRC. Nothing larger than
+    the header justifies is read or allocated: a size the file cannot hold (gzip packs at most
+    ~1030:1) is refused first, and at most what deflate can take to store that many bytes is read.
     """
     inflate = zlib.decompressobj(wbits=31)          # 31: one gzip member, header and trailer
-    head = inflate.decompress(data, 16)
+    head = inflate.decompress(f.read(1 << 16), 16)
     shape, offset = _idx_header(io.BytesIO(head), path)
-    _refuse_oversize(shape, len(data) * 1100, path)
+    _refuse_oversize(shape, stored * 1100, path)
     n, first = expected_bytes(shape), head[offset:]
-    rest = inflate.decompress(inflate.unconsumed_tail, max(1, n - len(first) + 1))  # one byte more shows excess
+    # deflate stores incompressible data in blocks of up to 65,535 bytes with 5 bytes each of overhead
+    compressed = inflate.unconsumed_tail + f.read(n + n // 10000 + (1 << 16))
+    rest = inflate.decompress(compressed, max(1, n - len(first) + 1))   # one byte more shows excess
     got = len(first) + len(rest)
     if got <= n and not inflate.eof:
         raise EOFError("the compressed stream ends before its end marker")
     out, k, end = np.empty(n, dtype=np.uint8), min(n, len(first)), min(n, got)
     out[:k] = np.frombuffer(first, dtype=np.uint8)[:k]
     out[k:end] = np.frombuffer(rest, dtype=np.uint8)[:end - k]
-    return shape, out, end, got > n or bool(inflate.unconsumed_tail or inflate.unused_data)
+    more = got > n or bool(inflate.unconsumed_tail or inflate.unused_data) or len(f.read(1)) > 0
+    return shape, out, end, more
 
 
 def _idx_header(f, path):
