@@ -72,7 +72,7 @@ import numpy as np
 from nncore import backend, kernels, threads
 from nncore.architectures import cnn, ref_cnn
 from nncore.cli import ArgumentParser, int_list, nonnegative_int, positive_int, run_cli
-from nncore.errors import UsageError
+from nncore.errors import NncoreError, UsageError
 from nncore.layers import Conv2D, ConvReLUPool, Dense
 from nncore.losses import SoftmaxCrossEntropy
 from nncore.optim import SGD
@@ -704,7 +704,7 @@ def startup_main(args):
                 proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if proc.returncode != 0:
                     tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-                    raise UsageError(f"train.py's start-up run failed: {tail}")
+                    raise NncoreError(f"train.py's start-up run failed ({cache_state} cache): {tail}")
                 rows.append(dict(json.loads(proc.stdout.strip().splitlines()[-1]), cache=cache_state, round=r + 1))
     print(f"train.py (default model, MNIST, --threads {args.threads}) from launch to the end of its compile step:")
     print(f"{'numba cache':<12} {'round':>5} {'to compile step':>16} {'compile step':>13} {'total':>8}")

@@ -73,23 +73,22 @@ def read_idx(path):
     except (OSError, EOFError, zlib.error) as exc:
         reason = "truncated gzip" if isinstance(exc, EOFError) else "damaged gzip"
         raise CorruptInputError(f"cannot read {path}: {reason} ({exc}); {_REFETCH}") from None
-    if got != expected_bytes(shape) or extra:
-        held = f"{got}" if got != expected_bytes(shape) else "more"
-        raise CorruptInputError(
-            f"{path}: header says {'x'.join(map(str, shape))} = {expected_bytes(shape)} bytes of data "
-            f"but the file holds {held}; {_REFETCH}"
-        )
+    n = _data_bytes(shape)
+    if got != n or extra:
+        raise CorruptInputError(f"{path}: header says {'x'.join(map(str, shape))} = {n} bytes of data "
+                                f"but the file holds {got if got != n else 'more'}; {_REFETCH}")
     return out.reshape(shape)
 
 
-def expected_bytes(shape):
+def _data_bytes(shape):
+    """The bytes of pixels (or labels) an IDX header of ``shape`` announces."""
     return int(np.prod(shape, dtype=np.int64))
 
 
 def _refuse_oversize(shape, limit, path):
     """CorruptInputError, before anything is allocated, if the header claims more bytes than ``limit``."""
-    if expected_bytes(shape) > limit:
-        raise CorruptInputError(f"{path}: header says {'x'.join(map(str, shape))} = {expected_bytes(shape)} bytes "
+    if _data_bytes(shape) > limit:
+        raise CorruptInputError(f"{path}: header says {'x'.join(map(str, shape))} = {_data_bytes(shape)} bytes "
                                 f"of data, more than the file can hold; {_REFETCH}")
 
 
@@ -98,7 +97,7 @@ def _read_raw(f, stored, path):
     its array."""
     shape, offset = _idx_header(f, path)
     _refuse_oversize(shape, stored - offset, path)
-    out = np.empty(expected_bytes(shape), dtype=np.uint8)
+    out = np.empty(_data_bytes(shape), dtype=np.uint8)
     return shape, out, f.readinto(memoryview(out)), len(f.read(1)) > 0
 
 
@@ -116,7 +115,7 @@ def _read_gzip(f, stored, path):
     head = inflate.decompress(f.read(1 << 16), 16)
     shape, offset = _idx_header(io.BytesIO(head), path)
     _refuse_oversize(shape, stored * 1100, path)
-    n, first = expected_bytes(shape), head[offset:]
+    n, first = _data_bytes(shape), head[offset:]
     # deflate stores incompressible data in blocks of up to 65,535 bytes with 5 bytes each of overhead
     compressed = inflate.unconsumed_tail + f.read(n + n // 10000 + (1 << 16))
     rest = inflate.decompress(compressed, max(1, n - len(first) + 1))   # one byte more shows excess
