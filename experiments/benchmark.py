@@ -561,13 +561,12 @@ def build_parser():
     q = modes["startup"]
     q.add_argument("--rounds", type=positive_int, default=2, help="cold-then-warm rounds")
     q.add_argument("--threads", type=positive_int, default=2, help="train.py's --threads")
-    q.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     for name, q in modes.items():
+        q.add_argument("--json", action="store_true", help="print one JSON object as the last line")
         if name == "startup":
             continue
         q.add_argument("--steps", type=positive_int, default=30, help="timed iterations per contender")
         q.add_argument("--warmup", type=nonnegative_int, default=5, help="untimed iterations first")
-        q.add_argument("--json", action="store_true", help="print one JSON object as the last line")
         if name != "gpu":
             q.add_argument("--threads", type=positive_int, default=2, help="threads for every framework")
             q.add_argument("--batch", type=positive_int, default=128, help="training batch size")
