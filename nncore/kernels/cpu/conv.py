@@ -10,11 +10,11 @@ from ... import threads
 from ..reference.conv import Conv2DContext, conv_output_size
 from ..reference.winograd import winograd_weights
 from .algorithms import conv2d_algorithm, in_slices, inference_slice
-from .jit import jit, pjit
+from .jit import jit_inline, pjit
 from .winograd import winograd_backward, winograd_forward
 
 
-@jit
+@jit_inline
 def _valid_range(out_len, in_len, offset, stride):
     """Output indices o in [lo, hi) for which o*stride + offset lies inside [0, in_len)."""
     lo = 0

@@ -3,10 +3,10 @@
 import numpy as np
 from numba import prange
 
-from .jit import jit, pjit
+from .jit import jit_inline, pjit
 
 
-@jit
+@jit_inline
 def max4(v0, v1, v2, v3):
     """(max, index of the first maximum) of one 2x2 window read row by row: ties go to the earlier entry."""
     best, where = v0, 0
@@ -19,7 +19,7 @@ def max4(v0, v1, v2, v3):
     return best, where
 
 
-@jit
+@jit_inline
 def store_relu(out, arg, ni, fi, py, px, v, where):
     """Write one pooled output of a fused conv-ReLU-pool: v and its window offset, or 0 and -1 where
     the ReLU clamps v (no gradient flows back through that window)."""

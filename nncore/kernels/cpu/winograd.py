@@ -7,7 +7,7 @@ import numpy as np
 
 from ... import threads
 from ..reference.winograd import winograd_tile_counts, winograd_weight_grad
-from .jit import jit
+from .jit import jit, jit_inline
 from .pool import max4, store_relu
 
 # Serial nogil loops over a slice of the images, run on nncore's threads by threads.run_slices.
@@ -28,7 +28,7 @@ from .pool import max4, store_relu
 _2, _4, _5, _8 = np.float32(2), np.float32(4), np.float32(5), np.float32(8)
 
 
-@jit
+@jit_inline
 def _bt(d0, d1, d2, d3, d4, d5):
     """BT times a 6-vector: one column (or row) of the input transform."""
     a, b = d4 - _4 * d2, d3 - _4 * d1
@@ -36,14 +36,14 @@ def _bt(d0, d1, d2, d3, d4, d5):
     return _4 * d0 - _5 * d2 + d4, a + b, a - b, c + e, c - e, _4 * d1 - _5 * d3 + d5
 
 
-@jit
+@jit_inline
 def _at(m0, m1, m2, m3, m4, m5):
     """AT times a 6-vector: one column (or row) of the output transform, 4 values."""
     a, b, c, d = m1 + m2, m1 - m2, m3 + m4, m3 - m4
     return m0 + a + c, b + _2 * d, a + _4 * c, b + _8 * d + m5
 
 
-@jit
+@jit_inline
 def _a(y0, y1, y2, y3):
     """A (= AT transposed) times a 4-vector: 6 values."""
     a, b = y0 + y2, y1 + y3
@@ -51,7 +51,7 @@ def _a(y0, y1, y2, y3):
     return y0, a + b, a - b, c + d, c - d, y3
 
 
-@jit
+@jit_inline
 def _b(v0, v1, v2, v3, v4, v5):
     """B (= BT transposed) times a 6-vector: one column (or row) of the input transform's adjoint."""
     a, b = v2 - v1, v4 - v3
@@ -79,7 +79,7 @@ def _stack(rows, width, dtype):
     return np.empty((36, rows + best_e, width), dtype=dtype)
 
 
-@jit
+@jit_inline
 def _image_tiles(buf, t0, v, e, tile):
     """Input transform of one zero-padded image buf (4TH+2, 4TW+2, C), channels last, into rows
     t0 ... t0 + TH*TW - 1 of v (36, T, C); e and tile are (36, C) scratch arrays. Each tile is
@@ -131,7 +131,7 @@ def winograd_tiles(x, pad):
     return v[:, :n * th * tw]
 
 
-@jit
+@jit_inline
 def _output_tile(m, t, s, ys):
     """ys (16, F) = AT m A of tile t of m (36, T, F), all F channels at once: ys[4i + j] = Y[i, j].
     s (24, F) is scratch for AT m."""
@@ -202,7 +202,7 @@ def winograd_relu_pool(m, b, n, oh, ow):
     return out, arg
 
 
-@jit
+@jit_inline
 def _z_tile(g, ady, z, t):
     """z[:, t, :] = A dY AT of one tile, all filters, from g (16, F) with g[4i + j] = dY[i, j];
     ady (24, F) is scratch for A dY."""
