@@ -679,6 +679,9 @@ def timed(*args, **kwargs):
     done = time.perf_counter()
     print(json.dumps({"to_compile_s": begun - start, "compile_s": done - begun, "total_s": done - start}))
     sys.stdout.flush()
+    precompile = sys.modules.get("nncore.kernels.cpu.precompile")
+    if precompile is not None:
+        precompile.wait_for_background()     # its background compile is not left to slow the next run
     os._exit(0)
 
 trainer.compile_kernels = timed

@@ -56,7 +56,10 @@ def test_a_models_groups_hold_one_kernel_each_longest_first():
     assert seconds == sorted(seconds, reverse=True) and ("fused_batchnorm", "_bn_relu_pool") in names
     inference = [(g[0][0], g[0][1]) for g in pc.kernels_for_model(model, training=False)]
     assert ("winograd", "_winograd_relu_pool") in inference and ("fused_batchnorm", "_bn_relu_pool") not in inference
-    assert set(inference) < set(names)
+    assert ("direct", "_conv3x3_relu_pool2_forward") in set(inference) & set(names)    # conv 1 in both
+    # inference's own kernels: compiled in the background while training starts
+    deferred = [(g[0][0], g[0][1]) for g in pc.kernels_for_model(model, mode="deferred")]
+    assert deferred == [("winograd", "_winograd_relu_pool")] and not set(deferred) & set(names)
     assert pc.kernels_for_model(cnn(conv_channels=(8,), dense=(), seed=0, dtype="float64")) == []      # float64
 
 
@@ -88,6 +91,7 @@ _CHILD = _LISTENING + textwrap.dedent("""
     import numpy as np
     from nncore import SoftmaxCrossEntropy, load_model, ref_cnn
     from nncore.architectures import cnn
+    from nncore.kernels.cpu import precompile as pc
     from nncore.kernels.cpu.precompile import precompile
     from nncore.optim import Adam
     from nncore.training import TrainConfig
@@ -102,6 +106,8 @@ _CHILD = _LISTENING + textwrap.dedent("""
         model = load_model(sys.argv[2])
     optimizer = Adam(model) if training else None
     helpers = precompile(model, training, optimizer=optimizer)
+    background = len(pc._background)
+    assert pc.wait_for_background()
     x = np.random.default_rng(0).standard_normal((32, 1, 28, 28)).astype(np.float32)
     with listening():
         if training:
@@ -111,7 +117,8 @@ _CHILD = _LISTENING + textwrap.dedent("""
             optimizer.step()
         model.eval().forward(x, training=False)
         model.predict_proba(np.zeros((1, 28, 28), np.uint8))
-    print(json.dumps({"helpers": helpers, "compiled_after": compiled, "again": precompile(model, training)}))
+    print(json.dumps({"helpers": helpers, "background": background, "compiled_after": compiled,
+                      "again": precompile(model, training)}))
 """)
 
 
@@ -119,14 +126,16 @@ _CHILD = _LISTENING + textwrap.dedent("""
 def test_after_precompile_on_an_empty_cache_the_first_step_compiles_nothing(model, tmp_path):
     """The recorded signatures are current for train.py's default model and ref-cnn (training and
     inference) and the shipped MNIST file (inference, as classify.py runs it): a helper compiled its
-    share, and what follows finds every kernel in the cache."""
+    share, one more compiled inference's own kernels in the background for the default model, and
+    what follows finds every kernel in the cache."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), NNCORE_NUM_THREADS="2")
     weights = os.path.join(os.path.dirname(__file__), "..", "weights", "mnist_cnn.npz")
     run = subprocess.run([sys.executable, "-c", _CHILD, model, weights], env=env, capture_output=True, text=True,
                          timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert result["helpers"] == 1
+    # only the default model's inference has kernels of its own (BatchNorm folded into the weights)
+    assert result["helpers"] == 1 and result["background"] == (model == "default")
     assert result["compiled_after"] == [], (
         "kernels compiled after precompile(): run `python -m nncore.kernels.cpu.precompile --record`")
     assert result["again"] == 0          # everything is loaded now: no helper, nothing compiled
@@ -172,6 +181,7 @@ _FEW_IMAGES_CHILD = _LISTENING + textwrap.dedent("""
     rng = np.random.default_rng(0)
     images, labels = rng.integers(0, 256, (256, 28, 28), dtype=np.uint8), np.arange(256) % 10
     compile_kernels(model, images, labels, lambda line: None, optimizer)
+    model.predict_proba(images[:8])     # inference's own kernels (on more threads: compiled in the background)
     with listening():
         model.train_step(model.prepare(images), labels, SoftmaxCrossEntropy(), optimizer)
         model.predict_proba(images)
@@ -181,8 +191,8 @@ _FEW_IMAGES_CHILD = _LISTENING + textwrap.dedent("""
 
 def test_compile_passes_on_a_few_images_compile_what_a_full_batch_needs(tmp_path):
     """compile_kernels runs its passes on COMPILE_IMAGES images of the first batch: numba compiles for
-    argument types, not sizes, so a whole batch of 256 afterwards (a training step and a prediction)
-    compiles nothing more. On an empty cache and one thread, so that the passes alone compile."""
+    argument types, not sizes, so a whole batch of 256 afterwards (a training step, and a prediction
+    after one on 8 images) compiles nothing more. On an empty cache and one thread, so that the passes alone compile."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     run = subprocess.run([sys.executable, "-c", _FEW_IMAGES_CHILD], env=env, capture_output=True, text=True,
                          timeout=600)
@@ -201,3 +211,23 @@ def test_warm_up_sets_numba_up_in_the_background_on_numba_kernels_only():
     thread.join(120)
     assert not thread.is_alive() and thread.daemon
     assert pc._nothing.signatures                   # its kernel ran: numba's CPU target is set up
+
+
+def test_the_background_helper_compiles_its_groups_and_is_waited_for(tmp_path):
+    """compile_in_background starts one helper that fills the cache without this process waiting; after
+    wait_for_background, loading the kernel here compiles nothing. An empty list starts nothing."""
+    child = _LISTENING + textwrap.dedent("""
+        import json
+        from nncore.kernels.cpu import precompile as pc
+        assert pc.compile_in_background([]) is None
+        entry = ["optim", "_adam_update", [["float32", 1, "C", False]] * 4 + ["float32"] * 8, 0.3]
+        proc = pc.compile_in_background([[entry]])
+        finished = pc.wait_for_background()
+        with listening():
+            pc.compile_entries([entry])
+        print(json.dumps({"code": proc.returncode, "finished": finished, "compiled": compiled}))
+    """)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    run = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == {"code": 0, "finished": True, "compiled": []}

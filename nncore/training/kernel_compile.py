@@ -5,13 +5,15 @@ caches the machine code on disk; later runs load it in a fraction of a
 second. Without a word, that first compile looks like a stalled progress bar
 with an absurd ETA. :func:`compile_kernels` compiles the kernels side by side
 in helper processes (:func:`nncore.kernels.precompile`), runs one
-training step's forward and backward pass and one inference pass on a copy of
-the model and on a few images of the first batch (so the real model, its
+training step (forward, backward and the optimizer's step) on a copy of the
+model and on a few images of the first batch (so the real model, its
 batch-norm statistics and its optimizer are untouched; this also compiles
 anything the helpers did not), and prints a message if that has not finished
-within half a second. On a warm cache most of that half second is numba
-setting itself up, which ``train.py`` starts in the background before it
-reads its data (:func:`nncore.kernels.warm_up`).
+within half a second. The kernels only inference calls are not waited for: on
+a fresh install a helper compiles them in the background, for the first
+validation at the end of the first epoch. On a warm cache most of that half
+second is numba setting itself up, which ``train.py`` starts in the background
+before it reads its data (:func:`nncore.kernels.warm_up`).
 """
 
 import copy
@@ -34,7 +36,7 @@ COMPILE_IMAGES = 8
 
 
 def compile_kernels(model, images, labels, log=print, optimizer=None):
-    """Run the kernels ``model`` trains and predicts with once, on a copy of it (and of ``optimizer``,
+    """Run the kernels of one training step of ``model`` once, on a copy of it (and of ``optimizer``,
     whose step runs too, if given).
 
     images, labels: one training batch (raw images as :meth:`Sequential.prepare` takes them, int labels).
@@ -54,7 +56,6 @@ def compile_kernels(model, images, labels, log=print, optimizer=None):
             loss = SoftmaxCrossEntropy()
             loss.forward(twin.train().forward(x, training=True), y)
             twin.backward(loss.backward())
-            twin.eval().forward(x, training=False)
             if twin_optimizer is not None:
                 twin_optimizer.step()        # last: nothing runs on the updated copy (a huge lr overflows)
         except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread

@@ -2,19 +2,26 @@
 
 numba compiles a kernel at its first call, one kernel after another, and caches the machine code
 on disk, one cache file per kernel. On a fresh install the default model's first training step
-waited 8-20 s for that in one process (2-core machines, 2026-12). The kernels do not depend on each other, so
-:func:`precompile` shares them out: helper processes (``python -m nncore.kernels.cpu.precompile``,
+waited 8-20 s for that in one process (2-core machines, 2026-12). The kernels do not depend on
+each other, so :func:`precompile` shares them out: helper processes (``python -m nncore.kernels.cpu.precompile``,
 one fewer than the threads, at most :data:`MAX_HELPERS`) and this process take them one at a
 time, the longest (as recorded) first, each taking the next when it is free; the first step then
 loads them all from the cache.
 
+Before training, only the training step's kernels are waited for. Those that only inference needs
+(the first validation, at the end of the first epoch) are left to one helper that compiles them in
+the background while the first steps run (:func:`compile_in_background`): the progress bar starts
+that much sooner (a second on the default model, 2-core machine).
+
 Which kernels a layer needs, and with which argument types, is recorded in ``signatures.json``
-beside this file, per layer class (float32 models; float64 ones, such as gradient checks, compile
-as they run). ``python -m nncore.kernels.cpu.precompile --record`` rewrites it after a kernel
-changes, and ``tests/test_precompile.py`` fails while it is out of date. A kernel missing from the
-file is no error: numba compiles it at its first call, as it would without this module.
+beside this file, per layer class, for inference and for a training step (float32 models; float64
+ones, such as gradient checks, compile as they run). ``python -m nncore.kernels.cpu.precompile
+--record`` rewrites it after a kernel changes, and ``tests/test_precompile.py`` fails while it is
+out of date. A kernel missing from the file is no error: numba compiles it at its first call, as
+it would without this module.
 """
 
+import atexit
 import importlib
 import json
 import os
@@ -31,7 +38,8 @@ from numba.core.errors import NumbaError
 from ... import threads
 from .jit import jit
 
-#: the recorded kernels: {layer class: {"infer" or "train": [[module, kernel, [argument types], seconds], ...]}}
+#: the recorded kernels: {layer class: {"infer" or "train": [[module, kernel, [argument types], seconds], ...]}},
+#: "infer" all that the inference forward calls, "train" all that the training forward and backward call
 SIGNATURES = Path(__file__).with_name("signatures.json")
 
 #: helper processes at most (each compiles a share; more than a few gains little)
@@ -39,6 +47,9 @@ MAX_HELPERS = 3
 
 #: seconds to wait for the helpers before going on without them (the first call compiles what they lack)
 HELPER_TIMEOUT_SECONDS = 300
+
+#: the helpers compiling in the background (:func:`compile_in_background`); stopped when this process ends
+_background = []
 
 
 # ----------------------------------------------------------------------------- argument types as JSON
@@ -104,11 +115,14 @@ def _add_new(bucket, entries):
     bucket += [e for e in entries if all(e[:3] != b[:3] for b in bucket)]
 
 
-def kernels_for_model(model, training=True, optimizer=None):
-    """The recorded entries of ``model``'s layers (float32 only) for inference, and with ``training``
-    for training too (and ``optimizer``'s step, if given), as groups, one per kernel (all its
-    signatures), the longest to compile first. (:func:`nncore.kernels.precompile` has checked that
-    the model is on the CPU.)"""
+def kernels_for_model(model, training=True, optimizer=None, mode=None):
+    """The recorded entries of ``model``'s layers (float32 only) for its inference forward, or with
+    ``training`` for a training step (forward, backward and ``optimizer``'s step, if given), as
+    groups, one per kernel (all its signatures), the longest to compile first.
+
+    ``mode="deferred"``: those of inference that a training step does not call. (:func:`nncore.kernels.precompile`
+    has checked that the model is on the CPU.)
+    """
     if not model.layers:
         return []
     params = [a for layer in model.layers for a in layer.params.values()]
@@ -118,12 +132,18 @@ def kernels_for_model(model, training=True, optimizer=None):
         recorded = json.loads(SIGNATURES.read_text())
     except (OSError, ValueError):
         return []
-    groups = {}
     names = [type(layer).__name__ for layer in model.layers] + ([type(optimizer).__name__] if optimizer else [])
+    entries = {m: [] for m in ("infer", "train")}
     for name in dict.fromkeys(names):
-        for mode in ("infer", "train") if training else ("infer",):
-            for entry in recorded.get(name, {}).get(mode, []):
-                _add_new(groups.setdefault((entry[0], entry[1]), []), [entry])
+        for m in entries:
+            _add_new(entries[m], recorded.get(name, {}).get(m, []))
+    if mode == "deferred":
+        chosen = [e for e in entries["infer"] if all(e[:3] != t[:3] for t in entries["train"])]
+    else:
+        chosen = entries["train" if training else "infer"]
+    groups = {}
+    for entry in chosen:
+        groups.setdefault((entry[0], entry[1]), []).append(entry)
     return sorted(groups.values(), key=lambda g: -sum(e[3] for e in g))
 
 
@@ -152,37 +172,28 @@ def take_and_compile(groups, claims, stop_if_cached=False, announce=None):
 
 
 def precompile(model, training=True, announce=None, optimizer=None):
-    """Compile the kernels ``model`` predicts with (and with ``training``, trains with), as recorded,
-    in this process and in helper processes, side by side.
+    """Compile the kernels ``model`` predicts with (or with ``training``, a training step's), as
+    recorded, in this process and in helper processes, side by side.
 
     Does nothing more than load one kernel (and returns 0) when the cache holds the kernels already,
     for a model not float32, or with one thread (a model on the GPU never gets here:
     :func:`nncore.kernels.precompile` returns first); else calls ``announce()`` (if
     given) once it knows the cache is empty, and returns the number of helpers that worked. With
-    ``optimizer``, its step's kernels too. The model's first call compiles whatever is left, as it
-    always does.
+    ``optimizer``, its step's kernels too. With ``training``, on an empty cache, the kernels only
+    inference calls are then left to :func:`compile_in_background`. The model's first call
+    compiles whatever is left, as it always does.
     """
     groups = kernels_for_model(model, training, optimizer if training else None)
     workers = min(threads.get_num_threads(), 1 + MAX_HELPERS, len(groups))
     if workers < 2:
         return 0
-    # the helpers import this nncore, wherever it was found (an install, PYTHONPATH or a script's sys.path)
-    root = str(Path(__file__).resolve().parents[3])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
     with tempfile.TemporaryDirectory(prefix="nncore-compile-") as claims:
         helpers = []
         for _ in range(workers - 1):        # started first: they import numba while this process checks the cache
-            try:
-                proc = subprocess.Popen([sys.executable, "-m", __spec__.name, claims], stdin=subprocess.PIPE,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-            except OSError:
-                break                       # no helper (no fork, no interpreter): this process compiles alone
+            proc = _helper([claims], groups)
+            if proc is None:
+                break
             helpers.append(proc)
-            try:
-                proc.stdin.write(json.dumps(groups).encode())
-                proc.stdin.close()
-            except OSError:
-                pass                        # the helper died at once: it claimed nothing
         cold = take_and_compile(groups, claims, stop_if_cached=True, announce=announce)
         deadline = time.monotonic() + HELPER_TIMEOUT_SECONDS
         for proc in helpers:
@@ -193,7 +204,66 @@ def precompile(model, training=True, announce=None, optimizer=None):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+    if cold and training:
+        compile_in_background(kernels_for_model(model, mode="deferred"))
     return len(helpers) if cold else 0
+
+
+def _helper(args, groups):
+    """A helper process (``python -m`` this module with ``args``) given ``groups`` on its standard input,
+    or None if none could start."""
+    # it imports this nncore, wherever it was found (an install, PYTHONPATH or a script's sys.path)
+    root = str(Path(__file__).resolve().parents[3])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", __spec__.name, *args], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    except OSError:
+        return None                         # no helper (no fork, no interpreter): the caller compiles alone
+    try:
+        proc.stdin.write(json.dumps(groups).encode())
+        proc.stdin.close()
+    except OSError:
+        pass                                # the helper died at once: it claimed nothing
+    return proc
+
+
+def compile_in_background(groups):
+    """Start one helper process that compiles ``groups``, and return it without waiting (None if
+    there is nothing to compile or it could not start).
+
+    It runs beside this process's first training steps, on what the threads leave free; a kernel it
+    has not finished when first called compiles in the caller as usual (numba writes each cache file
+    whole, under a temporary name, so the two never mix). :func:`wait_for_background` waits for it;
+    it is stopped when this process ends.
+    """
+    if not groups:
+        return None
+    proc = _helper(["--background"], groups)
+    if proc is not None:
+        if not _background:
+            atexit.register(_stop_background)
+        _background.append(proc)
+    return proc
+
+
+def wait_for_background(timeout=HELPER_TIMEOUT_SECONDS):
+    """Wait for the helpers of :func:`compile_in_background` to finish (True if all did in ``timeout`` s)."""
+    deadline = time.monotonic() + timeout
+    try:
+        for proc in _background:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        return False
+    _background.clear()
+    return True
+
+
+def _stop_background():
+    for proc in _background:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 # ----------------------------------------------------------------------------- recording
@@ -209,13 +279,13 @@ def _models():
             "ref-cnn": lambda: ref_cnn(seed=0, fused=True), "ref-cnn-layers": lambda: ref_cnn(seed=0, fused=False)}
 
 
-def _record_layer(name, k):
-    """[layer class, {"infer": entries, "train": entries}] of layer k of model ``name``, in a process of
-    its own with an empty cache: the kernels its inference forward compiles, then those its training
-    forward and backward compile besides, on numba's kernels (the layers before it run on the reference
-    kernels, so that nothing else compiles here). k = -1: the optimizer's step instead (["Adam", ...]).
-    Entries are the kernels called from Python (a kernel's callees compile with it), with the seconds
-    each took."""
+def _record_layer(name, k, mode):
+    """[layer class, entries] of layer k of model ``name`` in ``mode``, in a process of its own with an
+    empty cache: the kernels its inference forward (``"infer"``), or its training forward and backward
+    (``"train"``), compile on numba's kernels (the layers before it run on the reference kernels, so
+    that nothing else compiles here). k = -1: the optimizer's step instead (["Adam", ...], "train"
+    only). Entries are the kernels called from Python (a kernel's callees compile with it), with the
+    seconds each took."""
     import numpy as np
     from numba.core import event
 
@@ -240,43 +310,43 @@ def _record_layer(name, k):
         optimizer = Adam(model)
         for ref in model.named_arrays(("params",)):
             ref.layer.grads[ref.name] = np.ones_like(ref.value)
-        with event.install_listener("numba:compile", Listener()):
-            optimizer.step()
-        return [type(optimizer).__name__, {"infer": [], "train": sorted(found)}]
+        if mode == "train":
+            with event.install_listener("numba:compile", Listener()):
+                optimizer.step()
+        return [type(optimizer).__name__, sorted(found)]
     x = np.random.default_rng(0).standard_normal((16,) + model.input_shape).astype(np.float32)
     set_cpu_kernels("reference")
     for layer in model.layers[:k]:
         x = layer.forward(x, training=True)
     set_cpu_kernels("numba")
-    layer, modes = model.layers[k], {}
+    layer = model.layers[k]
     with event.install_listener("numba:compile", Listener()):
-        layer.forward(x, training=False)
-        modes["infer"] = sorted(found)
-        found.clear()
-        layer.backward(np.ones_like(layer.forward(x, training=True)))
-        modes["train"] = sorted(found)
-    return [type(layer).__name__, modes]
+        if mode == "infer":
+            layer.forward(x, training=False)
+        else:
+            layer.backward(np.ones_like(layer.forward(x, training=True)))
+    return [type(layer).__name__, sorted(found)]
 
 
 def record():
     """{layer class: {"infer": entries, "train": entries}} over every layer of :func:`_models`, each
-    layer in a process of its own with an empty numba cache (so that every compile is timed), and
-    {"Adam": {"train": ...}} for the optimizer train.py uses."""
+    layer and mode in a process of its own with an empty numba cache (so that every compile is timed),
+    and {"Adam": {"infer": [], "train": ...}} for the optimizer train.py uses."""
     recorded = {}
     for name, build in _models().items():
         for k in range(-1 if name == "default" else 0, len(build().layers)):
-            with tempfile.TemporaryDirectory(prefix="nncore-record-") as cache:
-                run = subprocess.run([sys.executable, "-m", __spec__.name, "--record-layer", name, str(k)],
-                                     env=dict(os.environ, NUMBA_CACHE_DIR=cache), capture_output=True, text=True,
-                                     check=True)
-            cls, modes = json.loads(run.stdout.strip().splitlines()[-1])
-            for mode, entries in modes.items():
+            for mode in ("train",) if k < 0 else ("infer", "train"):
+                with tempfile.TemporaryDirectory(prefix="nncore-record-") as cache:
+                    run = subprocess.run([sys.executable, "-m", __spec__.name, "--record-layer", name, str(k), mode],
+                                         env=dict(os.environ, NUMBA_CACHE_DIR=cache), capture_output=True, text=True,
+                                         check=True)
+                cls, entries = json.loads(run.stdout.strip().splitlines()[-1])
                 _add_new(recorded.setdefault(cls, {"infer": [], "train": []})[mode], entries)
     return {cls: modes for cls, modes in recorded.items() if modes["infer"] or modes["train"]}
 
 
 USAGE = ("usage: python -m nncore.kernels.cpu.precompile --record   (rewrite signatures.json after a kernel "
-         "changes; about 2 minutes)")
+         "changes; about 4 minutes)")
 
 
 def main(argv):
@@ -287,11 +357,15 @@ def main(argv):
             f.write(text)
         print(f"wrote {SIGNATURES}")
         return 0
-    if len(argv) == 3 and argv[0] == "--record-layer":
-        print(json.dumps(_record_layer(argv[1], int(argv[2]))))
+    if len(argv) == 4 and argv[0] == "--record-layer" and argv[3] in ("infer", "train"):
+        print(json.dumps(_record_layer(argv[1], int(argv[2]), argv[3])))
         return 0
-    if len(argv) == 1 and os.path.isdir(argv[0]) and not sys.stdin.isatty():
-        take_and_compile(json.loads(sys.stdin.read()), argv[0])       # a helper of precompile()
+    if len(argv) == 1 and not sys.stdin.isatty() and (argv[0] == "--background" or os.path.isdir(argv[0])):
+        groups = json.loads(sys.stdin.read())
+        if argv[0] == "--background":
+            compile_entries([e for group in groups for e in group])     # of compile_in_background()
+        else:
+            take_and_compile(groups, argv[0])                           # a helper of precompile()
         # out at once: the cache files are written, and the interpreter's shutdown (numba's and LLVM's
         # clean-up) took another half second on a 2-core machine, with precompile() waiting for it
         os._exit(0)
