@@ -22,10 +22,12 @@ pixels. Steps, on the ink map of :func:`nncore.data.preprocess.ink_map`
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from ..data.preprocess import ink_map, stroke_width
 from ..errors import LayoutError, NoInkError
+
+# scipy.ndimage is imported in the functions that use it: importing it takes 0.4 s (2-core machine),
+# and every script imports nncore, training on MNIST included, which never calls it.
 
 #: longer side of the working picture: a whole line needs more pixels than one symbol (512)
 LINE_WORK_SIZE = 1600
@@ -59,6 +61,7 @@ class Segmentation:
 
     def crop(self, symbol):
         """The ink of one symbol alone (other symbols blanked), padded: float32 (h', w') in [0, 1]."""
+        from scipy import ndimage
         x0, y0, x1, y1 = symbol.box
         pad = int(round(2 * self.stroke)) + 2
         ys, xs = slice(max(y0 - pad, 0), y1 + pad), slice(max(x0 - pad, 0), x1 + pad)
@@ -80,6 +83,7 @@ def _remove_rules(mask, stroke):
     are removed. Strokes, bars and minus signs are a full stroke thick and stay. Columns likewise, for
     squared paper (covering 60% of the height).
     """
+    from scipy import ndimage
     out = mask.copy()
     thick = max(2, int(round(0.8 * stroke)))
     for axis, span in ((1, RULE_SPAN), (0, 0.6)):
@@ -101,6 +105,7 @@ def _stroke(mask, depth):
     Ridges of lines finer than 3 pixels (printed rules) are left out, so long ruled lines do not drag the
     estimate down; without thicker ridges, 2 * area / perimeter of the whole mask.
     """
+    from scipy import ndimage
     ridge = (depth >= 1.5) & (depth >= ndimage.maximum_filter(depth, size=3))
     if ridge.sum() >= 10:
         return float(2 * np.median(depth[ridge]))
@@ -108,6 +113,7 @@ def _stroke(mask, depth):
 
 
 def _boxes(labels, n):
+    from scipy import ndimage
     found = ndimage.find_objects(labels, max_label=n)
     return [(s[1].start, s[0].start, s[1].stop, s[0].stop) for s in found]
 
@@ -181,6 +187,7 @@ def segment(image, work_size=LINE_WORK_SIZE):
     Returns a :class:`Segmentation`. Raises NoInkError for a picture without writing,
     LayoutError for more than one line, and the image errors of :func:`nncore.preprocess_image`.
     """
+    from scipy import ndimage
     ink, scale = ink_map(image, work_size=work_size, min_area=12)
     if ink is None or not (ink > INK_LEVEL).any():
         raise NoInkError("no writing found in the picture (it looks blank); check the photo's focus and light")
