@@ -23,10 +23,10 @@ import time
 from .. import backend, kernels
 from ..losses import SoftmaxCrossEntropy
 
-#: seconds the first compile of the default model took on the 2-core development machine, in two
-#: processes (empty numba cache, 2026-12-01, a slow day: 11.8-12.8 s, against 19.3-20.6 s in one
-#: process); the message quotes it
-COLD_COMPILE_SECONDS = 12
+#: seconds the first compile of the default model's training step took on the 2-core development
+#: machine, in two processes (empty numba cache, 2026-12-01: 8.2-9.7 s, against 10.2-13.3 s before its
+#: helpers were inlined and inference's own kernels left to the background); the message quotes it
+COLD_COMPILE_SECONDS = 10
 
 #: a pass that takes longer than this is compiling, not computing
 QUIET_SECONDS = 0.5
