@@ -241,8 +241,6 @@ def compile_in_background(groups):
         return None
     proc = _helper(["--background"], groups)
     if proc is not None:
-        if not _background:
-            atexit.register(_stop_background)
         _background.append(proc)
     return proc
 
@@ -259,6 +257,7 @@ def wait_for_background(timeout=HELPER_TIMEOUT_SECONDS):
     return True
 
 
+@atexit.register
 def _stop_background():
     for proc in _background:
         if proc.poll() is None:
