@@ -58,7 +58,7 @@ def test_a_models_groups_hold_one_kernel_each_longest_first():
     assert ("winograd", "_winograd_relu_pool") in inference and ("fused_batchnorm", "_bn_relu_pool") not in inference
     assert ("direct", "_conv3x3_relu_pool2_forward") in set(inference) & set(names)    # conv 1 in both
     # inference's own kernels: compiled in the background while training starts
-    deferred = [(g[0][0], g[0][1]) for g in pc.kernels_for_model(model, mode="deferred")]
+    deferred = [(g[0][0], g[0][1]) for g in pc.inference_only_kernels(model)]
     assert deferred == [("winograd", "_winograd_relu_pool")] and not set(deferred) & set(names)
     assert pc.kernels_for_model(cnn(conv_channels=(8,), dense=(), seed=0, dtype="float64")) == []      # float64
 
@@ -92,7 +92,6 @@ _CHILD = _LISTENING + textwrap.dedent("""
     from nncore import SoftmaxCrossEntropy, load_model, ref_cnn
     from nncore.architectures import cnn
     from nncore.kernels.cpu import precompile as pc
-    from nncore.kernels.cpu.precompile import precompile
     from nncore.optim import Adam
     from nncore.training import TrainConfig
     cfg = TrainConfig()
@@ -105,7 +104,7 @@ _CHILD = _LISTENING + textwrap.dedent("""
     else:
         model = load_model(sys.argv[2])
     optimizer = Adam(model) if training else None
-    helpers = precompile(model, training, optimizer=optimizer)
+    helpers = pc.precompile(model, training, optimizer=optimizer)
     background = len(pc._background)
     assert pc.wait_for_background()
     x = np.random.default_rng(0).standard_normal((32, 1, 28, 28)).astype(np.float32)
@@ -118,7 +117,7 @@ _CHILD = _LISTENING + textwrap.dedent("""
         model.eval().forward(x, training=False)
         model.predict_proba(np.zeros((1, 28, 28), np.uint8))
     print(json.dumps({"helpers": helpers, "background": background, "compiled_after": compiled,
-                      "again": precompile(model, training)}))
+                      "again": pc.precompile(model, training)}))
 """)
 
 
@@ -192,7 +191,8 @@ _FEW_IMAGES_CHILD = _LISTENING + textwrap.dedent("""
 def test_compile_passes_on_a_few_images_compile_what_a_full_batch_needs(tmp_path):
     """compile_kernels runs its passes on COMPILE_IMAGES images of the first batch: numba compiles for
     argument types, not sizes, so a whole batch of 256 afterwards (a training step, and a prediction
-    after one on 8 images) compiles nothing more. On an empty cache and one thread, so that the passes alone compile."""
+    after one on 8 images) compiles nothing more. On an empty cache and one thread, so that the passes
+    alone compile."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     run = subprocess.run([sys.executable, "-c", _FEW_IMAGES_CHILD], env=env, capture_output=True, text=True,
                          timeout=600)

@@ -115,13 +115,11 @@ def _add_new(bucket, entries):
     bucket += [e for e in entries if all(e[:3] != b[:3] for b in bucket)]
 
 
-def kernels_for_model(model, training=True, optimizer=None, mode=None):
+def kernels_for_model(model, training=True, optimizer=None):
     """The recorded entries of ``model``'s layers (float32 only) for its inference forward, or with
     ``training`` for a training step (forward, backward and ``optimizer``'s step, if given), as
     groups, one per kernel (all its signatures), the longest to compile first.
-
-    ``mode="deferred"``: those of inference that a training step does not call. (:func:`nncore.kernels.precompile`
-    has checked that the model is on the CPU.)
+    (:func:`nncore.kernels.precompile` has checked that the model is on the CPU.)
     """
     if not model.layers:
         return []
@@ -133,18 +131,19 @@ def kernels_for_model(model, training=True, optimizer=None, mode=None):
     except (OSError, ValueError):
         return []
     names = [type(layer).__name__ for layer in model.layers] + ([type(optimizer).__name__] if optimizer else [])
-    entries = {m: [] for m in ("infer", "train")}
-    for name in dict.fromkeys(names):
-        for m in entries:
-            _add_new(entries[m], recorded.get(name, {}).get(m, []))
-    if mode == "deferred":
-        chosen = [e for e in entries["infer"] if all(e[:3] != t[:3] for t in entries["train"])]
-    else:
-        chosen = entries["train" if training else "infer"]
     groups = {}
-    for entry in chosen:
-        groups.setdefault((entry[0], entry[1]), []).append(entry)
+    for name in dict.fromkeys(names):
+        for entry in recorded.get(name, {}).get("train" if training else "infer", []):
+            _add_new(groups.setdefault((entry[0], entry[1]), []), [entry])
     return sorted(groups.values(), key=lambda g: -sum(e[3] for e in g))
+
+
+def inference_only_kernels(model):
+    """The groups of ``kernels_for_model(model, training=False)`` less the entries (kernel and
+    argument types) a training step calls too: what only inference needs."""
+    train = [e[:3] for group in kernels_for_model(model) for e in group]
+    groups = [[e for e in group if e[:3] not in train] for group in kernels_for_model(model, training=False)]
+    return [group for group in groups if group]
 
 
 def take_and_compile(groups, claims, stop_if_cached=False, announce=None):
@@ -205,7 +204,7 @@ def precompile(model, training=True, announce=None, optimizer=None):
                 proc.kill()
                 proc.wait()
     if cold and training:
-        compile_in_background(kernels_for_model(model, mode="deferred"))
+        compile_in_background(inference_only_kernels(model))
     return len(helpers) if cold else 0
 
 
