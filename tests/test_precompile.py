@@ -114,10 +114,11 @@ _CHILD = _LISTENING + textwrap.dedent("""
             loss.forward(model.train().forward(x, training=True), np.arange(32) % 10)
             model.backward(loss.backward())
             optimizer.step()
-        model.eval().forward(x, training=False)
+        logits = model.eval().forward(x, training=False)
         model.predict_proba(np.zeros((1, 28, 28), np.uint8))
     print(json.dumps({"helpers": helpers, "background": background, "compiled_after": compiled,
-                      "again": pc.precompile(model, training)}))
+                      "again": pc.precompile(model, training), "logits": logits[:4].tolist(),
+                      "compiler_set_up": "numba.np.arraymath" in sys.modules}))
 """)
 
 
@@ -138,6 +139,14 @@ def test_after_precompile_on_an_empty_cache_the_first_step_compiles_nothing(mode
     assert result["compiled_after"] == [], (
         "kernels compiled after precompile(): run `python -m nncore.kernels.cpu.precompile --record`")
     assert result["again"] == 0          # everything is loaded now: no helper, nothing compiled
+    assert result["compiler_set_up"]     # this process compiled its share: numba imported its registries
+    # a warm start: the kernels load from the cache without numba's compiler set-up (jit.KernelCache),
+    # and compute the same numbers
+    warm = subprocess.run(run.args, env=env, capture_output=True, text=True, timeout=600)
+    assert warm.returncode == 0, warm.stderr[-2000:]
+    again = json.loads(warm.stdout.strip().splitlines()[-1])
+    assert again["helpers"] == 0 and again["compiled_after"] == [] and not again["compiler_set_up"]
+    assert again["logits"] == result["logits"]
 
 
 def test_classify_on_a_fresh_install_says_it_is_compiling(tmp_path):
@@ -231,3 +240,24 @@ def test_the_background_helper_compiles_its_groups_and_is_waited_for(tmp_path):
     run = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     assert json.loads(run.stdout.strip().splitlines()[-1]) == {"code": 0, "finished": True, "compiled": []}
+
+
+def test_every_cached_kernel_loads_through_kernel_cache():
+    """A kernel decorated with numba.njit(cache=True) directly would load with numba's whole compiler
+    set-up (its registries, SciPy's BLAS) on every warm start: each cached kernel uses KernelCache."""
+    import importlib
+    import pkgutil
+
+    from numba.core.caching import NullCache
+    from numba.core.dispatcher import Dispatcher
+
+    import nncore.kernels.cpu as cpu
+    from nncore.kernels.cpu.jit import KernelCache
+
+    cached = {}
+    for module in pkgutil.iter_modules(cpu.__path__):
+        for name, value in vars(importlib.import_module(f"{cpu.__name__}.{module.name}")).items():
+            if isinstance(value, Dispatcher) and not isinstance(value._cache, NullCache):
+                cached[f"{module.name}.{name}"] = type(value._cache)
+    assert len(cached) > 20 and "winograd._winograd_tiles" in cached
+    assert {k: v for k, v in cached.items() if v is not KernelCache} == {}

@@ -76,11 +76,12 @@ def precompile(model, training=True, announce=None, optimizer=None):
 def warm_up():
     """On numba's CPU kernels, set numba up in a background thread and return it (else return None).
 
-    numba's first kernel in a process imports numba and sets up its CPU target: about a second,
-    whether the kernel then compiles or loads from the cache, and all of it holding the interpreter.
-    Started before a script reads its data (as ``train.py`` does), it runs while the data is
-    inflated, which frees the interpreter (MNIST: one zlib call a file), so that less of it is left
-    for the first step. A failure here is ignored: the first kernel call meets it again, in the
+    numba's first kernel in a process imports numba and sets up its CPU target, holding the
+    interpreter: about 0.5 s when the kernel loads from the cache (:class:`.cpu.jit.KernelCache`),
+    a second or more when it compiles (numba's compiler imports all its registries first). Started
+    before a script reads its data (as ``train.py`` does), it runs while the data is inflated,
+    which frees the interpreter (MNIST: one zlib call a file), so that less of it is left for the
+    first step. A failure here is ignored: the first kernel call meets it again, in the
     caller's thread.
     """
     if cpu_kernels_name() != "numba":

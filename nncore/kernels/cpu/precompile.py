@@ -88,8 +88,8 @@ def _nothing(x):
 
 
 def start_numba():
-    """Set numba's CPU target up in this process (done once, by whatever kernel runs first: about a
-    second of imports on a 2-core machine; see :func:`nncore.kernels.warm_up`)."""
+    """Set numba's CPU target up in this process (done once, by whatever kernel runs first; on a fresh
+    install ``_nothing`` compiles, and numba's compiler sets itself up too: see :func:`nncore.kernels.warm_up`)."""
     _nothing(0)
 
 
