@@ -40,13 +40,21 @@ class KernelCache(FunctionCache):
             return self._load_overload(sig, target_context)
 
 
+#: KernelCache relies on two methods of numba's cache (present from numba 0.58 to 0.68 at least); a
+#: numba without them gets its own cache, which loads as fast as numba itself allows
+_LEAN_LOADS = all(hasattr(FunctionCache, name) for name in ("_load_overload", "_guard_against_spurious_io_errors"))
+
+
 def cached_njit(**options):
     """``numba.njit(cache=True, **options)``, with the cache loading as :class:`KernelCache` does."""
     decorate = numba.njit(**options)
 
     def wrap(function):
         dispatcher = decorate(function)
-        dispatcher._cache = KernelCache(dispatcher.py_func)     # what numba's enable_caching() does
+        if _LEAN_LOADS:
+            dispatcher._cache = KernelCache(dispatcher.py_func)     # what numba's enable_caching() does
+        else:
+            dispatcher.enable_caching()
         return dispatcher
     return wrap
 
