@@ -270,6 +270,20 @@ def test_direct_first_layer_matches_reference(n, c, h, w, pad, dtype):
                                ref.conv3x3_relu_pool2_forward(x, wt, None, pad)[0], **tol)
 
 
+@pytest.mark.parametrize("value", [0.0, 1.5])
+def test_direct_first_layer_breaks_ties_as_the_reference(value):
+    """A flat image makes the four conv outputs of each inner window equal: the first one wins (arg 0),
+    and a window the ReLU clamps gets -1, as in the reference; the border windows differ (padding)."""
+    x = np.full((2, 1, 8, 10), value, dtype=np.float32)
+    wt = np.ones((3, 1, 3, 3), dtype=np.float32) * np.array([1, -1, 0], dtype=np.float32)[:, None, None, None]
+    b = np.array([0.5, 0.25, 0.0], dtype=np.float32)
+    out_f, arg_f = cpu.conv3x3_relu_pool2_forward(x, wt, b, 1)
+    out_r, arg_r = ref.conv3x3_relu_pool2_forward(x, wt, b, 1)
+    np.testing.assert_array_equal(out_f, out_r)
+    np.testing.assert_array_equal(arg_f, arg_r)
+    assert (arg_r[:, 0, 1:-1, 1:-1] == 0).all() and (arg_r[:, 2] == -1).all()
+
+
 def test_direct_first_layer_reference_is_the_gemm_path():
     """The reference direct kernel is, by definition, im2col -> GEMM -> the fused bias_relu_pool."""
     rng = np.random.default_rng(13)
