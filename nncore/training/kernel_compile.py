@@ -11,9 +11,10 @@ batch-norm statistics and its optimizer are untouched; this also compiles
 anything the helpers did not), and prints a message if that has not finished
 within half a second. The kernels only inference calls are not waited for: on
 a fresh install a helper compiles them in the background, for the first
-validation at the end of the first epoch. On a warm cache most of that half
-second is numba setting itself up, which ``train.py`` starts in the background
-before it reads its data (:func:`nncore.kernels.warm_up`).
+validation at the end of the first epoch. On a warm cache the kernels load
+without numba's compiler set-up (:class:`nncore.kernels.cpu.jit.KernelCache`),
+and what is left is mostly numba's import, which ``train.py`` starts in the
+background before it reads its data (:func:`nncore.kernels.warm_up`).
 """
 
 import copy
