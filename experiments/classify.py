@@ -27,7 +27,7 @@ import numpy as np
 
 import nncore
 from nncore import backend
-from nncore.cli import ArgumentParser, compile_kernels, positive_int, run_cli
+from nncore.cli import ArgumentParser, compile_kernels, default_weights, positive_int, run_cli
 from nncore.errors import MissingInputError, NncoreError, PartialFailure, UsageError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
@@ -36,7 +36,7 @@ IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".
 def build_parser():
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders (searched recursively)")
-    p.add_argument("--weights", default=os.path.join("weights", "mnist_cnn.npz"), help="weights file")
+    p.add_argument("--weights", default=default_weights("mnist_cnn.npz"), help="weights file")
     p.add_argument("--top", type=positive_int, default=3, help="list the N most likely classes (1: the best only)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--device", default="cpu", choices=["cpu", "gpu"], help="where to run the model")

@@ -19,7 +19,7 @@ import os
 import sys
 
 import nncore
-from nncore.cli import ArgumentParser, compile_kernels, nonnegative_int, positive_int, run_cli
+from nncore.cli import ArgumentParser, compile_kernels, default_weights, nonnegative_int, positive_int, run_cli
 from nncore.errors import UsageError
 from nncore.web import DrawApp, DrawServer
 from nncore.web.server import MAX_BODY
@@ -29,9 +29,9 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def build_parser():
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--digit-weights", default=os.path.join("weights", "mnist_cnn.npz"),
+    p.add_argument("--digit-weights", default=default_weights("mnist_cnn.npz"),
                    help="weights file of digit mode")
-    p.add_argument("--symbol-weights", default=os.path.join("weights", "symbols_cnn.npz"),
+    p.add_argument("--symbol-weights", default=default_weights("symbols_cnn.npz"),
                    help="weights file of symbol and expression modes")
     p.add_argument("--port", type=nonnegative_int, default=8000, help="TCP port (0: any free port)")
     p.add_argument("--host", default="127.0.0.1",

@@ -21,7 +21,7 @@ import numpy as np
 import nncore
 from nncore import backend
 from nncore.atomic import atomic_write, check_writable
-from nncore.cli import ArgumentParser, compile_kernels, nonnegative_int, positive_int, run_cli
+from nncore.cli import ArgumentParser, compile_kernels, default_weights, nonnegative_int, positive_int, run_cli
 from nncore.data import load_data
 from nncore.errors import UsageError
 from nncore.json_values import finite_or_none
@@ -31,7 +31,7 @@ from nncore.training import evaluate
 
 def build_parser():
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--weights", default=os.path.join("weights", "mnist_cnn.npz"), help="weights file")
+    p.add_argument("--weights", default=default_weights("mnist_cnn.npz"), help="weights file")
     p.add_argument("--dataset", default=None,
                    help="mnist, symbols or PATH.npz (default: the one the weights were trained on)")
     p.add_argument("--data-dir", default=None, help="data root (default: $NNCORE_DATA_DIR or ./data)")

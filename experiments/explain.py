@@ -18,7 +18,7 @@ import os
 
 import nncore
 from nncore.atomic import check_writable
-from nncore.cli import ArgumentParser, compile_kernels, run_cli
+from nncore.cli import ArgumentParser, compile_kernels, default_weights, run_cli
 from nncore.errors import CorruptInputError, MissingInputError, UsageError
 from nncore.explain.pictures import panel_figure
 from nncore.plots import save_figure
@@ -27,7 +27,7 @@ from nncore.plots import save_figure
 def build_parser():
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("image", metavar="IMAGE", help="an image file (any size; dark on light or light on dark)")
-    p.add_argument("--weights", default=os.path.join("weights", "mnist_cnn.npz"), help="weights file")
+    p.add_argument("--weights", default=default_weights("mnist_cnn.npz"), help="weights file")
     p.add_argument("--out", default=os.path.join("runs", "explain"), help="folder for the PNG panel")
     return p
 

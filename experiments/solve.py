@@ -27,14 +27,14 @@ import os
 import sys
 
 import nncore
-from nncore.cli import ArgumentParser, compile_kernels, run_cli
+from nncore.cli import ArgumentParser, compile_kernels, default_weights, run_cli
 from nncore.errors import NncoreError, PartialFailure
 
 
 def build_parser():
     p = ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("images", nargs="+", metavar="IMAGE", help="pictures of one line of handwriting each")
-    p.add_argument("--weights", default=os.path.join("weights", "symbols_cnn.npz"), help="symbols weights file")
+    p.add_argument("--weights", default=default_weights("symbols_cnn.npz"), help="symbols weights file")
     p.add_argument("--json", action="store_true", help="one JSON object per file")
     p.add_argument("--annotate", metavar="DIR", default=None,
                    help="write DIR/<name>.png with each symbol's box and label, coloured by confidence")

@@ -226,3 +226,30 @@ def test_classify_bad_flags_and_empty_folder(tmp_path, weights):
     one_line_error(script("classify", "x.png", "--top", "0", cwd=str(tmp_path)), 2)
     (tmp_path / "empty").mkdir()
     one_line_error(script("classify", str(tmp_path / "empty"), "--weights", weights, cwd=str(tmp_path)), 3)
+
+
+def test_default_weights_are_the_users_then_the_shipped_then_the_usual_name(tmp_path, monkeypatch):
+    from nncore.cli import default_weights
+    monkeypatch.chdir(tmp_path)
+    assert default_weights("mnist_cnn.npz") == os.path.join(ROOT, "weights", "mnist_cnn.npz")
+    assert default_weights("nothing_shipped.npz") == os.path.join("weights", "nothing_shipped.npz")
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "mnist_cnn.npz").write_bytes(b"")
+    assert default_weights("mnist_cnn.npz") == os.path.join("weights", "mnist_cnn.npz")
+
+
+def test_classify_from_another_folder_finds_the_shipped_weights_and_prefers_the_users(tmp_path, digit_pngs):
+    """Run from a folder without weights/, classify.py uses the checkout's shipped MNIST file (it says so
+    in its output: the classes are the digits and the answers right); a weights/mnist_cnn.npz in the
+    working folder (what train.py writes there) is used instead when there is one."""
+    folder, labels = digit_pngs
+    names = sorted(labels)[:6]
+    proc = script("classify", *[str(folder / n) for n in names], "--json", cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert sum(r["label"] == labels[os.path.basename(r["file"])] for r in rows) >= 5
+    own = tmp_path / "weights"
+    own.mkdir()
+    (own / "mnist_cnn.npz").write_bytes(b"not the shipped file")     # the user's file comes first, even a bad one
+    line = one_line_error(script("classify", str(folder / names[0]), cwd=str(tmp_path)), 4)
+    assert os.path.join("weights", "mnist_cnn.npz") in line and ROOT not in line
