@@ -38,7 +38,7 @@ from nncore.architectures import MNIST_SCALING, unfused
 from nncore.atomic import check_writable
 from nncore.cli import ArgumentParser, int_list, int_list_or_none, nonnegative_int, positive_int, run_cli
 from nncore.data import dataset_name, load_data
-from nncore.errors import CorruptInputError, MissingInputError
+from nncore.errors import CorruptInputError, MissingInputError, UsageError
 from nncore.json_values import finite_or_none
 from nncore.training import TrainConfig, Trainer, evaluate
 from nncore.training.calibration import calibrate
@@ -152,12 +152,66 @@ def main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     with parser.flag_errors():  # library errors name settings (batch_size=...); users see flags (--batch-size)
-        return train(args, argv)
+        return train(args, argv, parser.given(argv))
 
 
-def train(args, argv):
+#: the flags whose settings a checkpoint holds: its run's data, and its TrainConfig
+RUN_FLAGS = ("dataset", "val_size", "limit_train", "limit_eval")
+CONFIG_FLAGS = ("conv", "dense", "kernel_size", "batchnorm", "dropout", "batch_size", "lr", "optimizer", "momentum",
+                "weight_decay", "schedule", "warmup", "augment", "thick", "label_smoothing", "seed")
+
+
+def _flag(dest, value=None):
+    """How a user writes the flag of ``dest`` (with ``value``): "--lr 0.002", "--no-augment", "--conv 32,48"."""
+    name = "--" + dest.replace("_", "-")
+    if isinstance(value, bool):
+        return name if value else "--no-" + name[2:]
+    if isinstance(value, (list, tuple)):
+        return f"{name} {','.join(map(str, value)) or 'none'}"
+    return name if value is None else f"{name} {value}"
+
+
+def _same(a, b):
+    """Whether a flag's value and a checkpoint's setting (as JSON keeps it) are the same setting."""
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        return isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and list(a) == list(b)
+    if isinstance(a, str) and isinstance(b, str):
+        return os.path.normpath(a.lower()) == os.path.normpath(b.lower())
+    return a == b
+
+
+def check_flags(args, given, checkpoint=None):
+    """Refuse a flag that would have no effect, instead of ignoring it (UsageError, exit 2).
+
+    ``given``: the destinations of the flags on the command line. A new run refuses --momentum
+    without SGD, --warmup without the cosine schedule and --val-size for a dataset that brings its
+    own validation split. ``checkpoint`` (its metadata, for --resume): the run continues with the
+    settings it started with, so a flag may repeat one of them (the original command plus --resume)
+    but not change it.
+    """
+    if checkpoint is None:
+        if "momentum" in given and str(args.optimizer).lower() != "sgd":
+            raise UsageError("--momentum is SGD's (Adam keeps its own moment averages); drop it or add --optimizer sgd")
+        if "warmup" in given and str(args.schedule).lower() != "cosine":
+            raise UsageError("--warmup is the cosine schedule's; drop it or use --schedule cosine")
+        if "val_size" in given and str(args.dataset).lower() != "mnist":
+            raise UsageError(f"--val-size splits MNIST's training images; dataset {args.dataset} has its own "
+                             "validation split: drop --val-size")
+        return
+    held = {**{k: (checkpoint.get("run") or {}).get(k) for k in RUN_FLAGS}, **checkpoint.get("config", {})}
+    for dest in [d for d in RUN_FLAGS + CONFIG_FLAGS if d in given]:
+        mine = getattr(args, dest)
+        if not _same(mine, held.get(dest)):
+            raise UsageError(f"{_flag(dest, mine)} differs from the checkpoint's {_flag(dest, held.get(dest))}: "
+                             f"--resume continues the run with the settings it started with; drop "
+                             f"{_flag(dest)}, or start a new run without --resume")
+
+
+def train(args, argv, given=()):
     say = (lambda line: None) if args.quiet else print
     config = None if args.resume else make_config(args)
+    if not args.resume:
+        check_flags(args, given)
     if args.threads:
         nncore.set_num_threads(args.threads)
     if args.device == "gpu":
@@ -182,6 +236,7 @@ def train(args, argv):
         if not isinstance(ckpt, dict):
             raise CorruptInputError(f"{ckpt_path} is a weights file, not a training checkpoint; "
                                     "start a run without --resume")
+        check_flags(args, given, ckpt)
         if isinstance(ckpt.get("run"), dict) and "dataset" in ckpt["run"]:
             run_info = {**run_info, **ckpt["run"]}
     start = time.perf_counter()

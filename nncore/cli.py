@@ -74,6 +74,18 @@ class ArgumentParser(argparse.ArgumentParser):
             return match.group(0)
         return _SETTING_HINT.sub(reword, message)
 
+    def given(self, argv):
+        """The destinations of the options ``argv`` sets itself, whatever their values (``--lr 6e-3``
+        gives ``"lr"`` even where 6e-3 is the default; abbreviations and ``--flag=value`` count too)."""
+        saved = [(action, action.default) for action in self._actions]
+        try:
+            for action, _ in saved:
+                action.default = argparse.SUPPRESS
+            return set(vars(self.parse_args(argv)))
+        finally:
+            for action, default in saved:
+                action.default = default
+
     @contextlib.contextmanager
     def flag_errors(self):
         """Within the block, errors that name settings are re-raised naming this parser's flags.

@@ -80,8 +80,12 @@ def test_short_mnist_run_is_accurate_and_complete(run_dir, weights):
 
 @pytest.mark.parametrize("flags", [["--lr", "-0.1"], ["--batch-size", "0"], ["--optimizer", "rmsprop"],
                                    ["--conv", "32,x"], ["--dense", "0,-4"], ["--epochs", "abc"], ["--schedule", "poly"],
-                                   ["--no-such-flag"], ["--threads", "0"], ["--dataset", "nope"]])
+                                   ["--no-such-flag"], ["--threads", "0"], ["--dataset", "nope"],
+                                   ["--momentum", "0.5"], ["--warmup", "0.5", "--schedule", "step"],
+                                   ["--val-size", "100", "--dataset", "symbols"]])
 def test_bad_flags_exit_2_with_one_line(tmp_path, flags):
+    """Bad values, and flags that would have no effect (--momentum with Adam, --warmup without the cosine
+    schedule, --val-size for a dataset with its own split), are refused before any work."""
     one_line_error(script("train", *flags, cwd=str(tmp_path)), 2)
 
 
@@ -107,7 +111,12 @@ def test_cli_resume_matches_a_straight_run(tmp_path, data_dir):
     assert a.returncode == 0, a.stderr
     b1 = script("train", *tiny, "--epochs", "1", "--name", "b", cwd=str(tmp_path), data_dir=data_dir)
     assert b1.returncode == 0, b1.stderr
-    b2 = script("train", "--resume", "--epochs", "2", "--name", "b", "--quiet", cwd=str(tmp_path), data_dir=data_dir)
+    # a setting that differs from the checkpoint's is refused, not ignored; the original flags may repeat
+    changed = script("train", *tiny, "--resume", "--epochs", "2", "--name", "b", "--conv", "4,4", cwd=str(tmp_path),
+                     data_dir=data_dir)
+    line = one_line_error(changed, 2)
+    assert "--conv 4,4" in line and "checkpoint's --conv 4,8" in line
+    b2 = script("train", *tiny, "--resume", "--epochs", "2", "--name", "b", cwd=str(tmp_path), data_dir=data_dir)
     assert b2.returncode == 0, b2.stderr
     wa = np.load(tmp_path / "weights" / "a.npz")
     wb = np.load(tmp_path / "weights" / "b.npz")
