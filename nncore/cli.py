@@ -215,17 +215,15 @@ def _silence_stdout(stream):
         pass
 
 
-#: the checkout nncore runs from (a clone, or an editable install): its weights/ folder holds the shipped files
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
 def default_weights(name):
     """The default of a script's weights option: ``weights/<name>`` in the working directory when it
     is there (a file the user trained, as train.py writes it there), else the shipped file of the
-    checkout nncore runs from, so that ``python path/to/experiments/classify.py photo.jpg`` works from
-    any folder. With neither, ``weights/<name>``, which the missing-file error then names."""
+    checkout nncore runs from (:data:`nncore.weights.SHIPPED_DIR`), so that
+    ``python path/to/experiments/classify.py photo.jpg`` works from any folder. With neither,
+    ``weights/<name>``, which the missing-file error then names."""
+    from .weights import SHIPPED_DIR
     here = os.path.join("weights", name)
-    shipped = os.path.join(PROJECT_ROOT, "weights", name)
+    shipped = os.path.join(SHIPPED_DIR, name)
     return shipped if not os.path.exists(here) and os.path.isfile(shipped) else here
 
 

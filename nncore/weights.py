@@ -86,6 +86,8 @@ from .sequential import Sequential
 FORMAT = "nncore-weights"
 VERSION = 1
 HEADER_KEY = "__nncore__"
+#: the weights/ folder of the checkout nncore runs from (a clone or an editable install): the shipped files
+SHIPPED_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
 
 #: Most zip entries a weights file may have, and most bytes their central directory may take.
 MAX_MEMBERS = 10_000

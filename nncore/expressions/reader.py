@@ -8,13 +8,13 @@ import numpy as np
 
 from ..data.preprocess import preprocess_image
 from ..errors import ExpressionError, SyntaxExpressionError, UnreadableSymbolError, UsageError
+from ..weights import SHIPPED_DIR
 from .decode import LABEL_TOKENS, X_PAIR, decode
 from .evaluate import evaluate, format_value
 from .segment import Symbol, segment, union_box
 
 #: the weights read_expression uses when no model is given (the repository's shipped symbols model)
-SHIPPED_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                               "weights", "symbols_cnn.npz")
+SHIPPED_WEIGHTS = os.path.join(SHIPPED_DIR, "symbols_cnn.npz")
 #: a symbol whose best reading (x and × counted together) is less probable than this is unreadable
 UNREADABLE = 0.25
 #: readings less probable than this share of the best one are not tried when the best cannot be evaluated
