@@ -37,6 +37,7 @@ CONV_CASES = [
     (2, 2, 7, 6, 3, 2, 2, 1, False, "GramContext"),           # two channels, odd height
     (2, 6, 8, 8, 7, 2, 2, 1, True, "WinogradContext"),
     (2, 4, 6, 10, 3, 2, 2, 1, False, "WinogradContext"),      # Winograd without dx
+    (19, 6, 6, 6, 4, 2, 2, 1, True, "WinogradContext"),       # more images than a chunk, split over threads
     (2, 3, 7, 9, 4, 3, 2, 1, True, "Conv2DContext"),          # odd sizes, overlapping 3x3/2 windows
     (1, 5, 6, 7, 4, 2, 1, 0, True, "Conv2DContext"),          # pool stride 1, no padding, a batch of one
     (2, 1, 9, 9, 3, 2, 2, 1, True, "Conv2DContext"),          # a thin layer that needs dx: im2col

@@ -21,8 +21,13 @@ The convolution takes the path :func:`.algorithms.conv_relu_pool_algorithm` choo
   ``_bn_relu_pool`` pools, normalises and applies the ReLU in one pass, writing only the pooled output
   and its arg-max. The conv output y is kept for the backward pass (its input gradient needs dy at
   every position, and recomputing y would cost the convolution again); xhat and the other full-size
-  arrays of the unfused layers are not. Backward: ``_bn_relu_pool_backward`` sums dz and dz*xhat at the
-  window maxima and writes dy, then the convolution's own backward pass.
+  arrays of the unfused layers are not. Backward: dbeta = sum(dz) and dgamma = sum(dz*xhat), dz being the
+  pooled gradient at the window maxima, give per channel ``dy = c2*(y - mean) + c1`` plus
+  ``gamma*inv_std*dz`` at the maxima. On the Winograd path ``_bn_pool_sums`` takes the sums, and dy is
+  formed tile by tile inside the transform that starts Winograd's backward pass (``_bn_pool_z``), so
+  the full-size dy is never written (a pass over 4.8 MB less, read and written, on the default model's
+  second layer); after im2col, ``_bn_relu_pool_backward`` takes the sums and writes dy for the
+  product that follows.
 
 Statistics are summed in float64, as :mod:`.batchnorm` does. The kernels here are serial (nogil) loops
 run on slices by :func:`nncore.threads.run_slices` (they compile faster than ``parallel=True`` loops).
@@ -51,7 +56,7 @@ from .direct import _pad
 from .fused import conv_relu_pool_backward, conv_relu_pool_forward
 from .jit import jit
 from .pool import max4, store_relu
-from .winograd import _output_tile, winograd_backward, winograd_forward
+from .winograd import _output_tile, _z_tile, winograd_backward, winograd_forward
 
 #: after a ``train`` pass on the direct path: the folded layer's ctx, the statistics and the patch moments
 GramContext = namedtuple("GramContext", "inner w gamma mean inv_std s1 gram m need_dx")
@@ -213,6 +218,61 @@ def _bn_relu_pool_backward(dout, arg, y, sn, sf, ow, offsets, stride, gamma, mea
                     a = arg[ni, fi, py, px]       # a window the ReLU clamped adds 0
                     g = kk * dout[ni, fi, py, px] if a >= 0 else zero
                     dst[py * stride * ow + px * stride + offsets[a if a > 0 else 0]] += g
+
+
+@jit
+def _bn_pool_sums(dout, arg, y, mean, inv_std, sums):
+    """Adds to sums (2, F) (float64) each channel's sum(dz) and sum(dz*xhat) over images 0.. of y
+    (N, F, OH, OW) (2x2/2 pooling): dz is each pooled gradient at its window's maximum where the ReLU
+    passed it, xhat = (y - mean)*inv_std there. Image by image, so that memory is read in order (by
+    channel, the strided reads took three times as long)."""
+    n, f, ph, pw = dout.shape
+    zero = dout.dtype.type(0)
+    for ni in range(n):
+        for fi in range(f):
+            mu, inv = mean[fi], inv_std[fi]
+            sb = 0.0
+            sg = 0.0
+            for py in range(ph):
+                for px in range(pw):
+                    a = arg[ni, fi, py, px]
+                    a0 = a if a > 0 else 0      # a clamped window (a = -1) adds 0 at its first entry
+                    g = dout[ni, fi, py, px] if a >= 0 else zero
+                    sb += g
+                    sg += g * ((y[ni, fi, 2 * py + a0 // 2, 2 * px + a0 % 2] - mu) * inv)
+            sums[0, fi] += sb
+            sums[1, fi] += sg
+
+
+@jit
+def _bn_pool_z(dout, arg, y, mean, kk, c1, c2, t0, z):
+    """Winograd's z (T, 36, F) (``_z_tile``) of images 0.. of y (N, F, OH, OW) (even sizes, 2x2/2
+    pooling), from dy = c2*(y - mean) + c1 plus kk*dout at each window's maximum where the ReLU passed
+    it (per channel f: kk = gamma*inv_std, c1 and c2 as in ``_bn_relu_pool_backward``), taken tile by
+    tile as z needs it: dy itself is never written. Each 4x4 tile holds four whole pooling windows."""
+    n, f, oh, ow = y.shape
+    ph, pw = dout.shape[2], dout.shape[3]
+    th, tw = (oh + 3) // 4, (ow + 3) // 4
+    g = np.zeros((16, f), dtype=z.dtype)
+    ady = np.empty((24, f), dtype=z.dtype)
+    for ni in range(n):
+        for ty in range(th):
+            for tx in range(tw):
+                ih, jw = min(4, oh - 4 * ty), min(4, ow - 4 * tx)
+                if ih < 4 or jw < 4:    # a tile that sticks out: its outside part has no gradient
+                    g[:, :] = 0
+                for i in range(ih):
+                    for j in range(jw):
+                        for fi in range(f):
+                            g[4 * i + j, fi] = c2[fi] * (y[ni, fi, 4 * ty + i, 4 * tx + j] - mean[fi]) + c1[fi]
+                for i in range(ih // 2):
+                    for j in range(jw // 2):
+                        p = 8 * i + 2 * j     # the window's top-left entry of the tile
+                        for fi in range(f):
+                            a = arg[ni, fi, 2 * ty + i, 2 * tx + j]
+                            if a >= 0:
+                                g[p + 4 * (a // 2) + a % 2, fi] += kk[fi] * dout[ni, fi, 2 * ty + i, 2 * tx + j]
+                _z_tile(g, ady, z, t0 + (ni * th + ty) * tw + tx)
 
 
 @jit
@@ -416,15 +476,24 @@ def conv_bn_relu_pool_backward(ctx, dout, need_dx):
     k = ctx.pool
     offsets = np.array([(a // k) * ow + a % k for a in range(k * k)], dtype=np.int64)  # window offset -> shift
     m_t = np.array([n * oh * ow], dtype=dt)
+    if isinstance(ctx.conv, WinogradContext):
+        # the sums first, then dy tile by tile inside Winograd's z transform (_bn_pool_z): one pass less
+        y = ctx.y.reshape(ctx.y_shape)
+        sums = np.zeros((threads.num_slices(n), 2, f))
+        threads.run_slices(n, lambda i, lo, hi: _bn_pool_sums(dout[lo:hi], ctx.arg[lo:hi], y[lo:hi], ctx.mean,
+                                                             ctx.inv_std, sums[i]))
+        dbeta[:], dgamma[:] = sums.sum(axis=0)
+        kk = ctx.gamma * ctx.inv_std
+        c1, c2 = -kk * (dbeta / m_t[0]), -kk * ctx.inv_std * (dgamma / m_t[0])     # as _bn_relu_pool_backward
+        dw, _, dx = winograd_backward(dout, None, ctx.conv.v, ctx.conv.u, ctx.conv.x_shape, need_dx,
+                                      z_of=lambda s, e, z: _bn_pool_z(dout[s:e], ctx.arg[s:e], y[s:e], ctx.mean, kk,
+                                                                      c1, c2, 0, z))
+        return dx, dw, dgamma, dbeta
     dy = np.empty_like(ctx.y)
     threads.run_slices(f, lambda i, lo, hi: _bn_relu_pool_backward(
         dout, ctx.arg, ctx.y, *ctx.strides, ow, offsets, ctx.pool_stride, ctx.gamma, ctx.mean, ctx.inv_std, m_t,
         lo, hi, dy, dgamma, dbeta))
-    if isinstance(ctx.conv, WinogradContext):
-        dw, _, dx = winograd_backward(dy.reshape(ctx.y_shape), None, ctx.conv.v, ctx.conv.u, ctx.conv.x_shape,
-                                      need_dx)
-    else:
-        dx, dw, _ = gemm_backward(ctx.conv, dy.reshape(f, -1), None, need_dx)
+    dx, dw, _ = gemm_backward(ctx.conv, dy.reshape(f, -1), None, need_dx)
     return dx, dw, dgamma, dbeta
 
 

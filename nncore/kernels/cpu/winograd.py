@@ -114,9 +114,9 @@ def _winograd_tiles(x, pad, th, tw, t0, v):
     e = np.empty((36, c), dtype=v.dtype)
     tile = np.empty((36, c), dtype=v.dtype)
     for ni in range(n):
-        for ci in range(c):   # the border of buf stays 0
-            for i in range(h):
-                for j in range(w):
+        for i in range(h):    # the border of buf stays 0
+            for j in range(w):
+                for ci in range(c):     # written in order (by channel, the strided writes took 2-3x as long)
                     buf[pad + i, pad + j, ci] = x[ni, ci, i, j]
         _image_tiles(buf, t0 + ni * th * tw, v, e, tile)
 
@@ -318,9 +318,9 @@ def _winograd_tiles_backward(dv, pad, t0, dx):
                         buf[r + i, q + 3, ci] += a3
                         buf[r + i, q + 4, ci] += a4
                         buf[r + i, q + 5, ci] += a5
-        for ci in range(c):   # cut the padding off, back to NCHW
-            for i in range(h):
-                for j in range(w):
+        for i in range(h):    # cut the padding off, back to NCHW (buf read in order: 1.8x faster)
+            for j in range(w):
+                for ci in range(c):
                     dx[ni, ci, i, j] = buf[pad + i, pad + j, ci]
 
 
@@ -377,10 +377,13 @@ def winograd_forward(x, u, b, pool, output=None):
     return out, arg, v[:, :n * per]
 
 
-def winograd_backward(dout, arg, v, u, x_shape, need_dx):
+def winograd_backward(dout, arg, v, u, x_shape, need_dx, z_of=None):
     """numba twin of :func:`nncore.kernels.reference.winograd_backward`, chunk by chunk on each thread.
 
     Each thread sums its chunks' ``z.T @ v`` into its own (36, F, C) slab; the slabs are added at the end.
+    ``z_of(s, e, z)``, if given, writes z (36, rows, F) of images s..e-1 in place of the output
+    transform's adjoint of dout (the fused BatchNorm layer forms its dy there, tile by tile); the bias
+    gradient is then 0.
     """
     n, c, h, w = x_shape
     f = u.shape[1]
@@ -399,7 +402,9 @@ def winograd_backward(dout, arg, v, u, x_shape, need_dx):
         prod = np.empty((36, f, c), dtype=dout.dtype)
         for s, e in _chunks(lo, hi):
             k = (e - s) * per
-            if arg is None:
+            if z_of is not None:
+                z_of(s, e, z)
+            elif arg is None:
                 _winograd_output_backward(dout[s:e], 0, z, db[i])
             else:
                 _winograd_pool_backward(dout[s:e], arg[s:e], 0, z, db[i])

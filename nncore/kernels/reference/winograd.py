@@ -62,12 +62,20 @@ def winograd_tile_counts(h, w, pad):
     return -(-oh // 4), -(-ow // 4)
 
 
+def _g_kron(dtype):
+    """G (x) G (36, 9): row 6a+b, column 3i+j holds G[a, i] * G[b, j], so that for one 3x3 filter g,
+    flattened row by row, (G (x) G) @ g is G g GT flattened row by row (the Kronecker product's rule)."""
+    g = np.array(WINOGRAD_G, dtype=dtype)
+    return np.kron(g, g)
+
+
 def winograd_weights(w):
-    """Filter transform. w (F, C, 3, 3) -> U (36, F, C) with U[6a+b, f, c] = (G w[f, c] GT)[a, b]."""
-    g = np.array(WINOGRAD_G, dtype=w.dtype)
+    """Filter transform. w (F, C, 3, 3) -> U (36, F, C) with U[6a+b, f, c] = (G w[f, c] GT)[a, b].
+
+    All F*C filters in one product: U = (G (x) G) @ W9.T, W9 (F*C, 9) the filters flattened.
+    """
     f, c = w.shape[:2]
-    # optimize=True: two pairwise products instead of one 4-deep loop
-    return np.ascontiguousarray(np.einsum("ai,fcij,bj->abfc", g, w, g, optimize=True).reshape(36, f, c))
+    return (_g_kron(w.dtype) @ w.reshape(f * c, 9).T).reshape(36, f, c)
 
 
 def winograd_tiles(x, pad):
@@ -157,10 +165,10 @@ def winograd_tiles_backward(dv, x_shape, pad):
 
 
 def winograd_weight_grad(dm):
-    """Filter transform's adjoint. dm (36, F, C) = z.T @ V per position -> dW (F, C, 3, 3) = GT dm G."""
-    g = np.array(WINOGRAD_G, dtype=dm.dtype)
+    """Filter transform's adjoint. dm (36, F, C) = z.T @ V per position -> dW (F, C, 3, 3) = GT dm G,
+    in one product: dW9 = dm36.T @ (G (x) G), dm36 (36, F*C) (see :func:`winograd_weights`)."""
     f, c = dm.shape[1:]
-    return np.ascontiguousarray(np.einsum("ai,abfc,bj->fcij", g, dm.reshape(6, 6, f, c), g, optimize=True))
+    return (dm.reshape(36, f * c).T @ _g_kron(dm.dtype)).reshape(f, c, 3, 3)
 
 
 def winograd_forward(x, u, b, pool):
