@@ -251,7 +251,6 @@ def _bn_pool_z(dout, arg, y, mean, kk, c1, c2, t0, z):
     it (per channel f: kk = gamma*inv_std, c1 and c2 as in ``_bn_relu_pool_backward``), taken tile by
     tile as z needs it: dy itself is never written. Each 4x4 tile holds four whole pooling windows."""
     n, f, oh, ow = y.shape
-    ph, pw = dout.shape[2], dout.shape[3]
     th, tw = (oh + 3) // 4, (ow + 3) // 4
     g = np.zeros((16, f), dtype=z.dtype)
     ady = np.empty((24, f), dtype=z.dtype)
