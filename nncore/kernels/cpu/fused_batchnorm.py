@@ -246,7 +246,7 @@ def _bn_pool_sums(dout, arg, y, mean, inv_std, sums):
 
 @jit
 def _bn_pool_z(dout, arg, y, mean, kk, c1, c2, t0, z):
-    """Winograd's z (T, 36, F) (``_z_tile``) of images 0.. of y (N, F, OH, OW) (even sizes, 2x2/2
+    """Winograd's z (36, T, F) (``_z_tile``) of images 0.. of y (N, F, OH, OW) (even sizes, 2x2/2
     pooling), from dy = c2*(y - mean) + c1 plus kk*dout at each window's maximum where the ReLU passed
     it (per channel f: kk = gamma*inv_std, c1 and c2 as in ``_bn_relu_pool_backward``), taken tile by
     tile as z needs it: dy itself is never written. Each 4x4 tile holds four whole pooling windows."""
