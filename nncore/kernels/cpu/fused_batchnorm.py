@@ -56,7 +56,7 @@ from .direct import _pad
 from .fused import conv_relu_pool_backward, conv_relu_pool_forward
 from .jit import jit
 from .pool import max4, store_relu
-from .winograd import _output_tile, _z_tile, winograd_backward, winograd_forward
+from .winograd import _gradient_tile, _output_tile, _z_tile, winograd_backward, winograd_forward
 
 #: after a ``train`` pass on the direct path: the folded layer's ctx, the statistics and the patch moments
 GramContext = namedtuple("GramContext", "inner w gamma mean inv_std s1 gram m need_dx")
@@ -257,9 +257,7 @@ def _bn_pool_z(dout, arg, y, mean, kk, c1, c2, t0, z):
     for ni in range(n):
         for ty in range(th):
             for tx in range(tw):
-                ih, jw = min(4, oh - 4 * ty), min(4, ow - 4 * tx)
-                if ih < 4 or jw < 4:    # a tile that sticks out: its outside part has no gradient
-                    g[:, :] = 0
+                ih, jw = _gradient_tile(g, oh, ow, ty, tx)
                 for i in range(ih):
                     for j in range(jw):
                         for fi in range(f):

@@ -219,6 +219,16 @@ def _z_tile(g, ady, z, t):
             z[6 * k + 3, t, fi], z[6 * k + 4, t, fi], z[6 * k + 5, t, fi] = a3, a4, a5
 
 
+@jit_inline
+def _gradient_tile(g, oh, ow, ty, tx):
+    """(rows, columns) of output tile (ty, tx) that lie inside the OH x OW output; a tile that sticks
+    out has no gradient in its outside part, so its gradient tile g (16, F) is zeroed first."""
+    ih, jw = min(4, oh - 4 * ty), min(4, ow - 4 * tx)
+    if ih < 4 or jw < 4:
+        g[:, :] = 0
+    return ih, jw
+
+
 @jit
 def _winograd_output_backward(dout, t0, z, db):
     n, f, oh, ow = dout.shape
@@ -228,9 +238,7 @@ def _winograd_output_backward(dout, t0, z, db):
     for ni in range(n):
         for ty in range(th):
             for tx in range(tw):
-                ih, jw = min(4, oh - 4 * ty), min(4, ow - 4 * tx)
-                if ih < 4 or jw < 4:    # a tile that sticks out: its outside part has no gradient
-                    g[:, :] = 0
+                ih, jw = _gradient_tile(g, oh, ow, ty, tx)
                 for i in range(ih):
                     for j in range(jw):
                         for fi in range(f):
