@@ -470,8 +470,6 @@ def conv_bn_relu_pool_backward(ctx, dout, need_dx):
     n, f, oh, ow = ctx.y_shape
     dout, dt = np.ascontiguousarray(dout), dout.dtype
     dgamma, dbeta = np.empty(f, dtype=dt), np.empty(f, dtype=dt)
-    k = ctx.pool
-    offsets = np.array([(a // k) * ow + a % k for a in range(k * k)], dtype=np.int64)  # window offset -> shift
     m_t = np.array([n * oh * ow], dtype=dt)
     if isinstance(ctx.conv, WinogradContext):
         # the sums first, then dy tile by tile inside Winograd's z transform (_bn_pool_z): one pass less
@@ -486,6 +484,8 @@ def conv_bn_relu_pool_backward(ctx, dout, need_dx):
                                       z_of=lambda s, e, z: _bn_pool_z(dout[s:e], ctx.arg[s:e], y[s:e], ctx.mean, kk,
                                                                       c1, c2, 0, z))
         return dx, dw, dgamma, dbeta
+    k = ctx.pool
+    offsets = np.array([(a // k) * ow + a % k for a in range(k * k)], dtype=np.int64)  # window offset -> shift
     dy = np.empty_like(ctx.y)
     threads.run_slices(f, lambda i, lo, hi: _bn_relu_pool_backward(
         dout, ctx.arg, ctx.y, *ctx.strides, ow, offsets, ctx.pool_stride, ctx.gamma, ctx.mean, ctx.inv_std, m_t,
