@@ -261,3 +261,47 @@ def test_every_cached_kernel_loads_through_kernel_cache():
                 cached[f"{module.name}.{name}"] = type(value._cache)
     assert len(cached) > 20 and "winograd._winograd_tiles" in cached
     assert {k: v for k, v in cached.items() if v is not KernelCache} == {}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="helpers are forked on Linux only")
+def test_a_forked_helper_stuck_on_a_lock_is_stopped_not_waited_for(monkeypatch):
+    """A forked child inherits every lock in the state the parent's threads left it: one held by
+    another thread stays held for ever there. Such a helper uses no processor time, and wait() gives
+    it up after STALL_SECONDS instead of HELPER_TIMEOUT_SECONDS; a working helper is waited for."""
+    import threading
+    import time
+    held, release = threading.Lock(), threading.Event()
+    holder = threading.Thread(target=lambda: (held.acquire(), release.wait(), held.release()))
+    holder.start()
+    monkeypatch.setattr(pc, "STALL_SECONDS", 1.0)
+    try:
+        while not held.locked():
+            time.sleep(0.01)
+        stuck = pc._fork(lambda: held.acquire())
+        begun = time.monotonic()
+        with pytest.raises(subprocess.TimeoutExpired):
+            stuck.wait(timeout=60)
+        assert time.monotonic() - begun < 10
+        stuck.kill()
+        assert stuck.wait() != 0
+    finally:
+        release.set()
+        holder.join()
+    busy = pc._fork(lambda: sum(i * i for i in range(3_000_000)))      # about 2 s of work, no waiting
+    assert busy.wait(timeout=60) == 0 and busy.returncode == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="helpers are forked on Linux only")
+def test_a_helper_is_forked_only_after_the_warm_up_thread_has_finished(monkeypatch):
+    """The warm-up thread imports modules and sets numba up: forked half-way through that, the child
+    would wait for its import locks for ever. So _fork waits for it first."""
+    import threading
+    import time
+
+    from nncore import kernels
+    warming = threading.Thread(target=time.sleep, args=(0.5,))
+    warming.start()
+    monkeypatch.setattr(kernels, "_warm_up_threads", [warming])
+    helper = pc._fork(lambda: None)
+    assert not warming.is_alive() and kernels._warm_up_threads == []
+    assert helper.wait(timeout=60) == 0
