@@ -25,9 +25,9 @@ from .. import backend, kernels
 from ..losses import SoftmaxCrossEntropy
 
 #: seconds the first compile of the default model's training step took on the 2-core development
-#: machine, in two processes (empty numba cache, 2026-12-01: 8.2-9.7 s, against 10.2-13.3 s before its
-#: helpers were inlined and inference's own kernels left to the background); the message quotes it
-COLD_COMPILE_SECONDS = 10
+#: machine, in this process and a forked helper (empty numba cache, 2026-12-02: 7.1-9.6 s, median 8.6
+#: s in 14 runs; 9-10 s with a helper started as a fresh interpreter); the message quotes it
+COLD_COMPILE_SECONDS = 9
 
 #: a pass that takes longer than this is compiling, not computing
 QUIET_SECONDS = 0.5
