@@ -24,7 +24,6 @@ tells a NumPy array from a CuPy one); the backend never imports the kernels.
 import importlib
 import os
 import threading
-import time
 
 from .. import backend
 from ..errors import UsageError
@@ -96,20 +95,4 @@ def warm_up():
 
     thread = threading.Thread(target=start, name="nncore-warm-up", daemon=True)
     thread.start()
-    _warm_up_threads.append(thread)
     return thread
-
-
-#: the threads :func:`warm_up` started
-_warm_up_threads = []
-
-
-def wait_for_warm_up(timeout=60):
-    """Wait for the threads :func:`warm_up` started to finish; True if none is left running."""
-    deadline = time.monotonic() + timeout
-    for thread in list(_warm_up_threads):
-        thread.join(max(0.0, deadline - time.monotonic()))
-        if thread.is_alive():
-            return False
-        _warm_up_threads.remove(thread)
-    return True

@@ -26,7 +26,6 @@ it would without this module.
 """
 
 import atexit
-import contextlib
 import importlib
 import json
 import multiprocessing
@@ -38,7 +37,6 @@ import time
 import warnings
 from pathlib import Path
 
-from llvmlite.binding import ffi as llvm_ffi
 from numba import types
 from numba.core.compiler_lock import global_compiler_lock
 from numba.core.dispatcher import Dispatcher
@@ -255,37 +253,13 @@ class _Forked:
         return self.process.exitcode
 
     def wait(self, timeout=None):
-        """Wait for the helper to end, as ``Popen.wait``; one that has used no processor time for
-        :data:`STALL_SECONDS` is stuck (waiting for a lock some other thread of the parent held when it
-        was forked: see :func:`_fork`) and raises ``TimeoutExpired`` at once."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        used, since = _cpu_ticks(self.process.pid), time.monotonic()
-        while True:
-            left = STALL_SECONDS if deadline is None else min(STALL_SECONDS, deadline - time.monotonic())
-            self.process.join(max(0.0, min(0.5, left)))         # returns as soon as the helper ends
-            if self.process.exitcode is not None:
-                return self.process.exitcode
-            now, ticks = time.monotonic(), _cpu_ticks(self.process.pid)
-            if ticks is None or ticks != used:             # (no /proc: no stall rule)
-                used, since = ticks, now
-            if now - since >= STALL_SECONDS or (deadline is not None and now >= deadline):
-                raise subprocess.TimeoutExpired(self.args, timeout)
+        self.process.join(timeout)
+        if self.process.exitcode is None:
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        return self.process.exitcode
 
     def kill(self):
         self.process.kill()
-
-
-#: seconds without processor time after which a forked helper is taken as stuck (a compile never waits)
-STALL_SECONDS = 5.0
-
-
-def _cpu_ticks(pid):
-    """The processor time process ``pid`` has used (user + system, clock ticks), or None."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def _quietly(work):
@@ -304,30 +278,18 @@ def _quietly(work):
 
 def _fork(work):
     """``work()`` in a process forked from this one, as a :class:`_Forked`; None where there is no fork
-    (Windows), where it is not safe (macOS: system libraries a forked child must not use), or when
-    the warm-up thread is still running.
+    (Windows) or it is not safe (macOS: system libraries that a forked child must not use).
 
-    The child is a copy of this process, so it compiles from its first moment, but only this thread
-    goes on in it: a lock another thread held when it was made stays held there for ever. So:
-    - the warm-up thread (:func:`nncore.kernels.warm_up`) is waited for, and numba's compiler set up
-      here, first: compiling then imports nothing in the child (a half-imported module's lock would
-      stop it: it did, once in about ten runs, before this);
-    - numba's compiler lock and llvmlite's are held across the fork, so that no other thread is
-      inside numba or LLVM then;
-    - what is left (another thread of the caller's importing a module the child then needs) shows
-      as a helper that uses no processor time, which :meth:`_Forked.wait` stops after
-      :data:`STALL_SECONDS`; the first call compiles what it had claimed.
+    The child is a copy of this process, numba's compiler included, so it compiles from its first
+    moment. numba's compiler lock is held across the fork: no other thread of this process (the
+    warm-up thread of :func:`nncore.kernels.warm_up`) is inside numba or LLVM then, so the child
+    finds neither half-way through. The child uses nothing else of the parent's threads.
     """
     if not sys.platform.startswith("linux"):
         return None
-    from .. import wait_for_warm_up
-    if not wait_for_warm_up():
-        return None
-    start_numba()
     process = multiprocessing.get_context("fork").Process(target=_quietly, args=(work,), daemon=True)
     try:
-        with global_compiler_lock, getattr(llvm_ffi.lib, "_lock", contextlib.nullcontext()), \
-                warnings.catch_warnings():
+        with global_compiler_lock, warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)     # Python 3.12+: "multi-threaded, fork()..."
             process.start()
     except OSError:
