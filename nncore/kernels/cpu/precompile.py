@@ -3,14 +3,10 @@
 numba compiles a kernel at its first call, one kernel after another, and caches the machine code
 on disk, one cache file per kernel. On a fresh install the default model's first training step
 waited 8-20 s for that in one process (2-core machines, 2026-12). The kernels do not depend on
-each other, so :func:`precompile` shares them out: helper processes (one fewer than the threads,
-at most :data:`MAX_HELPERS`) and this process take them one at a time, the longest (as recorded)
-first, each taking the next when it is free; the first step then loads them all from the cache.
-
-On Linux a helper is forked from this process (:func:`_fork`): it starts compiling at once, with
-numba already imported and its compiler set up. Elsewhere it is a fresh interpreter
-(``python -m nncore.kernels.cpu.precompile``), which first spends 1.3-1.6 s importing numba and
-setting its compiler up (2-core machine, 2026-12-02): time the helper does not compile in.
+each other, so :func:`precompile` shares them out: helper processes (``python -m nncore.kernels.cpu.precompile``,
+one fewer than the threads, at most :data:`MAX_HELPERS`) and this process take them one at a
+time, the longest (as recorded) first, each taking the next when it is free; the first step then
+loads them all from the cache.
 
 Before training, only the training step's kernels are waited for. Those that only inference needs
 (the first validation, at the end of the first epoch) are left to one helper that compiles them in
@@ -28,17 +24,14 @@ it would without this module.
 import atexit
 import importlib
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 from numba import types
-from numba.core.compiler_lock import global_compiler_lock
 from numba.core.dispatcher import Dispatcher
 from numba.core.errors import NumbaError
 
@@ -195,8 +188,8 @@ def precompile(model, training=True, announce=None, optimizer=None):
         return 0
     with tempfile.TemporaryDirectory(prefix="nncore-compile-") as claims:
         helpers = []
-        for _ in range(workers - 1):        # started first: they work while this process checks the cache
-            proc = _helper([claims], groups, lambda: take_and_compile(groups, claims))
+        for _ in range(workers - 1):        # started first: they import numba while this process checks the cache
+            proc = _helper([claims], groups)
             if proc is None:
                 break
             helpers.append(proc)
@@ -215,12 +208,9 @@ def precompile(model, training=True, announce=None, optimizer=None):
     return len(helpers) if cold else 0
 
 
-def _helper(args, groups, work):
-    """A helper process doing ``work()``: forked from this one where that is safe (:func:`_fork`), else
-    ``python -m`` this module with ``args``, given ``groups`` on its standard input; None if none could start."""
-    forked = _fork(work)
-    if forked is not None:
-        return forked
+def _helper(args, groups):
+    """A helper process (``python -m`` this module with ``args``) given ``groups`` on its standard input,
+    or None if none could start."""
     # it imports this nncore, wherever it was found (an install, PYTHONPATH or a script's sys.path)
     root = str(Path(__file__).resolve().parents[3])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
@@ -237,66 +227,6 @@ def _helper(args, groups, work):
     return proc
 
 
-class _Forked:
-    """A forked helper (a ``multiprocessing`` process), waited for and stopped as ``subprocess.Popen`` is."""
-
-    args = "nncore compile helper (forked)"
-
-    def __init__(self, process):
-        self.process = process
-
-    @property
-    def returncode(self):
-        return self.process.exitcode
-
-    def poll(self):
-        return self.process.exitcode
-
-    def wait(self, timeout=None):
-        self.process.join(timeout)
-        if self.process.exitcode is None:
-            raise subprocess.TimeoutExpired(self.args, timeout)
-        return self.process.exitcode
-
-    def kill(self):
-        self.process.kill()
-
-
-def _quietly(work):
-    """A forked helper's body: ``work()`` with its output thrown away, then out at once (the cache
-    files are written; the parent's exit handlers and buffers are the parent's)."""
-    code = 1
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        work()
-        code = 0
-    finally:
-        os._exit(code)
-
-
-def _fork(work):
-    """``work()`` in a process forked from this one, as a :class:`_Forked`; None where there is no fork
-    (Windows) or it is not safe (macOS: system libraries that a forked child must not use).
-
-    The child is a copy of this process, numba's compiler included, so it compiles from its first
-    moment. numba's compiler lock is held across the fork: no other thread of this process (the
-    warm-up thread of :func:`nncore.kernels.warm_up`) is inside numba or LLVM then, so the child
-    finds neither half-way through. The child uses nothing else of the parent's threads.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    process = multiprocessing.get_context("fork").Process(target=_quietly, args=(work,), daemon=True)
-    try:
-        with global_compiler_lock, warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)     # Python 3.12+: "multi-threaded, fork()..."
-            process.start()
-    except OSError:
-        return None
-    return _Forked(process)
-
-
 def compile_in_background(groups):
     """Start one helper process that compiles ``groups``, and return it without waiting (None if
     there is nothing to compile or it could not start).
@@ -308,7 +238,7 @@ def compile_in_background(groups):
     """
     if not groups:
         return None
-    proc = _helper(["--background"], groups, lambda: compile_entries([e for group in groups for e in group]))
+    proc = _helper(["--background"], groups)
     if proc is not None:
         _background.append(proc)
     return proc
