@@ -25,8 +25,8 @@ from .. import backend, kernels
 from ..losses import SoftmaxCrossEntropy
 
 #: seconds the first compile of the default model's training step took on the 2-core development
-#: machine, in this process and a forked helper (empty numba cache, 2026-12-02: 7.1-9.6 s, median 8.6
-#: s in 14 runs; 9-10 s with a helper started as a fresh interpreter); the message quotes it
+#: machine, in two processes (empty numba cache, 2026-12-02: 5.6-9.3 s, median 8.3 s, in 12 runs);
+#: the message quotes it
 COLD_COMPILE_SECONDS = 9
 
 #: a pass that takes longer than this is compiling, not computing
