@@ -329,6 +329,23 @@ def test_symbols_review_counts_the_reviewed_labels_apart(symbols_dir):
     assert merged_all >= 0.97
 
 
+def test_symbols_review_finds_each_test_images_file_and_draws_the_bracket_figure(symbols_dir, tmp_path):
+    """symbols_review.test_files gives the stored file of each test image (its preprocessing is that image),
+    and --figure draws the 1 / bracket confusions of the shipped model (the README's
+    docs/symbols_1_or_bracket.png)."""
+    from symbols_review import bracket_figure, test_files
+
+    from nncore import preprocess_image
+    d, files = test_files()
+    assert len(files) == len(d["y_test"])
+    for i in np.random.default_rng(0).choice(len(files), 12, replace=False):
+        assert os.path.basename(os.path.dirname(files[i])) == d["class_names"][d["y_test"][i]]
+        np.testing.assert_array_equal(preprocess_image(files[i]), d["x_test"][i])
+    out = tmp_path / "brackets.png"
+    n = bracket_figure(os.path.join(os.path.dirname(__file__), "..", "weights", "symbols_cnn.npz"), out)
+    assert n >= 1 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_composed_expressions_from_held_out_symbols(symbols_dir, symbols_model):
     """Floors below what these small samples measure (clean 37 of 40, photo-like 27 of 30, 47 of 48 confident
     right; the README's report: clean 95.5-96.5%, photo-like 97-98% on 200 each)."""
