@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 from test_data_folders import make_tree
 
-from nncore.data import dataset_name, extract_image_folder, folder_fingerprint, load_data, load_dataset
+from nncore.data import (
+    dataset_name,
+    extract_image_folder,
+    folder_content_digest,
+    folder_fingerprint,
+    load_data,
+    load_dataset,
+)
 from nncore.errors import MissingInputError, SettingError
 
 
@@ -50,6 +57,53 @@ def test_symbols_cache_is_redone_when_the_files_change(roots):
         sum(len(before[f"y_{s}"]) for s in ("train", "val", "test")) + 1
 
 
+def _touch_all(folder, seconds_later=1000):
+    for dirpath, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            st = os.stat(path)
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + seconds_later * 10**9))
+
+
+def test_a_folder_with_new_times_but_the_same_bytes_keeps_its_extraction(roots, tmp_path):
+    """Copied, synced or touched: every modification time new, no byte changed. The cache is kept (its
+    recorded content digest matches), and its fingerprint updated, so that the next load is quick again."""
+    a, _ = roots
+    lines = []
+    before = load_data("symbols", a, log=lines.append)
+    cache = tmp_path / "data" / "symbols.npz"
+    _touch_all(os.path.join(a, "symbols"))
+    after = load_data("symbols", a, log=lines.append)
+    assert "same contents" in lines[-1] and "extracting" not in lines[-1]
+    for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        np.testing.assert_array_equal(after[k], before[k])
+    assert load_dataset(cache)["meta"]["fingerprint"] == folder_fingerprint(os.path.join(a, "symbols"))
+    load_data("symbols", a, log=lines.append)
+    assert "unchanged since" in lines[-1]
+
+
+def test_a_file_rewritten_with_other_bytes_is_extracted_again(roots, tmp_path):
+    """Same names, same count: one image replaced by another one's bytes. The content digest differs, so the
+    extraction is redone; a cache from before the digest existed is redone too when its fingerprint differs."""
+    a, _ = roots
+    folder = os.path.join(a, "symbols")
+    lines = []
+    load_data("symbols", a, log=lines.append)
+    digest = folder_content_digest(folder)
+    shutil.copy(os.path.join(folder, "ell", "ell_002.png"), os.path.join(folder, "ell", "ell_000.png"))
+    assert folder_content_digest(folder) != digest
+    load_data("symbols", a, log=lines.append)
+    assert "does not match the files" in lines[-1]
+    assert load_dataset(tmp_path / "data" / "symbols.npz")["meta"]["content"] == folder_content_digest(folder)
+    from nncore.data import save_dataset_dict
+    d = load_dataset(tmp_path / "data" / "symbols.npz")
+    d["meta"].pop("content")                           # written by an nncore before the digest existed
+    save_dataset_dict(tmp_path / "data" / "symbols.npz", d)
+    _touch_all(folder)
+    load_data("symbols", a, log=lines.append)
+    assert "does not match the files" in lines[-1]
+
+
 def test_a_cache_without_fingerprint_or_with_another_split_is_redone(roots, tmp_path):
     a, _ = roots
     from nncore.data import save_dataset_dict
@@ -58,6 +112,7 @@ def test_a_cache_without_fingerprint_or_with_another_split_is_redone(roots, tmp_
     lines = []
     load_data("symbols", a, log=lines.append)
     assert "another split" in lines[-1]
+    d, _ = extract_image_folder(os.path.join(a, "symbols"), (0.7, 0.15, 0.15), seed=0, workers=1)
     d["meta"].pop("fingerprint")  # written by an nncore before the fingerprint existed
     save_dataset_dict(tmp_path / "data" / "symbols.npz", d)
     load_data("symbols", a, log=lines.append)

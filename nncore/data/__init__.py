@@ -14,7 +14,14 @@
 
 from .dataset import load_dataset, mnist_dataset, save_dataset, save_dataset_dict, split_counts, stratified_split
 from .extract import extract_image_folder
-from .folders import ImageFolder, folder_fingerprint, list_classes, list_image_files, load_image_folder
+from .folders import (
+                      ImageFolder,
+                      folder_content_digest,
+                      folder_fingerprint,
+                      list_classes,
+                      list_image_files,
+                      load_image_folder,
+)
 from .loading import dataset_name, load_data, load_symbols
 from .mnist import MIRRORS, MNIST_FILES, download_mnist, load_mnist, md5_file, read_idx, verify_mnist
 from .paths import ENV_VAR, data_root, dataset_dir
@@ -22,7 +29,8 @@ from .preprocess import ImageReadError, load_image, preprocess_image, preprocess
 
 __all__ = [
     "ENV_VAR", "MIRRORS", "MNIST_FILES", "ImageFolder", "ImageReadError",
-    "data_root", "dataset_dir", "dataset_name", "download_mnist", "extract_image_folder", "folder_fingerprint",
+    "data_root", "dataset_dir", "dataset_name", "download_mnist", "extract_image_folder",
+    "folder_content_digest", "folder_fingerprint",
     "list_classes", "list_image_files", "load_data", "load_dataset", "load_image", "load_image_folder",
     "load_mnist", "load_symbols", "md5_file", "mnist_dataset",
     "preprocess_image", "preprocess_images", "read_idx", "save_dataset", "save_dataset_dict",

@@ -3,7 +3,7 @@
 import os
 
 from .dataset import SPLITS, split_counts, stratified_split
-from .folders import folder_fingerprint, load_image_folder
+from .folders import folder_content_digest, folder_fingerprint, load_image_folder
 
 
 def extract_image_folder(root, fractions=(0.7, 0.15, 0.15), seed=0, workers=2, progress=False):
@@ -19,10 +19,12 @@ def extract_image_folder(root, fractions=(0.7, 0.15, 0.15), seed=0, workers=2, p
     :func:`~nncore.data.dataset.load_dataset` (x_* uint8 (N_*, 28, 28), y_*
     int64 (N_*,), class_names, symbols, meta) and the files that were not
     used as [(path, reason)]. ``meta`` holds the source folder (absolute), its
-    :func:`~nncore.data.folders.folder_fingerprint`, the seed, the fractions,
-    the skipped paths and the per-split counts.
+    :func:`~nncore.data.folders.folder_fingerprint` and
+    :func:`~nncore.data.folders.folder_content_digest` (``content``), the seed,
+    the fractions, the skipped paths and the per-split counts.
     """
     fingerprint = folder_fingerprint(root)  # before reading: a file changed meanwhile makes it stale
+    content = folder_content_digest(root)
     folder = load_image_folder(root, workers=workers, progress=progress)
     parts = stratified_split(folder.labels, fractions, seed)
     x, y = folder.images, folder.labels
@@ -30,7 +32,7 @@ def extract_image_folder(root, fractions=(0.7, 0.15, 0.15), seed=0, workers=2, p
     for split, idx in zip(SPLITS, parts):
         d[f"x_{split}"], d[f"y_{split}"] = x[idx], y[idx]
     d["meta"] = {
-        "source": os.path.abspath(root), "fingerprint": fingerprint, "seed": seed,
+        "source": os.path.abspath(root), "fingerprint": fingerprint, "content": content, "seed": seed,
         "fractions": [float(f) for f in fractions], "skipped": [p for p, _ in folder.skipped],
         "counts": split_counts({s: d[f"y_{s}"] for s in SPLITS}, len(folder.class_names)),
     }

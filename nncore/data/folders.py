@@ -115,6 +115,24 @@ def folder_fingerprint(root):
     return f"{len(paths)}-{digest.hexdigest()[:16]}"
 
 
+def folder_content_digest(root):
+    """A short hex digest of an image-folder tree's contents: classes, symbols, and each file's name and bytes.
+
+    Unlike :func:`folder_fingerprint` it does not see modification times, so a tree that was copied,
+    synced or touched without changing a byte keeps its digest; it reads every file to find out (about
+    2.5 s for the 39,751 files of the symbols set on a 2-core machine, against 0.7 s for the fingerprint).
+    """
+    root = os.fspath(root)
+    paths, labels, class_names, symbols = list_image_files(root)
+    digest = hashlib.sha256(json.dumps([class_names, symbols]).encode())
+    for path, label in zip(paths, labels):
+        with open(path, "rb") as f:
+            data = f.read()
+        digest.update(f"{label}\0{os.path.relpath(path, root)}\0{len(data)}\0".encode())
+        digest.update(hashlib.sha1(data).digest())
+    return f"{len(paths)}-{digest.hexdigest()[:16]}"
+
+
 def _work(path):
     """Worker: (image (28, 28) uint8 or None, reason or None)."""
     try:

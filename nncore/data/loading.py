@@ -6,6 +6,9 @@ and cached as ``data/symbols.npz`` in the working folder. The cache records
 its source folder and that folder's fingerprint (file names, sizes and
 modification times); it is used only when both match the data root asked
 for, and re-extracted otherwise, so two data roots never share an extraction.
+A folder whose files only have new modification times (copied, synced or
+touched) is recognised by its contents' digest, also recorded, and keeps its
+extraction: a few seconds of reading instead of minutes of extracting.
 """
 
 import os
@@ -16,7 +19,7 @@ import numpy as np
 from ..errors import CorruptInputError, MissingInputError, OutputError, SettingError
 from .dataset import load_dataset, mnist_dataset, save_dataset_dict
 from .extract import extract_image_folder
-from .folders import folder_fingerprint
+from .folders import folder_content_digest, folder_fingerprint
 from .paths import dataset_dir
 
 SYMBOLS_CACHE = os.path.join("data", "symbols.npz")
@@ -77,6 +80,14 @@ def load_symbols(data_dir=None, cache=SYMBOLS_CACHE, log=print):
         if stale is None:
             log(f"using {cache}, extracted from {source} (unchanged since)")
             return d
+        if stale == FILES_CHANGED and d["meta"].get("content") == folder_content_digest(root):
+            d["meta"]["fingerprint"] = fingerprint      # new modification times, the same bytes: keep it
+            try:
+                save_dataset_dict(cache, d)
+            except OutputError as exc:
+                log(f"note: could not update the cached dataset ({exc})")
+            log(f"using {cache}, extracted from {source} (its files have new modification times, the same contents)")
+            return d
         log(f"extracting {source} into {cache}: the cached file {stale}...")
     else:
         log(f"extracting {source} (first use; cached as {cache})...")
@@ -89,16 +100,24 @@ def load_symbols(data_dir=None, cache=SYMBOLS_CACHE, log=print):
     return d
 
 
+#: :func:`_stale`'s phrase when only the fingerprint differs (a file changed, or only its modification time)
+FILES_CHANGED = "does not match the files now in the folder"
+
+
 def _stale(meta, source, fingerprint):
-    """Why a cached dataset with ``meta`` is not the extraction of ``source`` as it is now (a phrase), or None."""
+    """Why a cached dataset with ``meta`` is not the extraction of ``source`` as it is now (a phrase), or None.
+
+    The fingerprint is compared last: :data:`FILES_CHANGED` means that all else matches."""
     made_from = str(meta.get("source"))
     if os.path.realpath(made_from) != os.path.realpath(source):
         return f"was extracted from {made_from}"
-    if meta.get("fingerprint") != fingerprint:
-        return f"does not match the files now in {source}" if meta.get("fingerprint") else "records no file fingerprint"
     fractions = meta.get("fractions")
     try:
         same_split = meta.get("seed") == SYMBOLS_SPLIT["seed"] and np.allclose(fractions, SYMBOLS_SPLIT["fractions"])
     except (TypeError, ValueError):
         same_split = False
-    return None if same_split else f"has another split (seed {meta.get('seed')}, fractions {fractions})"
+    if not same_split:
+        return f"has another split (seed {meta.get('seed')}, fractions {fractions})"
+    if not meta.get("fingerprint"):
+        return "records no file fingerprint"
+    return FILES_CHANGED if meta["fingerprint"] != fingerprint else None
