@@ -55,7 +55,7 @@ def review(weights, data_dir=None):
     return out
 
 
-def test_files(data_dir=None):
+def held_out_files(data_dir=None):
     """The stored file of each test image of ``load_symbols``, in its order.
 
     The extraction reads the class folders in :func:`nncore.data.folders.list_image_files` order,
@@ -88,7 +88,7 @@ def bracket_figure(weights, path, data_dir=None, most=64):
 
     import nncore
     model = nncore.load_model(weights)
-    d, files = test_files(data_dir)
+    d, files = held_out_files(data_dir)
     names = list(model.class_names)
     proba = model.predict_proba(d["x_test"])
     pred, y = proba.argmax(axis=1), d["y_test"]

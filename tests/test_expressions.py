@@ -330,13 +330,13 @@ def test_symbols_review_counts_the_reviewed_labels_apart(symbols_dir):
 
 
 def test_symbols_review_finds_each_test_images_file_and_draws_the_bracket_figure(symbols_dir, tmp_path):
-    """symbols_review.test_files gives the stored file of each test image (its preprocessing is that image),
+    """symbols_review.held_out_files gives the stored file of each test image (its preprocessing is that image),
     and --figure draws the 1 / bracket confusions of the shipped model (the README's
     docs/symbols_1_or_bracket.png)."""
-    from symbols_review import bracket_figure, test_files
+    from symbols_review import bracket_figure, held_out_files
 
     from nncore import preprocess_image
-    d, files = test_files()
+    d, files = held_out_files()
     assert len(files) == len(d["y_test"])
     for i in np.random.default_rng(0).choice(len(files), 12, replace=False):
         assert os.path.basename(os.path.dirname(files[i])) == d["class_names"][d["y_test"][i]]

@@ -15,12 +15,12 @@
 from .dataset import load_dataset, mnist_dataset, save_dataset, save_dataset_dict, split_counts, stratified_split
 from .extract import extract_image_folder
 from .folders import (
-                      ImageFolder,
-                      folder_content_digest,
-                      folder_fingerprint,
-                      list_classes,
-                      list_image_files,
-                      load_image_folder,
+    ImageFolder,
+    folder_content_digest,
+    folder_fingerprint,
+    list_classes,
+    list_image_files,
+    load_image_folder,
 )
 from .loading import dataset_name, load_data, load_symbols
 from .mnist import MIRRORS, MNIST_FILES, download_mnist, load_mnist, md5_file, read_idx, verify_mnist
