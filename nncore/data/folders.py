@@ -100,19 +100,35 @@ def list_image_files(root):
     return paths, labels, class_names, symbols
 
 
+def _tree_digest(root, record):
+    """``<files>-<16 hex digits>``: SHA-256 over the classes, the symbols and, per file in extraction
+    order, its label, its path under ``root`` and ``record(path)`` (bytes)."""
+    root = os.fspath(root)
+    paths, labels, class_names, symbols = list_image_files(root)
+    digest = hashlib.sha256(json.dumps([class_names, symbols]).encode())
+    for path, label in zip(paths, labels):
+        digest.update(f"{label}\0{os.path.relpath(path, root)}\0".encode() + record(path))
+    return f"{len(paths)}-{digest.hexdigest()[:16]}"
+
+
+def _size_and_mtime(path):
+    st = os.stat(path)
+    return f"{st.st_size}\0{st.st_mtime_ns}\n".encode()
+
+
+def _size_and_sha1(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    return f"{len(data)}\0".encode() + hashlib.sha1(data).digest()
+
+
 def folder_fingerprint(root):
     """A short hex digest of an image-folder tree's manifest: classes, symbols, and each file's name, size and mtime.
 
     It changes when a file is added, removed, replaced or touched, or when
     classes.csv changes the classes, so a cached extraction can tell it is stale.
     """
-    root = os.fspath(root)
-    paths, labels, class_names, symbols = list_image_files(root)
-    digest = hashlib.sha256(json.dumps([class_names, symbols]).encode())
-    for path, label in zip(paths, labels):
-        st = os.stat(path)
-        digest.update(f"{label}\0{os.path.relpath(path, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return f"{len(paths)}-{digest.hexdigest()[:16]}"
+    return _tree_digest(root, _size_and_mtime)
 
 
 def folder_content_digest(root):
@@ -122,15 +138,7 @@ def folder_content_digest(root):
     synced or touched without changing a byte keeps its digest; it reads every file to find out (about
     2.5 s for the 39,751 files of the symbols set on a 2-core machine, against 0.7 s for the fingerprint).
     """
-    root = os.fspath(root)
-    paths, labels, class_names, symbols = list_image_files(root)
-    digest = hashlib.sha256(json.dumps([class_names, symbols]).encode())
-    for path, label in zip(paths, labels):
-        with open(path, "rb") as f:
-            data = f.read()
-        digest.update(f"{label}\0{os.path.relpath(path, root)}\0{len(data)}\0".encode())
-        digest.update(hashlib.sha1(data).digest())
-    return f"{len(paths)}-{digest.hexdigest()[:16]}"
+    return _tree_digest(root, _size_and_sha1)
 
 
 def _work(path):

@@ -80,7 +80,8 @@ def load_symbols(data_dir=None, cache=SYMBOLS_CACHE, log=print):
         if stale is None:
             log(f"using {cache}, extracted from {source} (unchanged since)")
             return d
-        if stale == FILES_CHANGED and d["meta"].get("content") == folder_content_digest(root):
+        content = d["meta"].get("content")        # none in a cache written before the digest existed
+        if stale == FILES_CHANGED and content and content == folder_content_digest(root):
             d["meta"]["fingerprint"] = fingerprint      # new modification times, the same bytes: keep it
             try:
                 save_dataset_dict(cache, d)
