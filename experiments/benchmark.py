@@ -30,7 +30,10 @@ of two models:
   (Conv2d(bias=False) + BatchNorm2d + ReLU + MaxPool2d, Linear(bias=False) +
   BatchNorm1d + ReLU + Dropout, Adam), NCHW and channels-last,
 
-all with the same ``--threads``.
+all with the same ``--threads``. Beside each training step it reports the minor
+page faults the step took (median): PyTorch's CPU allocator hands large
+buffers back to the system and takes them again, zeroed, in the next step, so
+its step time moves with the allocator's state from run to run.
 
 It then reports, for nncore (numba): a per-layer breakdown of a training step
 of each fused model (one kernel call per fused layer and pass), the share of
@@ -84,12 +87,24 @@ LR, MOMENTUM = 0.01, 0.9
 
 # ----------------------------------------------------------------------------- helpers
 
-def stats(seconds, images):
-    """Median and IQR of images/s (and the median time) from per-iteration times."""
+def stats(seconds, images, faults=None):
+    """Median and IQR of images/s (and the median time) from per-iteration times; with ``faults``
+    (minor page faults per iteration), their median too."""
     rates = sorted(images / t for t in seconds)
     q = statistics.quantiles(rates, n=4) if len(rates) >= 2 else [rates[0]] * 3
-    return {"img_s": statistics.median(rates), "q1": q[0], "q3": q[2],
-            "min": rates[0], "max": rates[-1], "ms": 1e3 * statistics.median(seconds)}
+    out = {"img_s": statistics.median(rates), "q1": q[0], "q3": q[2],
+           "min": rates[0], "max": rates[-1], "ms": 1e3 * statistics.median(seconds)}
+    if faults is not None:
+        out["faults"] = statistics.median(faults)
+    return out
+
+
+def with_faults(call):
+    """(the seconds ``call()`` returns, this process's minor page faults meanwhile): a fault is a page
+    of memory the allocator gave back to the system and takes again, which the kernel zeroes first."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    seconds = call()
+    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
 
 def batch_data(batch, rng):
@@ -764,12 +779,12 @@ def main(argv):
     for it in range(args.warmup + rounds):
         for kind, record in (("train", train), ("infer", infer)):
             for name, r in runners.items():
-                times = [(r.train_step if kind == "train" else r.infer)() for _ in range(args.block)]
+                runs = [with_faults(r.train_step if kind == "train" else r.infer) for _ in range(args.block)]
                 if it >= args.warmup:
-                    record[name].extend(times[1:] if args.block > 1 else times)
+                    record[name].extend(runs[1:] if args.block > 1 else runs)
     kernels.set_cpu_kernels("numba")
-    train_s = {k: stats(v, args.batch) for k, v in train.items()}
-    infer_s = {k: stats(v, args.infer_batch) for k, v in infer.items()}
+    train_s = {k: stats([t for t, _ in v], args.batch, [f for _, f in v]) for k, v in train.items()}
+    infer_s = {k: stats([t for t, _ in v], args.infer_batch) for k, v in infer.items()}
 
     layers, step_ms = layer_breakdown(args, rng)
     default_layers, default_step_ms = layer_breakdown(args, rng, model="default")
@@ -799,11 +814,13 @@ def main(argv):
           + (f", torch {torch.__version__}" if torch is not None else ", torch: absent")
           + f", load average {load:.2f}")
     print()
-    print(f"{'contender':<28} {'train img/s  [IQR]':>40}   {'infer img/s  [IQR]':>40}")
+    print(f"{'contender':<28} {'train img/s  [IQR]':>40} {'faults':>7}   {'infer img/s  [IQR]':>40}")
     for k in runners:
         if k == "default":
             print("default model (train.py's TrainConfig: BatchNorm, Adam):")
-        print(f"{k:<28} {fmt_rate(train_s[k]):>40}   {fmt_rate(infer_s[k]):>40}")
+        print(f"{k:<28} {fmt_rate(train_s[k]):>40} {train_s[k]['faults']:>7,.0f}   {fmt_rate(infer_s[k]):>40}")
+    print("(faults: the median training step's minor page faults, memory the allocator had given back to the "
+          "system and took again, zeroed by the kernel first; they move from run to run with the allocator's state)")
     ratios = {}
     if torch is not None:
         for ours, theirs, prefix in (("nncore", "torch", ""), ("default", "torch-default", "default_")):

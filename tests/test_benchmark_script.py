@@ -36,6 +36,8 @@ def test_without_torch_reports_nncore_and_says_torch_is_absent():
     assert out["reference_train_img_s"] > 0
     assert out["torch_train_img_s"] is None and out["torch_infer_img_s"] is None
     assert out["torch_available"] is False
+    assert all(out["train"][k]["faults"] >= 0 for k in out["train"])    # page faults counted per training step
+    assert "faults" not in out["infer"]["nncore"]
     assert "PyTorch left out" in proc.stderr
     assert out["gemm_share"] > 0  # a ratio of two timings: under load it can pass 1, so only its sign is checked
     assert len(out["layers"]) == 7           # fused ref-cnn: 6 layers + loss/update
@@ -59,6 +61,7 @@ def test_with_torch_when_installed():
     out = last_json(run("--skip-reference", "--skip-subprocess"))
     assert out["torch_train_img_s"] > 0 and out["torch_infer_img_s"] > 0
     assert out["torch_channels_last_train_img_s"] > 0
+    assert out["train"]["torch-default-channels-last"]["faults"] >= 0
     assert set(out["ratios"]) >= {"train_vs_torch", "train_vs_torch_channels_last", "infer_vs_torch"}
     assert out["torch_default_train_img_s"] > 0 and out["torch_default_channels_last_infer_img_s"] > 0
     assert set(out["ratios"]) >= {"default_train_vs_torch", "default_train_vs_torch_channels_last",
