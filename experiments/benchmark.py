@@ -30,10 +30,13 @@ of two models:
   (Conv2d(bias=False) + BatchNorm2d + ReLU + MaxPool2d, Linear(bias=False) +
   BatchNorm1d + ReLU + Dropout, Adam), NCHW and channels-last,
 
-all with the same ``--threads``. Beside each training step it reports the minor
-page faults the step took (median): PyTorch's CPU allocator hands large
-buffers back to the system and takes them again, zeroed, in the next step, so
-its step time moves with the allocator's state from run to run.
+all with the same ``--threads``. Beside each time it reports the minor page
+faults of an iteration (median): with glibc's malloc, PyTorch hands large
+buffers back to the system and takes them again, zeroed, at the next call
+(inference at batch 1000 above all); nncore reuses its arrays. Run with
+``MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296`` in the
+environment, glibc keeps freed memory in the process, and PyTorch's faults
+drop to about none (glibc 2.36).
 
 It then reports, for nncore (numba): a per-layer breakdown of a training step
 of each fused model (one kernel call per fused layer and pass), the share of
@@ -784,7 +787,7 @@ def main(argv):
                     record[name].extend(runs[1:] if args.block > 1 else runs)
     kernels.set_cpu_kernels("numba")
     train_s = {k: stats([t for t, _ in v], args.batch, [f for _, f in v]) for k, v in train.items()}
-    infer_s = {k: stats([t for t, _ in v], args.infer_batch) for k, v in infer.items()}
+    infer_s = {k: stats([t for t, _ in v], args.infer_batch, [f for _, f in v]) for k, v in infer.items()}
 
     layers, step_ms = layer_breakdown(args, rng)
     default_layers, default_step_ms = layer_breakdown(args, rng, model="default")
@@ -814,13 +817,14 @@ def main(argv):
           + (f", torch {torch.__version__}" if torch is not None else ", torch: absent")
           + f", load average {load:.2f}")
     print()
-    print(f"{'contender':<28} {'train img/s  [IQR]':>40} {'faults':>7}   {'infer img/s  [IQR]':>40}")
+    print(f"{'contender':<28} {'train img/s  [IQR]':>40} {'faults':>7}   {'infer img/s  [IQR]':>40} {'faults':>7}")
     for k in runners:
         if k == "default":
             print("default model (train.py's TrainConfig: BatchNorm, Adam):")
-        print(f"{k:<28} {fmt_rate(train_s[k]):>40} {train_s[k]['faults']:>7,.0f}   {fmt_rate(infer_s[k]):>40}")
-    print("(faults: the median training step's minor page faults, memory the allocator had given back to the "
-          "system and took again, zeroed by the kernel first; they move from run to run with the allocator's state)")
+        print(f"{k:<28} {fmt_rate(train_s[k]):>40} {train_s[k]['faults']:>7,.0f}   "
+              f"{fmt_rate(infer_s[k]):>40} {infer_s[k]['faults']:>7,.0f}")
+    print("(faults: minor page faults of the median iteration: memory the allocator had given back to the system "
+          "and took again, zeroed by the kernel first)")
     ratios = {}
     if torch is not None:
         for ours, theirs, prefix in (("nncore", "torch", ""), ("default", "torch-default", "default_")):
