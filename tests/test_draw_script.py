@@ -24,10 +24,17 @@ def run(*args, timeout=120):
                           timeout=timeout)
 
 
+def _ctrl_c_as_at_a_terminal():
+    """In the child before it starts: SIGINT back to its default action. A shell starts a background
+    job (``.ci/run ... &``) with SIGINT ignored, its children inherit that, and Python then leaves
+    Ctrl-C ignored too (as it should for ``nohup draw.py &``): the server would never see it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_draw_serves_on_loopback_prints_its_url_and_stops_on_ctrl_c():
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen([sys.executable, SCRIPT, "--port", "0"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_ctrl_c_as_at_a_terminal)
     try:
         url = None
         for line in proc.stdout:
