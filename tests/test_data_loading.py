@@ -104,6 +104,19 @@ def test_a_file_rewritten_with_other_bytes_is_extracted_again(roots, tmp_path):
     assert "does not match the files" in lines[-1]
 
 
+def test_a_cache_that_cannot_be_read_is_extracted_again(roots, tmp_path):
+    """A truncated or overwritten data/symbols.npz: one log line saying so, then a fresh extraction."""
+    a, _ = roots
+    lines = []
+    before = load_data("symbols", a, log=lines.append)
+    (tmp_path / "data" / "symbols.npz").write_bytes(b"not a zip file")
+    after = load_data("symbols", a, log=lines.append)
+    assert "cannot be read" in lines[-1] and "extracting" in lines[-1]
+    np.testing.assert_array_equal(after["x_test"], before["x_test"])
+    assert load_dataset(tmp_path / "data" / "symbols.npz")["meta"]["fingerprint"] == \
+        folder_fingerprint(os.path.join(a, "symbols"))
+
+
 def test_a_cache_without_fingerprint_or_with_another_split_is_redone(roots, tmp_path):
     a, _ = roots
     from nncore.data import save_dataset_dict

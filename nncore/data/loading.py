@@ -80,8 +80,9 @@ def load_symbols(data_dir=None, cache=SYMBOLS_CACHE, log=print):
         if stale is None:
             log(f"using {cache}, extracted from {source} (unchanged since)")
             return d
-        content = d["meta"].get("content")        # none in a cache written before the digest existed
-        if stale == FILES_CHANGED and content and content == folder_content_digest(root):
+        # only when the files changed (then the cache was read); none in a cache from before the digest
+        content = d["meta"].get("content") if stale == FILES_CHANGED else None
+        if content and content == folder_content_digest(root):
             d["meta"]["fingerprint"] = fingerprint      # new modification times, the same bytes: keep it
             try:
                 save_dataset_dict(cache, d)
