@@ -33,7 +33,7 @@ of two models:
 all with the same ``--threads``. Beside each time it reports the minor page
 faults of an iteration (median): with glibc's malloc, PyTorch hands large
 buffers back to the system and takes them again, zeroed, at the next call
-(inference at batch 1000 above all); nncore reuses its arrays. Run with
+(inference at batch 1000 above all); nncore's fused layers take none. Run with
 ``MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296`` in the
 environment, glibc keeps freed memory in the process, and PyTorch's faults
 drop to about none (glibc 2.36).
