@@ -48,10 +48,15 @@ def _conv3x3_relu_pool2_forward(xpad, wt, b, out, arg):
                     store_relu(out, arg, ni, fi, py, px, best, where)
 
 
-def _pad(x, pad):
+def pad_images(x, pad):
+    """x (N, C, H, W) zero-padded by ``pad`` on every side, C-contiguous (np.pad's own bookkeeping
+    took longer than the copy at the first layer's size)."""
     if pad == 0:
         return np.ascontiguousarray(x)
-    return np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    n, c, h, w = x.shape
+    xpad = np.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=x.dtype)
+    xpad[:, :, pad:pad + h, pad:pad + w] = x
+    return xpad
 
 
 def conv3x3_relu_pool2_forward(x, w, b, pad):
@@ -62,13 +67,18 @@ def conv3x3_relu_pool2_forward(x, w, b, pad):
     as a (C*9, F) matrix), and pools them straight away: no column matrix,
     no GEMM, no full-size conv output.
     """
-    n, f = x.shape[0], w.shape[0]
-    oh, ow = conv_output_size(x.shape[2], 3, 1, pad), conv_output_size(x.shape[3], 3, 1, pad)
+    return conv3x3_relu_pool2_padded(pad_images(x, pad), w, b)
+
+
+def conv3x3_relu_pool2_padded(xpad, w, b):
+    """:func:`conv3x3_relu_pool2_forward` of an image already padded (:func:`pad_images`)."""
+    n, f = xpad.shape[0], w.shape[0]
+    oh, ow = conv_output_size(xpad.shape[2], 3, 1, 0), conv_output_size(xpad.shape[3], 3, 1, 0)
     if b is None:
-        b = np.zeros(f, dtype=x.dtype)
-    out = np.empty((n, f, oh // 2, ow // 2), dtype=x.dtype)
+        b = np.zeros(f, dtype=xpad.dtype)
+    out = np.empty((n, f, oh // 2, ow // 2), dtype=xpad.dtype)
     arg = np.empty((n, f, oh // 2, ow // 2), dtype=np.int32)
-    xpad, wt = _pad(x, pad), np.ascontiguousarray(w.reshape(f, -1).T)   # wt (C*9, F)
+    wt = np.ascontiguousarray(w.reshape(f, -1).T)                       # wt (C*9, F)
     threads.run_slices(n, lambda i, lo, hi: _conv3x3_relu_pool2_forward(xpad[lo:hi], wt, b, out[lo:hi], arg[lo:hi]))
     return out, arg
 
@@ -121,11 +131,16 @@ def conv3x3_relu_pool2_weight_grad(dout, arg, x, pad):
 
     Each thread sums a slice of the images into its own float64 slab; the slabs are added at the end.
     """
+    return conv3x3_relu_pool2_weight_grad_padded(dout, arg, pad_images(x, pad))
+
+
+def conv3x3_relu_pool2_weight_grad_padded(dout, arg, xpad):
+    """:func:`conv3x3_relu_pool2_weight_grad` from the padded image the forward pass read."""
     n, f = dout.shape[:2]
     parts = threads.num_slices(n)
-    acc = np.zeros((parts, f, x.shape[1] * 9))
+    acc = np.zeros((parts, f, xpad.shape[1] * 9))
     acc_b = np.zeros((parts, f))
-    dout, arg, xpad = np.ascontiguousarray(dout), np.ascontiguousarray(arg), _pad(x, pad)
+    dout, arg = np.ascontiguousarray(dout), np.ascontiguousarray(arg)
     threads.run_slices(n, lambda i, lo, hi: _conv3x3_relu_pool2_weight_grad(dout[lo:hi], arg[lo:hi], xpad[lo:hi],
                                                                             acc[i], acc_b[i]))
     return acc.sum(axis=0).astype(dout.dtype), acc_b.sum(axis=0).astype(dout.dtype)

@@ -12,7 +12,7 @@ from ..reference.fused import ConvReLUPoolContext
 from ..reference.winograd import winograd_weights
 from .algorithms import DIRECT_WEIGHT_GRAD_ROWS, conv_relu_pool_algorithm, in_slices, inference_slice
 from .conv import WinogradContext, gemm_backward, gemm_forward
-from .direct import conv3x3_relu_pool2_forward, conv3x3_relu_pool2_weight_grad
+from .direct import conv3x3_relu_pool2_padded, conv3x3_relu_pool2_weight_grad_padded, pad_images
 from .jit import pjit
 from .pool import max4, store_relu
 from .winograd import winograd_backward, winograd_forward
@@ -152,8 +152,8 @@ def bias_relu_pool_weight_grad(dout, arg, cols, oh, ow, k, stride):
 
 # ----------------------------------------------------------------------------- the whole conv-ReLU-pool
 
-#: what the backward pass needs after the direct path: the image itself and the pooling's arg
-DirectContext = namedtuple("DirectContext", "x pad arg need_dx")
+#: what the backward pass needs after the direct path: the padded image and the pooling's arg
+DirectContext = namedtuple("DirectContext", "xpad arg need_dx")
 
 
 def conv_relu_pool_forward(x, w, b, stride, pad, pool, pool_stride, training=True, need_dx=True, algorithm="auto"):
@@ -174,8 +174,9 @@ def conv_relu_pool_forward(x, w, b, stride, pad, pool, pool_stride, training=Tru
     """
     chosen = conv_relu_pool_algorithm(x.shape, w.shape, stride, pad, pool, pool_stride, need_dx, algorithm)
     if chosen == "direct":
-        out, arg = conv3x3_relu_pool2_forward(x, w, b, pad)
-        return out, (DirectContext(x, pad, arg, False) if training else None)
+        xpad = pad_images(x, pad)
+        out, arg = conv3x3_relu_pool2_padded(xpad, w, b)
+        return out, (DirectContext(xpad, arg, False) if training else None)
     step = inference_slice(x.shape, w.shape, stride, pad, x.dtype.itemsize)
     if not training and x.shape[0] > step:
         return in_slices(conv_relu_pool_forward, x, step, w, b, stride, pad, pool, pool_stride, False, need_dx, chosen)
@@ -203,8 +204,8 @@ def conv_relu_pool_backward(ctx, dout, need_dx):
     if need_dx and not ctx.need_dx:
         raise UsageError("conv_relu_pool_backward: dx asked for, but the forward pass was told need_dx=False")
     if isinstance(ctx, DirectContext):
-        dw2, db = conv3x3_relu_pool2_weight_grad(dout, ctx.arg, ctx.x, ctx.pad)
-        return None, dw2.reshape(dout.shape[1], ctx.x.shape[1], 3, 3), db
+        dw2, db = conv3x3_relu_pool2_weight_grad_padded(dout, ctx.arg, ctx.xpad)
+        return None, dw2.reshape(dout.shape[1], ctx.xpad.shape[1], 3, 3), db
     if isinstance(ctx, WinogradContext):
         dw, db, dx = winograd_backward(dout, ctx.arg, ctx.v, ctx.u, ctx.x_shape, need_dx)
         return dx, dw, db

@@ -52,8 +52,8 @@ from ..reference.fused_batchnorm import dense_bn_relu_dropout_forward as _dense_
 from ..reference.winograd import winograd_weights
 from .algorithms import conv_relu_pool_algorithm
 from .conv import WinogradContext, gemm_backward, gemm_forward
-from .direct import _pad
-from .fused import conv_relu_pool_backward, conv_relu_pool_forward
+from .direct import conv3x3_relu_pool2_padded, pad_images
+from .fused import DirectContext, conv_relu_pool_backward, conv_relu_pool_forward
 from .jit import jit
 from .pool import max4, store_relu
 from .winograd import _gradient_tile, _output_tile, _z_tile, winograd_backward, winograd_forward
@@ -356,10 +356,14 @@ def patch_moments(x, pad):
     forms each distinct (ca, cb, shift) product once per image (13 for one channel, against 45
     products per patch taken patch by patch) and sums it over the images; the windows are summed here.
     """
-    n, c, h, w = x.shape
-    oh, ow = conv_output_size(h, 3, 1, pad), conv_output_size(w, 3, 1, pad)
+    return _padded_patch_moments(pad_images(x, pad))
+
+
+def _padded_patch_moments(xpad):
+    """:func:`patch_moments` of an image already padded."""
+    n, c = xpad.shape[:2]
+    oh, ow = conv_output_size(xpad.shape[2], 3, 1, 0), conv_output_size(xpad.shape[3], 3, 1, 0)
     keys, (a, b, key, ia, ja) = _shift_keys(c)
-    xpad = _pad(x, pad)
     parts = threads.num_slices(n)
     s, q = np.zeros((parts, c) + xpad.shape[2:]), np.zeros((parts, len(keys)) + xpad.shape[2:])
     threads.run_slices(n, lambda i, lo, hi: _shift_sums(xpad[lo:hi], keys, s[i], q[i]))
@@ -374,14 +378,15 @@ def _direct_forward(x, w, gamma, beta, eps, pad):
     the folded weights through the direct conv-ReLU-pool kernel."""
     n, f = x.shape[0], w.shape[0]
     m = n * conv_output_size(x.shape[2], 3, 1, pad) * conv_output_size(x.shape[3], 3, 1, pad)
-    s1, gram = patch_moments(x, pad)
+    xpad = pad_images(x, pad)                       # padded once, for the moments, the kernel and its backward
+    s1, gram = _padded_patch_moments(xpad)
     w2 = w.reshape(f, -1).astype(np.float64)
     mean64 = w2 @ s1 / m
     var64 = np.maximum(np.einsum("fk,kl,fl->f", w2, gram, w2) / m - mean64 * mean64, 0.0)
     mean, var = mean64.astype(x.dtype), var64.astype(x.dtype)
     scale, shift, inv_std = batchnorm_scale_shift(gamma, beta, mean, var, eps)
-    out, inner = conv_relu_pool_forward(x, w * scale[:, None, None, None], shift, 1, pad, 2, 2, True, False, "direct")
-    return out, mean, var, GramContext(inner, w, gamma, mean, inv_std, s1, gram, m, False)
+    out, arg = conv3x3_relu_pool2_padded(xpad, w * scale[:, None, None, None], shift)
+    return out, mean, var, GramContext(DirectContext(xpad, arg, False), w, gamma, mean, inv_std, s1, gram, m, False)
 
 
 def _direct_backward(ctx, dout):
