@@ -275,55 +275,66 @@ def _bn_pool_z(dout, arg, y, mean, kk, c1, c2, t0, z):
 @jit
 def _bn_relu_dropout(y, gamma, beta, eps, keep, scale, out, xhat, gate, mean, var, inv_std):
     """Per feature (column) of y (N, M): statistics, normalisation, ReLU and the dropout mask (keep (N, M)
-    uint8, or (0, 0) for no dropout); gate = 1 where the gradient will pass."""
+    uint8, or (0, 0) for no dropout); gate = 1 where the gradient will pass. Row by row, the features
+    innermost, so that every pass reads memory in order and vectorises (column by column, the
+    strided passes took several times as long); each column's sums still add its rows in order."""
     n, m = y.shape
     dropout = keep.shape[0] > 0
     zero = y.dtype.type(0)
+    s, v = np.zeros(m), np.zeros(m)
+    for i in range(n):
+        for j in range(m):
+            s[j] += y[i, j]
     for j in range(m):
-        s = 0.0
-        for i in range(n):
-            s += y[i, j]
-        mu = s / n
-        v = 0.0
-        for i in range(n):
-            d = y[i, j] - mu
-            v += d * d
-        v /= n
-        mean[j] = mu
-        var[j] = v
-        inv_std[j] = 1.0 / np.sqrt(v + eps)
-        mu_t, inv_t, g, b = mean[j], inv_std[j], gamma[j], beta[j]
-        for i in range(n):
-            h = (y[i, j] - mu_t) * inv_t
+        s[j] /= n
+    for i in range(n):
+        for j in range(m):
+            d = y[i, j] - s[j]
+            v[j] += d * d
+    for j in range(m):
+        v[j] /= n
+        mean[j] = s[j]
+        var[j] = v[j]
+        inv_std[j] = 1.0 / np.sqrt(v[j] + eps)
+    for i in range(n):
+        for j in range(m):      # branch-free, so that it vectorises: a kept unit's mask is 1
+            h = (y[i, j] - mean[j]) * inv_std[j]
             xhat[i, j] = h
-            z = g * h + b
-            passes = z > 0 and (not dropout or keep[i, j] != 0)
-            gate[i, j] = 1 if passes else 0
-            out[i, j] = (z * scale if dropout else z) if passes else zero
+            z = gamma[j] * h + beta[j]
+            if dropout:
+                passes = (z > 0) & (keep[i, j] != 0)
+                gate[i, j] = 1 if passes else 0
+                out[i, j] = z * scale if passes else zero
+            else:
+                gate[i, j] = 1 if z > 0 else 0
+                out[i, j] = z if z > 0 else zero
 
 
 @jit
 def _bn_relu_dropout_backward(dout, gate, xhat, gamma, inv_std, scale, dropout, m_t, dy, dgamma, dbeta):
+    """dy (N, M) of ``_bn_relu_dropout``, and dgamma, dbeta: the sums first (float64), then dy, each
+    pass row by row with the features innermost."""
     n, m = dout.shape
     zero = dout.dtype.type(0)
-    for j in range(m):
-        sb = 0.0
-        sg = 0.0
-        for i in range(n):
-            if gate[i, j]:
-                d = dout[i, j] * scale if dropout else dout[i, j]
-                sb += d
-                sg += d * xhat[i, j]
-        dbeta[j] = sb
-        dgamma[j] = sg
-        kk = gamma[j] * inv_std[j]
-        mb = dbeta[j] / m_t[0]
-        mg = dgamma[j] / m_t[0]
-        for i in range(n):
-            d = zero
-            if gate[i, j]:
-                d = dout[i, j] * scale if dropout else dout[i, j]
-            dy[i, j] = kk * (d - mb - xhat[i, j] * mg)
+    sb, sg = np.zeros(m), np.zeros(m)
+    for i in range(n):
+        for j in range(m):
+            d = dout[i, j] * scale if dropout else dout[i, j]
+            d = d if gate[i, j] else zero
+            sb[j] += d
+            sg[j] += d * xhat[i, j]
+    kk, mb, mg = np.empty(m, dtype=dout.dtype), np.empty(m, dtype=dout.dtype), np.empty(m, dtype=dout.dtype)
+    for j in range(m):      # in dout's dtype, as batchnorm_backward
+        dbeta[j] = sb[j]
+        dgamma[j] = sg[j]
+        kk[j] = gamma[j] * inv_std[j]
+        mb[j] = dbeta[j] / m_t[0]
+        mg[j] = dgamma[j] / m_t[0]
+    for i in range(n):
+        for j in range(m):
+            d = dout[i, j] * scale if dropout else dout[i, j]
+            d = d if gate[i, j] else zero
+            dy[i, j] = kk[j] * (d - mb[j] - xhat[i, j] * mg[j])
 
 
 # ----------------------------------------------------------------------------- conv -> BN -> ReLU -> max-pool
